@@ -1,0 +1,107 @@
+"""One set of builders shared by every command line and the Python API."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_collections
+import torch
+
+from lib.checkpoint import check_compatible, clean_state_dict, load_checkpoint
+from lib.config_utils import config_from_json
+from lib.data import PoseData, load_split
+from lib.ema import ExponentialMovingAverage
+from lib.errors import ToolkitError
+from lib.model import ScoreModelFC_Adv
+from lib.sampling import SamplerConfig
+from lib.sde import SDE, get_sde
+
+
+def build_model(config: ml_collections.ConfigDict) -> ScoreModelFC_Adv:
+    m = config.model
+    if m.name != "ScoreModelFC_Adv":
+        raise ToolkitError(f"unknown model.name '{m.name}'; the toolkit provides ScoreModelFC_Adv")
+    if m.hidden_dim % m.num_groups:
+        raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
+    return ScoreModelFC_Adv(num_joints=config.data.num_joints, joint_dim=config.data.joint_dim,
+                            hidden_dim=m.hidden_dim, embed_dim=m.embed_dim, n_blocks=m.n_blocks,
+                            dropout=m.dropout, num_groups=m.num_groups, sigma_min=m.sigma_min,
+                            sigma_max=m.sigma_max, num_scales=m.num_scales)
+
+
+def build_sde(config: ml_collections.ConfigDict) -> SDE:
+    m = config.model
+    try:
+        return get_sde(config.training.sde, m.beta_min, m.beta_max, m.sigma_min, m.sigma_max)
+    except ValueError as e:
+        raise ToolkitError(str(e)) from e
+
+
+def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE, **overrides) -> SamplerConfig:
+    cfg = SamplerConfig.from_config(config.sampling)
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    try:
+        cfg.validate(sde)
+    except ValueError as e:
+        raise ToolkitError(str(e)) from e
+    return cfg
+
+
+def build_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Optimizer:
+    o = config.optim
+    return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay)
+
+
+def load_data(config: ml_collections.ConfigDict, split: str) -> PoseData:
+    d = config.data
+    file = d.train_file if split == "train" else d.test_file
+    sample = d.train_sample if split == "train" else d.test_sample
+    return load_split(d.root, file, d.det_file, split, sample, d.num_joints)
+
+
+def checkpoint_path(ckpt_dir: str | Path, best: bool) -> Path:
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise ToolkitError(f"checkpoint folder {ckpt_dir} does not exist; train with python -m "
+                           f"run.train_fc_adv_3d --config CFG --name NAME (it writes checkpoint/NAME)")
+    path = ckpt_dir / ("best_model.pth" if best else "checkpoint.pth")
+    if not path.is_file():
+        other = "best_model.pth" if not best else "checkpoint.pth"
+        hint = f" ({other} is there: {'add' if not best else 'drop'} --best)" if (ckpt_dir / other).is_file() else ""
+        raise ToolkitError(f"{path} not found{hint}")
+    return path
+
+
+def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None,
+               device: torch.device | str = "cpu", use_ema: bool = True
+               ) -> tuple[ScoreModelFC_Adv, ml_collections.ConfigDict]:
+    """Load a checkpoint (EMA weights by default) in eval mode, with the given config or the one it carries.
+
+    Official U3D files carry no config; then `config` is required.
+    """
+    state = load_checkpoint(path)
+    if config is None:
+        if "config" not in state:
+            raise ToolkitError(f"{path} carries no config (an official file?); pass --config, e.g. "
+                               f"configs/subvp/h36m_ncsnpp_deep_continuous.py")
+        config = config_from_json(state["config"])
+    model = build_model(config)
+    ema = ExponentialMovingAverage(model.parameters(), config.model.ema_rate) if use_ema else None
+    load_weights(model, ema, state, path)
+    if ema is not None and "ema" in state:
+        ema.copy_to(model.parameters())
+    return model.to(device).eval(), config
+
+
+def load_weights(model: torch.nn.Module, ema: ExponentialMovingAverage | None, state: dict,
+                 path: str | Path) -> None:
+    """Load model (and EMA, when given and present) weights, with one-line errors on any mismatch."""
+    sd = clean_state_dict(state["model_state_dict"])
+    check_compatible(model, sd, path)
+    model.load_state_dict(sd)
+    if ema is not None and "ema" in state:
+        try:
+            ema.load_state_dict(state["ema"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ToolkitError(f"checkpoint {path}: EMA does not match the model ({e})") from e

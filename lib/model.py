@@ -1,0 +1,100 @@
+"""The conditional score network of GFPose (ScoreModelFC_Adv), state-dict compatible with U3D.
+
+The network predicts the noise eps; the score is -eps / sigma(t) (see ``ScoreFn``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from lib.sde import SDE, _bcast
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_positions: int = 10000) -> torch.Tensor:
+    """Sinusoidal embedding of (continuous) time labels [B] -> [B, dim] (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_positions) / (half - 1)
+                      * torch.arange(half, dtype=torch.float32, device=timesteps.device))
+    args = timesteps.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    if dim % 2 == 1:
+        emb = nn.functional.pad(emb, (0, 1))
+    return emb
+
+
+class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
+    """Fully connected residual score network with time and condition embeddings.
+
+    Parameters are registered in the official order so that ``state_dict`` keys and
+    ``parameters()`` order match U3D's ``best_model.pth`` (46 tensors for two blocks).
+    """
+
+    def __init__(self, num_joints: int = 17, joint_dim: int = 3, hidden_dim: int = 1024,
+                 embed_dim: int = 512, n_blocks: int = 2, dropout: float = 0.25, num_groups: int = 32,
+                 sigma_min: float = 0.01, sigma_max: float = 50.0, num_scales: int = 1000):
+        super().__init__()
+        self.num_joints, self.joint_dim = num_joints, joint_dim
+        self.embed_dim, self.n_blocks = embed_dim, n_blocks
+        d = num_joints * joint_dim
+        self.act = nn.SiLU()
+        self.pre_dense = nn.Linear(d, hidden_dim)
+        self.pre_dense_t = nn.Linear(embed_dim, hidden_dim)
+        self.pre_dense_cond = nn.Linear(hidden_dim, hidden_dim)
+        self.pre_gnorm = nn.GroupNorm(num_groups, hidden_dim)
+        self.dropout = nn.Dropout(p=dropout)
+        self.shared_time_embed = nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.SiLU())
+        # Unused by the continuous sub-VP model; kept because the official state dict holds it.
+        sigmas = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num_scales))
+        self.register_buffer("sigmas", torch.tensor(sigmas, dtype=torch.float64))
+        self.cond_embed = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU())
+        for i in range(1, n_blocks + 1):
+            for j in (1, 2):
+                setattr(self, f"b{i}_dense{j}", nn.Linear(hidden_dim, hidden_dim))
+                setattr(self, f"b{i}_dense{j}_t", nn.Linear(embed_dim, hidden_dim))
+                setattr(self, f"b{i}_dense{j}_cond", nn.Linear(hidden_dim, hidden_dim))
+                setattr(self, f"b{i}_gnorm{j}", nn.GroupNorm(num_groups, hidden_dim))
+        self.post_dense = nn.Linear(hidden_dim, d)
+
+    def _layer(self, prefix: str, h: torch.Tensor, temb: torch.Tensor, cemb: torch.Tensor) -> torch.Tensor:
+        """Linear(h) + Linear(temb) + Linear(cond) -> GroupNorm -> SiLU -> Dropout."""
+        h = (getattr(self, prefix)(h) + getattr(self, prefix + "_t")(temb)
+             + getattr(self, prefix + "_cond")(cemb))
+        norm = self.pre_gnorm if prefix == "pre_dense" else getattr(self, prefix.replace("dense", "gnorm"))
+        return self.dropout(self.act(norm(h)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the noise. x, condition, mask: [B, J, 3]; t: [B] in [0, 1] -> [B, J, 3]."""
+        b = x.shape[0]
+        cond = x - condition  # [B, J, 3]
+        is_3d = (condition[..., 2] != 0).any(dim=1)  # [B]; a 2D condition has z = 0
+        cond = torch.cat([cond[..., :2], cond[..., 2:] * _bcast(is_3d, cond[..., 2:])], dim=-1)
+        if mask is not None:
+            cond = cond * mask
+        temb = self.shared_time_embed(timestep_embedding(999.0 * t, self.embed_dim))  # [B, E]
+        cemb = self.cond_embed(cond.reshape(b, -1))  # [B, H]
+        h = self._layer("pre_dense", x.reshape(b, -1), temb, cemb)
+        for i in range(1, self.n_blocks + 1):
+            h1 = self._layer(f"b{i}_dense1", h, temb, cemb)
+            h = h + self._layer(f"b{i}_dense2", h1, temb, cemb)
+        return self.post_dense(h).reshape(x.shape)
+
+
+class ScoreFn:
+    """Score s(x, t) = -eps_theta(x, t, cond, mask) / sigma(t); counts network evaluations."""
+
+    def __init__(self, model: nn.Module, sde: SDE):
+        self.model, self.sde = model, sde
+        self.nfe = 0
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+            mask: torch.Tensor | None) -> torch.Tensor:
+        self.nfe += 1
+        return self.model(x, t, condition, mask)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+                 mask: torch.Tensor | None) -> torch.Tensor:
+        return -self.eps(x, t, condition, mask) / _bcast(self.sde.sigma(t), x)
