@@ -21,7 +21,8 @@ def init() -> torch.device:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    """This process's rank (from torchrun's environment also after the process group is gone)."""
+    return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:
@@ -77,10 +78,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def broadcast_object(obj: object) -> object:
-    """Rank 0's object on every rank."""
+def same_on_all_ranks(tensors: list[torch.Tensor], device: torch.device) -> bool:
+    """True if every rank holds exactly rank 0's values (checks that DDP kept replicas in sync)."""
     if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return True
+    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors]).to(comm_device(device))
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    ok = torch.tensor([float(torch.equal(flat, ref))], device=flat.device)
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() == 1.0)
+

@@ -34,12 +34,12 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hypo: int, batch_size: int,
                 seed: int, device: torch.device, save_every: int = 0, progress: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     """Sample S hypotheses per task row, sharded over ranks by fixed-size chunks.
 
     Chunk c always uses the generator seeded with (seed, c), so the result does not depend on the
-    number of ranks. Returns samples [B, S, J, 3] and optionally the trajectory [T, B, S, J, 3], on
-    the CPU, on every rank.
+    number of ranks. Returns samples [B, S, J, 3], optionally the trajectory [T, B, S, J, 3] (on the
+    CPU, on every rank), and the network evaluations per sample (averaged over this rank's chunks).
     """
     rep = task.repeat(hypo)
     n = len(rep)
@@ -47,6 +47,7 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
     ws = dist.world_size()
     c0, c1 = dist.split(n_chunks, ws, dist.rank())
     outs, trajs = [], []
+    nfe_start = score_fn.nfe
     for c in tqdm(range(c0, c1), desc=f"sampling ({cfg.method}, {cfg.steps} steps)", leave=False,
                   disable=not (progress and dist.is_main())):
         sub = rep.slice(c * batch_size, min(n, (c + 1) * batch_size)).to(device)
@@ -67,7 +68,8 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
         local_t = torch.cat(trajs, 1) if trajs else torch.zeros(t_len, 0, j, 3)
         gathered = dist.gather_rows(local_t.transpose(0, 1).contiguous().to(comm), rows).cpu()
         traj_all = gathered.transpose(0, 1).reshape(-1, len(task), hypo, j, 3)
-    return samples, traj_all
+    nfe = (score_fn.nfe - nfe_start) / max(1, c1 - c0)
+    return samples, traj_all, nfe
 
 
 def to_camera_mm(pred: torch.Tensor, data: PoseData, image_size: float, scale: float) -> torch.Tensor:
@@ -209,7 +211,7 @@ class EvalOptions:
 class EvalResult:
     tables: dict[str, dict[str, dict[str, float]]]   # title -> metric -> column -> value
     arrays: dict[str, np.ndarray]                     # results.npz content (DESIGN.md section 6)
-    nfe: int
+    nfe: float                                        # network evaluations per sample
     seconds: float
 
 
@@ -256,10 +258,9 @@ def evaluate_task(model: torch.nn.Module, sde: SDE, config, test: PoseData, trai
     else:
         raise ValueError(f"unknown task '{opts.task}'")
     start = time.monotonic()
-    samples, traj = sample_task(score_fn, sde, task, opts.sampler, opts.hypo, opts.batch_size, opts.seed, device,
-                                opts.save_every)
+    samples, traj, nfe = sample_task(score_fn, sde, task, opts.sampler, opts.hypo, opts.batch_size, opts.seed,
+                                     device, opts.save_every)
     seconds = time.monotonic() - start
-    nfe = score_fn.nfe
     arrays = {"pred3d": ((traj if traj is not None else samples[None]) / scale).numpy()}
     if opts.task != "gen":
         arrays["gt3d"] = (gt / scale).numpy()[None, :, None]

@@ -74,7 +74,7 @@ def evaluate_p1(model: torch.nn.Module, config: ml_collections.ConfigDict, test:
     sde = build_sde(config)
     cfg = build_sampler_config(config, sde, method=e.train_method, steps=e.train_steps)
     task = estimation(test.cond2d(d.image_size, d.scale, d.use_gt_2d))
-    pred, _ = sample_task(ScoreFn(model, sde), sde, task, cfg, 1, e.batch_size, config.seed, device,
+    pred, _, _ = sample_task(ScoreFn(model, sde), sde, task, cfg, 1, e.batch_size, config.seed, device,
                           progress=False)
     err = mpjpe(to_camera_mm(pred[:, 0], test, d.image_size, d.scale), torch.from_numpy(test.pose_cam).float())
     return per_action({"P1": err.numpy()}, test.action)["P1"]["Average"]
@@ -107,6 +107,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     c_all = train_data.cond2d(d.image_size, d.scale, d.use_gt_2d).to(device)  # [N, J, 3]
     eval_data = _eval_subset(test_data, config.eval.train_max_poses)
 
+    torch.manual_seed(config.seed)  # identical initial weights on every rank and in every run
     model = build_model(config).to(device)
     ema = ExponentialMovingAverage(model.parameters(), config.model.ema_rate)
     opt = build_optimizer(config, model.parameters())
@@ -213,6 +214,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     finally:
         bar.close()
     elapsed = time.monotonic() - start
+    if ws > 1:
+        same = dist.same_on_all_ranks(list(model.parameters()) + ema.shadow_params, device)
+        log.info("parameters and EMA %s on all %d ranks", "identical" if same else "DIFFER", ws)
     samples_per_s = (step - start_step) * t.batch_size / max(elapsed, 1e-9)
     save("checkpoint.pth")
     p1 = evaluate() if not (t.eval_every and step % t.eval_every == 0) else best

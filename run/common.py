@@ -115,7 +115,7 @@ def report(result, args: argparse.Namespace, out_default: str, header: dict, hid
     for title, table in result.tables.items():
         shown = {k: v for k, v in table.items() if not k.startswith(hide)} if hide else table
         print(format_table(shown, title))
-    print(f"{result.nfe} network evaluations per sample, {result.seconds:.1f} s sampling")
+    print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
     out = Path(args.out or out_default)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".results.tmp.npz"

@@ -1,0 +1,103 @@
+"""Loss and masking, a short training run, exact resume, atomic checkpoints, DDP under torchrun."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lib.builders import build_model
+from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.config_utils import apply_overrides
+from lib.errors import ToolkitError
+from lib.losses import random_condition_mask
+from lib.skeleton import PARTS
+from lib.train import train
+from tests.conftest import overrides, run_module, tiny_config
+
+
+def test_condition_masks():
+    torch.manual_seed(0)
+    assert torch.equal(random_condition_mask(50, 17, 1.0, 0.0, 0.0, "cpu"), torch.zeros(50, 17, 3))
+    assert torch.equal(random_condition_mask(50, 17, 0.0, 0.0, 0.0, "cpu"), torch.ones(50, 17, 3))
+    part = random_condition_mask(200, 17, 0.0, 1.0, 0.0, "cpu")[..., 0]  # [B, J]
+    dropped = [tuple(torch.nonzero(row == 0).flatten().tolist()) for row in part]
+    assert set(dropped) <= {tuple(sorted(v)) for v in PARTS.values()} and len(set(dropped)) == 5
+    joint = random_condition_mask(200, 17, 0.0, 0.0, 1.0, "cpu")
+    assert ((joint[..., 0] == 0).sum(1) == 1).all()
+    mixed = random_condition_mask(20000, 17, 0.1, 0.1, 0.1, "cpu")
+    assert abs(float((mixed.sum((1, 2)) == 0).float().mean()) - 0.1) < 0.01
+
+
+def test_training_writes_run_and_loss_decreases(trained_run):
+    for name in ("checkpoint.pth", "best_model.pth", "config.json", "log.txt"):
+        assert (trained_run / name).is_file()
+    assert any((trained_run / "tb").iterdir())
+    state = torch.load(trained_run / "checkpoint.pth", weights_only=True)  # safe format
+    assert state["step"] == 30 and "optimizer_state_dict" in state and "config" in state
+    assert isinstance(state["optimizer_state_dict"]["param_groups"][0]["lr"], float)
+    losses = [float(line.split("loss ")[1].split(",")[0]) for line in (trained_run / "log.txt").read_text().splitlines()
+              if ": loss " in line]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert json.loads((trained_run / "config.json").read_text())["model"]["hidden_dim"] == 64
+
+
+def test_resume_is_exact(tmp_path, data_root):
+    config = tiny_config(data_root)
+    config.training.n_iters = 20
+    config.training.eval_every = 0
+    straight = train(config, tmp_path / "straight")
+    config.training.n_iters = 10
+    train(config, tmp_path / "resumed")
+    config.training.n_iters = 20
+    resumed = train(config, tmp_path / "resumed", restore_dir=tmp_path / "resumed")
+    assert straight["step"] == resumed["step"] == 20
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pth")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pth")
+    for k, v in a["model_state_dict"].items():
+        assert torch.equal(v, b["model_state_dict"][k]), k
+    for x, y in zip(a["ema"]["shadow_params"], b["ema"]["shadow_params"], strict=True):
+        assert torch.equal(x, y)
+
+
+def test_restore_dir_missing(tmp_path, data_root):
+    with pytest.raises(ToolkitError, match="does not exist"):
+        train(tiny_config(data_root), tmp_path / "x", restore_dir=tmp_path / "nowhere")
+
+
+def test_atomic_save_keeps_last_good_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pth"
+    save_checkpoint({"model_state_dict": {"w": torch.ones(2)}}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model_state_dict": {"w": torch.zeros(2)}}, path)
+    assert torch.equal(load_checkpoint(path)["model_state_dict"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]
+
+
+def test_config_overrides():
+    config = tiny_config("x")
+    apply_overrides(config, ["model.hidden_dim=128", "data.flip=false", "optim.lr=1e-3", "sampling.method=dpm2m"])
+    assert config.model.hidden_dim == 128 and config.data.flip is False and config.sampling.method == "dpm2m"
+    assert build_model(config).pre_dense.out_features == 128
+    for bad, msg in (("model.hiden_dim=3", "unknown config field"), ("model.hidden_dim=1.5", "whole number"),
+                     ("nosection.a=1", "unknown config section"), ("data.flip=maybe", "true or false")):
+        with pytest.raises(ToolkitError, match=msg):
+            apply_overrides(config, [bad])
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_training(tmp_path, data_root):
+    config = tiny_config(data_root)
+    config.training.n_iters = 6
+    config.training.eval_every = 3
+    res = run_module("run.train_fc_adv_3d", "--config", "configs/subvp/synthetic_small.py", "--name", "ddp",
+                     "--ckpt-root", str(tmp_path), *overrides(config), torchrun=2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = (tmp_path / "ddp" / "log.txt").read_text()
+    assert "2 ranks" in log and "parameters and EMA identical on all 2 ranks" in log
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pth")["step"] == 6
