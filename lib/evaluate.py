@@ -281,9 +281,9 @@ def evaluate_task(model: torch.nn.Module, sde: SDE, config, test: PoseData, trai
                             gt_mm, test.action)
     else:
         px_per_mm = float(np.median((train.box[:, 2] - train.box[:, 0] + 1.0) / 2000.0))
-        as_mm = lambda p: approx_mm(p, size, scale, px_per_mm)  # noqa: E731
         held_out = test.subset(np.linspace(0, len(test) - 1, min(len(test), opts.num_gen)).astype(int))
+        sets = {"generated": samples[:, 0], "held-out real poses": held_out.gt3d(size, scale)}
         tables["gen: plausibility (approx. mm, weak perspective)"] = generation_metrics(
-            {"generated": as_mm(samples[:, 0]), "held-out real poses": as_mm(held_out.gt3d(size, scale))},
-            as_mm(train.gt3d(size, scale)))
+            {k: approx_mm(v, size, scale, px_per_mm) for k, v in sets.items()},
+            approx_mm(train.gt3d(size, scale), size, scale, px_per_mm))
     return EvalResult(tables=tables, arrays=arrays, nfe=nfe, seconds=seconds)

@@ -147,3 +147,13 @@ def test_time_grid_endpoints():
     for schedule in ("uniform", "logsnr", "quadratic"):
         t = time_grid(sde, 10, 1.0, 1e-3, schedule)
         assert t.shape == (11,) and t[0] == 1.0 and abs(t[-1] - 1e-3) < 1e-7 and (t.diff() < 0).all()
+
+
+def test_langevin_corrector_keeps_the_distribution():
+    sde = SubVPSDE()
+    cfg = SamplerConfig(method="em", steps=200, corrector="langevin", snr=0.16, corrector_steps=1)
+    fn = ScoreFn(GaussianEps(sde, MU, 0.5), sde)
+    x, _ = sample(fn, sde, tasks.generation(4000), cfg, torch.Generator().manual_seed(0))
+    assert fn.nfe == 400  # predictor + corrector per step
+    assert (x.mean(0) - MU).abs().max() < 0.06
+    assert abs(x.std(0).mean() - 0.5) < 0.03
