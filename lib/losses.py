@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from lib.model import ScoreFn
-from lib.sde import SDE, _bcast
+from lib.sde import SDE, expand_like
 from lib.skeleton import PARTS
 
 
@@ -37,7 +37,7 @@ def dsm_loss(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, cond2d: torch.Tensor
     t = torch.rand(b, device=x0.device) * (sde.T - eps) + eps  # [B]
     z = torch.randn_like(x0)
     mean, std = sde.marginal_prob(x0, t)
-    xt = mean + _bcast(std, x0) * z
+    xt = mean + expand_like(std, x0) * z
     use_3d = (torch.rand(b, device=x0.device) < p_cond_3d)[:, None, None]
     condition = torch.where(use_3d, x0, cond2d)  # [B, J, 3]
     mask = random_condition_mask(b, j, *mask_probs, device=x0.device)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.sde import SDE, _bcast
+from lib.sde import SDE, expand_like
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_positions: int = 10000) -> torch.Tensor:
@@ -71,7 +71,7 @@ class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
         b = x.shape[0]
         cond = x - condition  # [B, J, 3]
         is_3d = (condition[..., 2] != 0).any(dim=1)  # [B]; a 2D condition has z = 0
-        cond = torch.cat([cond[..., :2], cond[..., 2:] * _bcast(is_3d, cond[..., 2:])], dim=-1)
+        cond = torch.cat([cond[..., :2], cond[..., 2:] * expand_like(is_3d, cond[..., 2:])], dim=-1)
         if mask is not None:
             cond = cond * mask
         temb = self.shared_time_embed(timestep_embedding(999.0 * t, self.embed_dim))  # [B, E]
@@ -97,4 +97,4 @@ class ScoreFn:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
                  mask: torch.Tensor | None) -> torch.Tensor:
-        return -self.eps(x, t, condition, mask) / _bcast(self.sde.sigma(t), x)
+        return -self.eps(x, t, condition, mask) / expand_like(self.sde.sigma(t), x)

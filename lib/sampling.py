@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from lib.model import ScoreFn
-from lib.sde import SDE, VESDE, VPSDE, SubVPSDE, _bcast
+from lib.sde import SDE, VESDE, VPSDE, SubVPSDE, expand_like
 from lib.tasks import Task
 
 STOCHASTIC = ("em", "reverse_diffusion", "ancestral")
@@ -103,11 +103,11 @@ class _Run:
         """Data prediction x0 = (x - sigma eps) / alpha."""
         tv = self.tvec(t)
         eps = self.score_fn.eps(x, tv, self.task.condition, self.task.mask)
-        return (x - _bcast(self.sde.sigma(tv), x) * eps) / _bcast(self.sde.alpha(tv), x)
+        return (x - expand_like(self.sde.sigma(tv), x) * eps) / expand_like(self.sde.alpha(tv), x)
 
     def ode_drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         drift, g = self.sde.sde(x, self.tvec(t))
-        return drift - 0.5 * _bcast(g ** 2, x) * self.score(x, t)
+        return drift - 0.5 * expand_like(g ** 2, x) * self.score(x, t)
 
     def impute(self, x: torch.Tensor, t: torch.Tensor, stochastic: bool) -> torch.Tensor:
         """Replace observed coordinates by the observation perturbed to time t."""
@@ -116,7 +116,7 @@ class _Run:
             return x
         noise = self.randn(x.shape) if stochastic else self.fixed_noise
         tv = self.tvec(t)
-        known = _bcast(self.sde.alpha(tv), x) * task.observed + _bcast(self.sde.sigma(tv), x) * noise
+        known = expand_like(self.sde.alpha(tv), x) * task.observed + expand_like(self.sde.sigma(tv), x) * noise
         return torch.where(task.observed_mask > 0, known, x)
 
 
@@ -144,20 +144,20 @@ def _stochastic_step(run: _Run, x: torch.Tensor, t: torch.Tensor, t_next: torch.
     s = run.score(x, t)
     if method == "em":  # reverse SDE: dx = [f - g^2 s] dt + g dw, dt < 0
         drift, g = sde.sde(x, tv)
-        mean = x - (drift - _bcast(g ** 2, x) * s) * dt
-        return mean + _bcast(g, x) * math.sqrt(dt) * run.randn(x.shape), mean
+        mean = x - (drift - expand_like(g ** 2, x) * s) * dt
+        return mean + expand_like(g, x) * math.sqrt(dt) * run.randn(x.shape), mean
     if method == "reverse_diffusion":  # x_i = x_{i+1} - f + G^2 s + G z with the SDE's discretisation
         f, big_g = sde.discretize(x, run.tvec(t_next), dt)
-        mean = x - f + _bcast(big_g ** 2, x) * s
-        return mean + _bcast(big_g, x) * run.randn(x.shape), mean
+        mean = x - f + expand_like(big_g ** 2, x) * s
+        return mean + expand_like(big_g, x) * run.randn(x.shape), mean
     if isinstance(sde, VESDE):  # SMLD ancestral
         s2, s2_next = sde.sigma(tv) ** 2, sde.sigma(run.tvec(t_next)) ** 2
-        mean = x + _bcast(s2 - s2_next, x) * s
+        mean = x + expand_like(s2 - s2_next, x) * s
         std = torch.sqrt(s2_next * (s2 - s2_next) / s2)
-        return mean + _bcast(std, x) * run.randn(x.shape), mean
+        return mean + expand_like(std, x) * run.randn(x.shape), mean
     beta = sde.beta(tv) * dt  # DDPM ancestral
-    mean = (x + _bcast(beta, x) * s) / torch.sqrt(1.0 - _bcast(beta, x))
-    return mean + _bcast(torch.sqrt(beta), x) * run.randn(x.shape), mean
+    mean = (x + expand_like(beta, x) * s) / torch.sqrt(1.0 - expand_like(beta, x))
+    return mean + expand_like(torch.sqrt(beta), x) * run.randn(x.shape), mean
 
 
 def _rk45(run: _Run, x: torch.Tensor, t0: float, t1: float) -> tuple[torch.Tensor, int]:

@@ -34,7 +34,7 @@ class SDE:
 
     def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [B, ...] and std [B] of x_t given x_0."""
-        return _bcast(self.alpha(t), x0) * x0, self.sigma(t)
+        return expand_like(self.alpha(t), x0) * x0, self.sigma(t)
 
     def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward step x_{t+dt} = x + f + G z: returns f [B, ...] and G [B] (Euler by default)."""
@@ -57,7 +57,7 @@ class SDE:
         return 0.5 * (lo + hi)
 
 
-def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample [B] (or scalar) tensor to broadcast against x [B, ...]."""
     return v.reshape(v.shape + (1,) * (x.dim() - v.dim()))
 
@@ -83,12 +83,12 @@ class VPSDE(SDE):
 
     def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         beta = self.beta(t)
-        return -0.5 * _bcast(beta, x) * x, torch.sqrt(beta)
+        return -0.5 * expand_like(beta, x) * x, torch.sqrt(beta)
 
     def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
         """DDPM: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z with beta_i = beta(t) dt."""
         beta_i = self.beta(t) * dt
-        return (torch.sqrt(1.0 - _bcast(beta_i, x)) - 1.0) * x, torch.sqrt(beta_i)
+        return (torch.sqrt(1.0 - expand_like(beta_i, x)) - 1.0) * x, torch.sqrt(beta_i)
 
 
 class SubVPSDE(VPSDE):
@@ -102,7 +102,7 @@ class SubVPSDE(VPSDE):
     def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         beta = self.beta(t)
         discount = -torch.expm1(4.0 * self.log_alpha(t))  # 1 - exp(-2 int_0^t beta)
-        return -0.5 * _bcast(beta, x) * x, torch.sqrt(beta * discount)
+        return -0.5 * expand_like(beta, x) * x, torch.sqrt(beta * discount)
 
 
 class VESDE(SDE):

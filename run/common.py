@@ -13,8 +13,10 @@ import ml_collections
 import numpy as np
 
 from lib import dist
+from lib.builders import checkpoint_path, load_model
 from lib.config_utils import apply_overrides, load_config
 from lib.errors import ToolkitError
+from lib.metrics import format_table
 
 
 def add_config_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -93,8 +95,6 @@ def relaunch_workers(gpus: int, module: str) -> bool:
 
 def load_for_eval(args: argparse.Namespace, overrides: list[str]):
     """Resolve the config (checkpoint's own, or --config for official files), load the EMA model and data."""
-    from lib.builders import checkpoint_path, load_model
-
     device = dist.init()
     path = checkpoint_path(args.ckpt_dir, args.best)
     model, config = load_model(path, load_config(args.config) if args.config else None, device)
@@ -108,8 +108,6 @@ def load_for_eval(args: argparse.Namespace, overrides: list[str]):
 
 def report(result, args: argparse.Namespace, out_default: str, header: dict, hide: tuple[str, ...] = ()) -> None:
     """Rank 0 prints the tables (less rows starting with `hide`) and writes results.npz and --json (all rows)."""
-    from lib.metrics import format_table
-
     if not dist.is_main():
         return
     for title, table in result.tables.items():

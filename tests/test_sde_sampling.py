@@ -7,7 +7,7 @@ import torch
 from lib import tasks
 from lib.model import ScoreFn
 from lib.sampling import METHODS, SamplerConfig, sample, time_grid
-from lib.sde import VESDE, VPSDE, SubVPSDE, _bcast
+from lib.sde import VESDE, VPSDE, SubVPSDE, expand_like
 
 SDES = [SubVPSDE(), VPSDE(), VESDE()]
 
@@ -40,7 +40,7 @@ class GaussianEps(torch.nn.Module):
         self.sde, self.mu, self.s = sde, mu, s
 
     def forward(self, x, t, condition, mask):
-        a, sg = _bcast(self.sde.alpha(t), x), _bcast(self.sde.sigma(t), x)
+        a, sg = expand_like(self.sde.alpha(t), x), expand_like(self.sde.sigma(t), x)
         return sg * (x - a * self.mu) / (a ** 2 * self.s ** 2 + sg ** 2)
 
 

@@ -101,3 +101,31 @@ def test_torchrun_two_process_training(tmp_path, data_root):
     log = (tmp_path / "ddp" / "log.txt").read_text()
     assert "2 ranks" in log and "parameters and EMA identical on all 2 ranks" in log
     assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pth")["step"] == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits(tmp_path, data_root):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    config = tiny_config(data_root)
+    config.training.n_iters = 10_000_000
+    config.training.eval_every = 0
+    config.training.snapshot_every = 0
+    cmd = [sys.executable, "-m", "run.train_fc_adv_3d", "--config", "configs/subvp/synthetic_small.py",
+           "--name", "stop", "--ckpt-root", str(tmp_path), *overrides(config)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stop" / "log.txt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and ": loss " in log.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err[-2000:]
+    assert load_checkpoint(tmp_path / "stop" / "checkpoint.pth")["step"] >= 10
