@@ -58,8 +58,8 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
             trajs.append(torch.stack(traj).float().cpu())  # [T, chunk, J, 3]
     j = task.condition.shape[1]
     local = torch.cat(outs) if outs else torch.zeros(0, j, 3)
-    rows = [min(n, dist.split(n_chunks, ws, r)[1] * batch_size) - min(n, dist.split(n_chunks, ws, r)[0] * batch_size)
-            for r in range(ws)]
+    bounds = [dist.split(n_chunks, ws, r) for r in range(ws)]  # chunk range of each rank
+    rows = [min(n, b * batch_size) - min(n, a * batch_size) for a, b in bounds]
     comm = dist.comm_device(device)
     samples = dist.gather_rows(local.to(comm), rows).cpu().reshape(len(task), hypo, j, 3)
     traj_all = None
