@@ -122,11 +122,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     per_rank = t.batch_size // ws
     steps_per_epoch = len(train_data) // t.batch_size
     writer = SummaryWriter(str(workdir / "tb")) if dist.is_main() else None
+    baseline_p1 = mean_pose_p1(train_data, test_data)
     if dist.is_main():
         (workdir / "config.json").write_text(config_to_json(config))
         log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters", len(train_data),
                  steps_per_epoch, ws, device, sum(p.numel() for p in model.parameters()))
-        log.info("baseline: predicting the mean training pose gives P1 %.1f mm", mean_pose_p1(train_data, test_data))
+        log.info("baseline: predicting the mean training pose gives P1 %.1f mm", baseline_p1)
 
     def save(name: str) -> None:
         if not dist.is_main():
@@ -226,7 +227,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
         writer.close()
     dist.barrier()
     return {"step": step, "p1": p1, "best_p1": best, "samples_per_s": samples_per_s,
-            "mean_pose_p1": mean_pose_p1(train_data, test_data)}
+            "mean_pose_p1": baseline_p1}
 
 
 def _restore(path: Path, model: torch.nn.Module, ema: ExponentialMovingAverage, opt: torch.optim.Optimizer
