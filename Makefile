@@ -1,6 +1,6 @@
 # Two commands for a fresh machine:
-#   make demo   set up .venv, make the synthetic data, train the small model, run all five tasks
-#               (make demo-tasks reruns the five tasks on an existing checkpoint/demo)
+#   make demo   set up .venv, make the synthetic data, train the small model, run all five tasks and
+#               draw them into docs/ (make demo-tasks reruns the tasks and pictures on checkpoint/demo)
 #   make test   set up .venv with test tools, run ruff and the test suite
 PY ?= python3
 VENV ?= .venv
@@ -9,8 +9,9 @@ CKPT := checkpoint/demo
 # The demo samples with 200 Euler-Maruyama steps (the paper uses 1000) to stay within minutes on a CPU.
 TASK_ARGS := --ckpt-dir $(CKPT) --best --sample 4 --steps 200
 EVAL := $(BIN)/python -m run.eval_fc_mp_adv_3d $(TASK_ARGS)
+VIS := $(BIN)/python -m run.visualize
 
-.PHONY: demo demo-tasks test lint venv clean
+.PHONY: demo demo-tasks demo-pictures benchmark test lint venv clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -28,12 +29,30 @@ demo: venv data/synthetic/synthetic_train.pkl
 	$(MAKE) demo-tasks
 
 demo-tasks: venv
-	$(EVAL) --hypo 10 --proto2 --json $(CKPT)/est.json est
-	$(EVAL) --proto2 --json $(CKPT)/comp2d.json comp2d --randj 2
-	$(EVAL) --proto2 --json $(CKPT)/comp3d.json comp3d --jlist right_leg
-	$(EVAL) --json $(CKPT)/gen.json gen --num 500
-	$(BIN)/python -m run.denoise_fc_adv_3d $(TASK_ARGS) --json $(CKPT)/den.json \
+	$(EVAL) --hypo 10 --proto2 --json $(CKPT)/est.json --out $(CKPT)/est est
+	$(EVAL) --proto2 --json $(CKPT)/comp2d.json --out $(CKPT)/comp2d comp2d --randj 2
+	$(EVAL) --proto2 --json $(CKPT)/comp3d.json --out $(CKPT)/comp3d comp3d --jlist right_leg
+	$(EVAL) --json $(CKPT)/gen.json --out $(CKPT)/gen gen --num 500
+	$(BIN)/python -m run.denoise_fc_adv_3d $(TASK_ARGS) --json $(CKPT)/den.json --out $(CKPT)/den \
 		den --noise-type gaussian --std 20 --t 0.05
+	$(MAKE) demo-pictures
+
+# Pictures of the five tasks for the README; the GIF and the HTML viewer come from a small run with trajectories.
+demo-pictures: venv
+	mkdir -p docs
+	$(VIS) --input $(CKPT)/est/results.npz --num-human 4 --num-hypo 5 --vis-gt --out docs/est.png
+	$(VIS) --input $(CKPT)/comp2d/results.npz --num-human 4 --vis-gt --out docs/comp2d.png
+	$(VIS) --input $(CKPT)/comp3d/results.npz --num-human 4 --vis-gt --out docs/comp3d.png
+	$(VIS) --input $(CKPT)/gen/results.npz --num-human 8 --out docs/gen.png
+	$(VIS) --input $(CKPT)/den/results.npz --num-human 4 --vis-gt --out docs/den.png
+	$(BIN)/python -m run.eval_fc_mp_adv_3d --ckpt-dir $(CKPT) --best --sample 240 --steps 200 --hypo 5 \
+		--save trajs --traj-frames 25 --out $(CKPT)/est_traj est
+	$(VIS) --input $(CKPT)/est_traj/results.npz --num-human 4 --num-hypo 5 --vis-gt --out docs/est.gif
+	$(VIS) --input $(CKPT)/est_traj/results.npz --num-human 4 --num-hypo 5 --vis-gt --out $(CKPT)/est.html
+
+# Speed and accuracy-per-NFE against the reference loops (a few minutes on CPU; needs checkpoint/demo).
+benchmark: venv
+	$(BIN)/python -m run.benchmark --json $(CKPT)/benchmark.json
 
 lint: venv
 	$(BIN)/ruff check .

@@ -60,16 +60,19 @@ def get_default_configs() -> ml_collections.ConfigDict:
 
     config.sampling = sampling = ml_collections.ConfigDict()
     # em | reverse_diffusion | ancestral | pflow_euler | pflow_rk45 | heun | ddim | dpm2m
-    sampling.method = "em"
+    sampling.method = "em"                 # the paper's sampler (1000 steps)
     sampling.steps = 1000
     sampling.eps = 1e-3                    # sampling ends at t = eps
     sampling.corrector = "none"            # none | langevin
     sampling.snr = 0.16                    # Langevin corrector signal-to-noise ratio
     sampling.corrector_steps = 1
     sampling.noise_removal = True          # final denoising step (Tweedie) for stochastic samplers
-    sampling.schedule = "uniform"          # time grid: uniform | logsnr | quadratic
+    sampling.schedule = "uniform"          # time grid: uniform | logsnr | quadratic | edm
     sampling.rtol = 1e-5                   # adaptive solver tolerances
     sampling.atol = 1e-5
+    sampling.eta = 0.0                     # ddim / dpm2m noise: 0 = probability-flow ODE, 1 = reverse SDE
+    sampling.bf16 = False                  # bf16 autocast of the score network (GPU; checked by run.benchmark)
+    sampling.compile = False               # torch.compile the score network (CUDA graphs on GPU)
 
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.batch_size = 1000           # poses x hypotheses per network call

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lib import tasks as T
-from lib.builders import build_sampler_config, build_sde, checkpoint_path, load_model
+from lib.builders import build_sampler_config, build_score_fn, build_sde, checkpoint_path, load_model
 from lib.config_utils import load_config
 from lib.data import denormalize, image_to_camera, normalize
 from lib.errors import ToolkitError
@@ -37,6 +37,7 @@ class PosePrior:
         self.model = model.to(self.device).eval()
         self.config = config
         self.sde = build_sde(config)
+        self.score_fn = build_score_fn(self.model, self.sde, config)
         self.scale, self.image_size = float(config.data.scale), float(config.data.image_size)
         self.num_joints = int(config.data.num_joints)
 
@@ -104,7 +105,7 @@ class PosePrior:
             raise ToolkitError(f"hypotheses must be >= 1, got {hypotheses}")
         cfg = build_sampler_config(self.config, self.sde, method=method, steps=steps)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        x, _ = sample(ScoreFn(self.model, self.sde), self.sde, task.repeat(hypotheses).to(self.device), cfg, gen)
+        x, _ = sample(self.score_fn, self.sde, task.repeat(hypotheses).to(self.device), cfg, gen)
         return x.reshape(len(task), hypotheses, self.num_joints, 3).cpu() / self.scale
 
     @staticmethod

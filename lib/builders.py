@@ -11,7 +11,7 @@ from lib.config_utils import config_from_json
 from lib.data import PoseData, load_split
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
-from lib.model import ScoreModelFC_Adv
+from lib.model import ScoreFn, ScoreModelFC_Adv
 from lib.sampling import SamplerConfig
 from lib.sde import SDE, get_sde
 
@@ -34,6 +34,11 @@ def build_sde(config: ml_collections.ConfigDict) -> SDE:
         return get_sde(config.training.sde, m.beta_min, m.beta_max, m.sigma_min, m.sigma_max)
     except ValueError as e:
         raise ToolkitError(str(e)) from e
+
+
+def build_score_fn(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict) -> ScoreFn:
+    """The score of a model for sampling, with the config's bf16 autocast and torch.compile choices."""
+    return ScoreFn(model, sde, bf16=config.sampling.bf16, compile=config.sampling.compile)
 
 
 def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE, **overrides) -> SamplerConfig:

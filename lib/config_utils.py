@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ml_collections
 
+from configs.default_h36m_configs import get_default_configs
 from lib.errors import ToolkitError
 
 
@@ -67,4 +68,10 @@ def config_to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(json.loads(text))
+    """A stored config; fields added to the toolkit after it was written take their defaults."""
+
+    def merge(base: dict, stored: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in stored.items()}}
+
+    return ml_collections.ConfigDict(merge(get_default_configs().to_dict(), json.loads(text)))

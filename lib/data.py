@@ -76,6 +76,7 @@ class PoseData:
     subject: np.ndarray                    # [N] int
     subaction: np.ndarray                  # [N] int
     cameraid: np.ndarray                   # [N] int
+    action_name: np.ndarray | None = None  # [N] str: the row's 'action_name', else the Human3.6M name
     det2d: np.ndarray | None = None        # [N, J, 2] detected keypoints (pixels)
     det_conf: np.ndarray | None = None     # [N, J] detector confidences
     source: str = field(default="")
@@ -139,9 +140,11 @@ def rows_to_posedata(rows: list[dict], path: Path, num_joints: int = 17) -> Pose
     root_depth = (np.array([float(r["root_depth"]) for r in rows]) if "root_depth" in rows[0]
                   else pose_cam[:, 0, 2])
     _check_finite("root_depth", root_depth, path)
+    names = np.array([str(r.get("action_name") or ACTIONS.get(a, a)) for r, a in zip(rows, ints["action"],
+                                                                                      strict=True)])
     return PoseData(pose_img=_stack(rows, "joint_3d_image", (num_joints, 3), path), pose_cam=pose_cam,
                     cam=cam, box=_stack(rows, "box", (4,), path), root_depth=root_depth, source=str(path),
-                    **ints)
+                    action_name=names, **ints)
 
 
 def attach_detections(data: PoseData, det: dict, split: str, path: Path) -> PoseData:

@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from lib import dist
+from lib.builders import build_score_fn
 from lib.data import PoseData, denormalize, image_to_camera, normalize, project
 from lib.metrics import joint_errors, mpjpe, pa_mpjpe, per_action, procrustes_align
 from lib.model import ScoreFn
@@ -205,6 +206,7 @@ class EvalOptions:
     noise_type: str = "gaussian"            # den
     noise_std: float = 5.0                  # den: mm
     t_start: float = 0.05                   # den
+    progress: bool = True                   # progress bar on rank 0
 
 
 @dataclass
@@ -233,7 +235,7 @@ def evaluate_task(model: torch.nn.Module, sde: SDE, config, test: PoseData, trai
     """Build the task from the data, sample (sharded over ranks), and compute that task's metrics."""
     d = config.data
     size, scale = d.image_size, d.scale
-    score_fn = ScoreFn(model, sde)
+    score_fn = build_score_fn(model, sde, config)
     extra: dict[str, np.ndarray] = {}
     gt = test.gt3d(size, scale)
     cond2d = test.cond2d(size, scale, opts.use_gt_2d)
@@ -259,7 +261,7 @@ def evaluate_task(model: torch.nn.Module, sde: SDE, config, test: PoseData, trai
         raise ValueError(f"unknown task '{opts.task}'")
     start = time.monotonic()
     samples, traj, nfe = sample_task(score_fn, sde, task, opts.sampler, opts.hypo, opts.batch_size, opts.seed,
-                                     device, opts.save_every)
+                                     device, opts.save_every, opts.progress)
     seconds = time.monotonic() - start
     arrays = {"pred3d": ((traj if traj is not None else samples[None]) / scale).numpy()}
     if opts.task != "gen":
@@ -271,14 +273,14 @@ def evaluate_task(model: torch.nn.Module, sde: SDE, config, test: PoseData, trai
     tables: dict[str, dict[str, dict[str, float]]] = {}
     if opts.task == "est":
         tables[f"est: 3D from {'GT' if opts.use_gt_2d else 'detected'} 2D, S = {opts.hypo} (mm)"] = \
-            estimation_metrics(to_camera_mm(samples, test, size, scale), gt_mm, test.action)
+            estimation_metrics(to_camera_mm(samples, test, size, scale), gt_mm, test.action_name)
     elif opts.task in ("comp2d", "comp3d"):
         tables[f"{opts.task}: {int(missing.sum(1).float().mean())} missing joints per pose, S = {opts.hypo} (mm)"] = \
-            completion_metrics(to_camera_mm(samples, test, size, scale), gt_mm, missing, test.action)
+            completion_metrics(to_camera_mm(samples, test, size, scale), gt_mm, missing, test.action_name)
     elif opts.task == "den":
         tables[f"den: {opts.noise_type} noise, std {opts.noise_std} mm, t = {opts.t_start} (mm)"] = \
             denoise_metrics(torch.from_numpy(noisy_cam).float(), to_camera_mm(samples[:, 0], test, size, scale),
-                            gt_mm, test.action)
+                            gt_mm, test.action_name)
     else:
         px_per_mm = float(np.median((train.box[:, 2] - train.box[:, 0] + 1.0) / 2000.0))
         held_out = test.subset(np.linspace(0, len(test) - 1, min(len(test), opts.num_gen)).astype(int))

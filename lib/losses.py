@@ -28,10 +28,12 @@ def random_condition_mask(batch: int, num_joints: int, p_whole: float, p_part: f
 
 
 def dsm_loss(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, cond2d: torch.Tensor,
-             mask_probs: tuple[float, float, float], p_cond_3d: float, eps: float = 1e-5) -> torch.Tensor:
+             mask_probs: tuple[float, float, float], p_cond_3d: float, eps: float = 1e-5,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over the batch of 0.5 * sum_d (s(x_t, t) sigma(t) + z)^2 (score matching, sum over 51 dims).
 
-    x0: [B, J, 3] clean poses; cond2d: [B, J, 3] 2D conditions (z = 0).
+    x0: [B, J, 3] clean poses; cond2d: [B, J, 3] 2D conditions (z = 0); mask: [B, J, 3] condition masks
+    (drawn with mask_probs when not given).
     """
     b, j, _ = x0.shape
     t = torch.rand(b, device=x0.device) * (sde.T - eps) + eps  # [B]
@@ -40,7 +42,8 @@ def dsm_loss(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, cond2d: torch.Tensor
     xt = mean + expand_like(std, x0) * z
     use_3d = (torch.rand(b, device=x0.device) < p_cond_3d)[:, None, None]
     condition = torch.where(use_3d, x0, cond2d)  # [B, J, 3]
-    mask = random_condition_mask(b, j, *mask_probs, device=x0.device)
+    if mask is None:
+        mask = random_condition_mask(b, j, *mask_probs, device=x0.device)
     # score * std = -eps_theta, so the residual is z - eps_theta.
     residual = z - score_fn.eps(xt, t, condition, mask)
     return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()

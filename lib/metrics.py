@@ -51,11 +51,16 @@ def joint_errors(pred: torch.Tensor, gt: torch.Tensor, joints: torch.Tensor | No
 
 
 def per_action(errors: dict[str, np.ndarray], actions: np.ndarray) -> dict[str, dict[str, float]]:
-    """Average each error column per action id and over actions (the paper averages over actions)."""
+    """Average each error column per action (ids or names) and over actions (the paper averages over actions).
+
+    Human3.6M actions come first in the paper's order; other names (CMU, your own data) follow sorted.
+    """
     table: dict[str, dict[str, float]] = {}
-    present = [a for a in ACTIONS if (actions == a).any()] or sorted(set(actions.tolist()))
+    labels = np.array([ACTIONS.get(a, str(a)) for a in actions.tolist()])
+    found = set(labels.tolist())
+    present = [a for a in ACTIONS.values() if a in found] + sorted(found - set(ACTIONS.values()))
     for name, err in errors.items():
-        row = {ACTIONS.get(a, str(a)): float(err[actions == a].mean()) for a in present}
+        row = {a: float(err[labels == a].mean()) for a in present}
         row["Average"] = float(np.mean(list(row.values())))
         table[name] = row
     return table

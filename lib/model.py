@@ -74,7 +74,11 @@ class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
         cond = torch.cat([cond[..., :2], cond[..., 2:] * expand_like(is_3d, cond[..., 2:])], dim=-1)
         if mask is not None:
             cond = cond * mask
-        temb = self.shared_time_embed(timestep_embedding(999.0 * t, self.embed_dim))  # [B, E]
+        # While sampling, every row shares one time (t is an expanded scalar, stride 0): embed it once and
+        # let the time projections broadcast, which saves a fifth of the network's multiply-adds.
+        if t.dim() == 1 and t.shape[0] > 1 and t.stride(0) == 0:
+            t = t[:1]
+        temb = self.shared_time_embed(timestep_embedding(999.0 * t, self.embed_dim))  # [B or 1, E]
         cemb = self.cond_embed(cond.reshape(b, -1))  # [B, H]
         h = self._layer("pre_dense", x.reshape(b, -1), temb, cemb)
         for i in range(1, self.n_blocks + 1):
@@ -84,16 +88,25 @@ class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
 
 
 class ScoreFn:
-    """Score s(x, t) = -eps_theta(x, t, cond, mask) / sigma(t); counts network evaluations."""
+    """Score s(x, t) = -eps_theta(x, t, cond, mask) / sigma(t); counts network evaluations.
 
-    def __init__(self, model: nn.Module, sde: SDE):
-        self.model, self.sde = model, sde
+    bf16: run the network under bfloat16 autocast (outputs are returned in float32).
+    compile: torch.compile the network; on CUDA with mode 'reduce-overhead', which replays CUDA graphs.
+    """
+
+    def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False):
+        self.model, self.sde, self.bf16 = model, sde, bf16
+        self.net = model
+        if compile:
+            on_cuda = next(model.parameters()).is_cuda
+            self.net = torch.compile(model, mode="reduce-overhead" if on_cuda else None, dynamic=False)
         self.nfe = 0
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
             mask: torch.Tensor | None) -> torch.Tensor:
         self.nfe += 1
-        return self.model(x, t, condition, mask)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(x, t, condition, mask).float()
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
                  mask: torch.Tensor | None) -> torch.Tensor:

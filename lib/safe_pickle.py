@@ -39,6 +39,14 @@ def load_pickle(path: str | Path) -> Any:
         raise ToolkitError(f"cannot read pickle {path}: {e}") from e
 
 
+def loads_restricted(data: bytes, where: str) -> Any:
+    """Unpickle bytes that may only hold numpy arrays and plain Python data (e.g. an npz object entry)."""
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as e:
+        raise ToolkitError(f"cannot read pickled data in {where}: {e}") from e
+
+
 def save_pickle(obj: Any, path: str | Path) -> None:
     """Write a pickle atomically (temporary name, then rename)."""
     path = Path(path)

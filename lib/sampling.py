@@ -5,6 +5,10 @@ Langevin corrector (predictor-corrector, Song et al. 2021 Alg. 1-3).
 Deterministic, on the probability-flow ODE dx/dt = f(x, t) - 1/2 g(t)^2 s(x, t) (Song et al. eq. 13):
 'pflow_euler', 'heun' (2nd order), 'pflow_rk45' (adaptive Dormand-Prince), 'ddim' and 'dpm2m'
 (DPM-Solver++(2M), Lu et al. 2022, in the half log-SNR lambda = log(alpha / sigma)).
+With eta > 0, 'ddim' and 'dpm2m' solve the reverse SDE instead (SDE-DPM-Solver++, eta = 1): the fresh
+noise each step corrects errors of the initial state, as Euler-Maruyama does, at a fraction of its steps.
+
+No step synchronises with the host: the time grid is made once, and trajectories stay on the device.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from lib.tasks import Task
 STOCHASTIC = ("em", "reverse_diffusion", "ancestral")
 DETERMINISTIC = ("pflow_euler", "heun", "pflow_rk45", "ddim", "dpm2m")
 METHODS = STOCHASTIC + DETERMINISTIC
+SCHEDULES = ("uniform", "logsnr", "quadratic", "edm")
 
 
 @dataclass
@@ -34,6 +39,7 @@ class SamplerConfig:
     schedule: str = "uniform"
     rtol: float = 1e-5
     atol: float = 1e-5
+    eta: float = 0.0            # ddim / dpm2m: 0 = probability-flow ODE, 1 = reverse SDE
 
     @classmethod
     def from_config(cls, cfg) -> SamplerConfig:
@@ -48,23 +54,32 @@ class SamplerConfig:
             raise ValueError(f"unknown corrector '{self.corrector}'; choose none or langevin")
         if self.steps < 1:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
-        if self.schedule not in ("uniform", "logsnr", "quadratic"):
-            raise ValueError(f"unknown schedule '{self.schedule}'; choose uniform, logsnr or quadratic")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}")
+        if self.eta < 0 or (self.eta > 0 and self.method not in ("ddim", "dpm2m")):
+            raise ValueError(f"sampling.eta ({self.eta}) must be >= 0 and is only used by ddim and dpm2m")
+
+    @property
+    def stochastic(self) -> bool:
+        return self.method in STOCHASTIC or self.eta > 0
 
 
-def time_grid(sde: SDE, steps: int, t_start: float, eps: float, schedule: str,
-              device: torch.device | str = "cpu") -> torch.Tensor:
-    """Decreasing times [steps + 1] from t_start to eps."""
+def time_grid(sde: SDE, steps: int, t_start: float, eps: float, schedule: str) -> torch.Tensor:
+    """Decreasing times [steps + 1] from t_start to eps (float64, on the CPU)."""
     u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
     if schedule == "uniform":
-        t = t_start + (eps - t_start) * u
-    elif schedule == "quadratic":  # denser near eps, where the score changes fastest
-        t = eps + (t_start - eps) * (1.0 - u) ** 2
-    else:  # uniform in lambda = log(alpha / sigma)
-        lo, hi = (sde.lambda_(torch.tensor(v, dtype=torch.float64)) for v in (t_start, eps))
-        t = sde.t_of_lambda(lo + (hi - lo) * u)
-        t[0], t[-1] = t_start, eps
-    return t.to(device=device, dtype=torch.float32)
+        return t_start + (eps - t_start) * u
+    if schedule == "quadratic":  # denser near eps, where the score changes fastest
+        return eps + (t_start - eps) * (1.0 - u) ** 2
+    lo, hi = (sde.lambda_(torch.tensor(v, dtype=torch.float64)) for v in (t_start, eps))
+    if schedule == "logsnr":  # uniform in lambda = log(alpha / sigma)
+        lam = lo + (hi - lo) * u
+    else:  # 'edm': Karras et al. 2022 eq. 5 with rho = 7 on the noise level e^-lambda = sigma / alpha
+        rho = 7.0
+        lam = -rho * torch.log(torch.exp(-lo / rho) + u * (torch.exp(-hi / rho) - torch.exp(-lo / rho)))
+    t = sde.t_of_lambda(lam)
+    t[0], t[-1] = t_start, eps
+    return t
 
 
 def num_steps(cfg: SamplerConfig, t_start: float, t_end: float = 1.0) -> int:
@@ -94,7 +109,7 @@ class _Run:
         return torch.randn(shape, generator=self.gen, device=self.device)
 
     def tvec(self, t: torch.Tensor) -> torch.Tensor:
-        return t.expand(len(self.task))  # [B]
+        return t.expand(len(self.task))  # [B], stride 0: the network embeds the shared time once
 
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.score_fn(x, self.tvec(t), self.task.condition, self.task.mask)
@@ -136,10 +151,10 @@ def _langevin(run: _Run, x: torch.Tensor, t: torch.Tensor, dt: float) -> torch.T
     return x
 
 
-def _stochastic_step(run: _Run, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor
+def _stochastic_step(run: _Run, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, dt: float
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One predictor step from t to t_next < t; returns (sample, mean)."""
-    sde, method, dt = run.sde, run.cfg.method, float(t - t_next)
+    """One predictor step from t to t_next = t - dt; returns (sample, mean)."""
+    sde, method = run.sde, run.cfg.method
     tv = run.tvec(t)
     s = run.score(x, t)
     if method == "em":  # reverse SDE: dx = [f - g^2 s] dt + g dw, dt < 0
@@ -205,21 +220,22 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig,
         x = task.x_init.clone()
     else:
         x = sde.prior_sample(task.condition.shape, generator, task.condition.device)
-    stochastic = cfg.method in STOCHASTIC
+    stochastic = cfg.stochastic
     x = run.impute(x, torch.tensor(t_start, device=x.device), stochastic)
     traj: list[torch.Tensor] = []
     if cfg.method == "pflow_rk45":
         x, _ = _rk45(run, x, t_start, cfg.eps)
         return _finish(run, x), [x] if save_every else []
-    ts = time_grid(sde, steps, t_start, cfg.eps, cfg.schedule, x.device)
+    grid = time_grid(sde, steps, t_start, cfg.eps, cfg.schedule)
+    ts, dts = grid.to(device=x.device, dtype=torch.float32), (-grid.diff()).tolist()  # dt on the host: no sync
     x0_prev, h_prev = None, None
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
         last = i == steps - 1
-        if stochastic:
+        if cfg.method in STOCHASTIC:
             if cfg.corrector == "langevin":
-                x = _langevin(run, x, t, float(t - t_next))
-            x, mean = _stochastic_step(run, x, t, t_next)
+                x = _langevin(run, x, t, dts[i])
+            x, mean = _stochastic_step(run, x, t, t_next, dts[i])
             if last and cfg.noise_removal:
                 x = mean
         elif cfg.method == "pflow_euler":
@@ -228,15 +244,19 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig,
             d1 = run.ode_drift(x, t)
             x_euler = x + d1 * (t_next - t)
             x = x + 0.5 * (d1 + run.ode_drift(x_euler, t_next)) * (t_next - t)
-        else:  # ddim / dpm2m: x_next = (sigma_next / sigma) x - alpha_next (e^{-h} - 1) D
+        else:
+            # ddim / dpm2m, exact in the linear part (Lu et al. 2022b eq. 8 and its SDE form), h = lambda' - lambda:
+            #   x' = (sigma' / sigma) e^{-eta h} x + alpha' (1 - e^{-(1 + eta) h}) D + sigma' sqrt(1 - e^{-2 eta h}) z
+            # D is the data prediction; dpm2m adds the 2nd-order term D += (D - D_prev) / (2 r), r = h_prev / h.
             x0 = run.x0_pred(x, t)
-            lam, lam_next = sde.lambda_(t), sde.lambda_(t_next)
-            h = lam_next - lam
+            h = sde.lambda_(t_next) - sde.lambda_(t)
             d = x0
             if cfg.method == "dpm2m" and x0_prev is not None:
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
-            x = sde.sigma(t_next) / sde.sigma(t) * x - sde.alpha(t_next) * torch.expm1(-h) * d
+                d = x0 + (x0 - x0_prev) * (h / (2 * h_prev))
+            x = (sde.sigma(t_next) / sde.sigma(t) * torch.exp(-cfg.eta * h) * x
+                 - sde.alpha(t_next) * torch.expm1(-(1 + cfg.eta) * h) * d)
+            if cfg.eta > 0:
+                x = x + sde.sigma(t_next) * torch.sqrt(-torch.expm1(-2 * cfg.eta * h)) * run.randn(x.shape)
             x0_prev, h_prev = x0, h
         x = run.impute(x, t_next, stochastic)
         if save_every and (i % save_every == save_every - 1 or last):

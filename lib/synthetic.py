@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS, project
+from lib.convert import Camera, camera_rows, look_at
+from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS
 from lib.safe_pickle import save_pickle
 
 # Mean Human3.6M bone lengths in mm (17-joint skeleton).
@@ -203,38 +204,15 @@ def sample_poses(action: int, n: int, bones: dict[str, np.ndarray], rng: np.rand
     return world + offset[:, None, :]
 
 
-def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World-to-camera rotation [3, 3] (rows: right, down, forward) for a camera at centre."""
-    fwd = _unit(target - centre)
-    right = _unit(np.cross(fwd, np.array([0.0, 0.0, 1.0])))
-    down = np.cross(fwd, right)
-    return np.stack([right, down, fwd])
-
-
 def make_rows(world: np.ndarray, action: int, subject: int, subaction: int) -> list[dict]:
     """Camera-frame rows in the H36M-Toolbox layout for every pose and all four cameras."""
-    rows = []
     target = np.array([0.0, 0.0, 900.0])
+    rows = []
     for cid in range(4):
-        centre = CAMERA_CENTRES[cid]
-        rot = look_at(centre, target)
-        fx, fy, cx, cy = CAMERA_INTRINSICS[cid]
-        cam = np.broadcast_to(CAMERA_INTRINSICS[cid], (world.shape[0], 4))
-        pose_cam = np.einsum("ij,nkj->nki", rot, world - centre)  # [N, 17, 3]
-        root = pose_cam[:, 0]
-        corners = np.stack([root - [1000.0, 1000.0, 0.0], root + [1000.0, 1000.0, 0.0]], 1)  # [N, 2, 3]
-        box = project(corners, cam).reshape(-1, 4)
-        ratio = (box[:, 2] - box[:, 0] + 1.0) / 2000.0
-        uv = project(pose_cam, cam)
-        img = np.concatenate([uv, (ratio[:, None] * (pose_cam[:, :, 2] - root[:, 2:3]))[..., None]], -1)
-        param = {"R": rot, "T": centre.reshape(3, 1), "fx": fx, "fy": fy, "cx": cx, "cy": cy,
-                 "k": np.zeros((3, 1)), "p": np.zeros((2, 1))}
-        for f in range(world.shape[0]):
-            rows.append({"joint_3d_camera": pose_cam[f], "joint_3d_image": img[f], "joints_3d": world[f],
-                         "camera_param": param, "box": box[f], "root_depth": float(root[f, 2]),
-                         "action": action, "subject": subject, "subaction": subaction, "cameraid": cid,
-                         "image": f"s_{subject:02d}_act_{action:02d}_subact_{subaction:02d}_ca_{cid + 1:02d}"
-                                  f"_{f + 1:06d}.jpg"})
+        cam = Camera(rot=look_at(CAMERA_CENTRES[cid], target), centre=CAMERA_CENTRES[cid],
+                     intrinsics=CAMERA_INTRINSICS[cid])
+        rows += camera_rows(world, cam, {"action": action, "subject": subject, "subaction": subaction,
+                                         "cameraid": cid})
     return rows
 
 

@@ -18,7 +18,15 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from lib import dist
-from lib.builders import build_model, build_optimizer, build_sampler_config, build_sde, load_data, load_weights
+from lib.builders import (
+    build_model,
+    build_optimizer,
+    build_sampler_config,
+    build_score_fn,
+    build_sde,
+    load_data,
+    load_weights,
+)
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import config_to_json
 from lib.data import PoseData
@@ -28,6 +36,7 @@ from lib.evaluate import sample_task, to_camera_mm
 from lib.losses import dsm_loss
 from lib.metrics import mpjpe, per_action
 from lib.model import ScoreFn
+from lib.sde import SDE
 from lib.skeleton import flip_pose
 from lib.tasks import estimation
 
@@ -64,7 +73,7 @@ def mean_pose_p1(train: PoseData, test: PoseData) -> float:
     mean = torch.from_numpy(rel.mean(0)).float()
     gt = torch.from_numpy(test.pose_cam).float()
     err = mpjpe(mean.expand_as(gt), gt).numpy()
-    return per_action({"mean pose": err}, test.action)["mean pose"]["Average"]
+    return per_action({"mean pose": err}, test.action_name)["mean pose"]["Average"]
 
 
 def evaluate_p1(model: torch.nn.Module, config: ml_collections.ConfigDict, test: PoseData,
@@ -74,16 +83,38 @@ def evaluate_p1(model: torch.nn.Module, config: ml_collections.ConfigDict, test:
     sde = build_sde(config)
     cfg = build_sampler_config(config, sde, method=e.train_method, steps=e.train_steps)
     task = estimation(test.cond2d(d.image_size, d.scale, d.use_gt_2d))
-    pred, _, _ = sample_task(ScoreFn(model, sde), sde, task, cfg, 1, e.batch_size, config.seed, device,
+    pred, _, _ = sample_task(build_score_fn(model, sde, config), sde, task, cfg, 1, e.batch_size, config.seed, device,
                           progress=False)
     err = mpjpe(to_camera_mm(pred[:, 0], test, d.image_size, d.scale), torch.from_numpy(test.pose_cam).float())
-    return per_action({"P1": err.numpy()}, test.action)["P1"]["Average"]
+    return per_action({"P1": err.numpy()}, test.action_name)["P1"]["Average"]
 
 
 def _eval_subset(test: PoseData, max_poses: int) -> PoseData:
     if len(test) <= max_poses:
         return test
     return test.subset(np.linspace(0, len(test) - 1, max_poses).round().astype(int))
+
+
+def train_step(score_fn: ScoreFn, sde: SDE, model: torch.nn.Module, opt: torch.optim.Optimizer,
+               ema: ExponentialMovingAverage, x0: torch.Tensor, cond: torch.Tensor,
+               config: ml_collections.ConfigDict, step: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One optimiser step on a batch already on the device (x0, cond: [B, J, 3]); returns the detached loss.
+
+    mask: [B, J, 3] condition masks; drawn from the config's masking probabilities when not given.
+    """
+    t, o = config.training, config.optim
+    for group in opt.param_groups:  # linear warm-up, stored as a python float
+        group["lr"] = float(o.lr * min((step + 1) / max(o.warmup, 1), 1.0))
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=t.amp and x0.is_cuda):
+        loss = dsm_loss(score_fn, sde, x0, cond, (t.mask_whole_p, t.mask_part_p, t.mask_joint_p), t.cond_3d_p, t.eps,
+                        mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if o.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+    opt.step()
+    ema.update(model.parameters())
+    return loss.detach()
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None
@@ -95,7 +126,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
         workdir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     setup_logging(workdir)
-    t, d, o = config.training, config.data, config.optim
+    t, d = config.training, config.data
     ws, rank = dist.world_size(), dist.rank()
     if t.batch_size % ws:
         raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
@@ -172,20 +203,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
             if d.flip:
                 flip = (torch.rand(per_rank, device=device) < 0.5)[:, None, None]
                 x0, cond = torch.where(flip, flip_pose(x0), x0), torch.where(flip, flip_pose(cond), cond)
-            for group in opt.param_groups:  # linear warm-up, stored as a python float
-                group["lr"] = float(o.lr * min((step + 1) / max(o.warmup, 1), 1.0))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp and device.type == "cuda"):
-                loss = dsm_loss(score_fn, sde, x0, cond,
-                                (t.mask_whole_p, t.mask_part_p, t.mask_joint_p), t.cond_3d_p, t.eps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            opt.step()
-            ema.update(model.parameters())
+            losses.append(train_step(score_fn, sde, model, opt, ema, x0, cond, config, step))
             step += 1
             bar.update(1)
-            losses.append(loss.detach())
             if step % t.log_every == 0:
                 mean_loss = float(dist.all_reduce_mean(torch.stack(losses).mean()))
                 now = time.monotonic()

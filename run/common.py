@@ -13,10 +13,12 @@ import ml_collections
 import numpy as np
 
 from lib import dist
-from lib.builders import checkpoint_path, load_model
+from lib.builders import build_sampler_config, checkpoint_path, load_model
 from lib.config_utils import apply_overrides, load_config
 from lib.errors import ToolkitError
 from lib.metrics import format_table
+from lib.sampling import SamplerConfig
+from lib.sde import SDE
 
 
 def add_config_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -73,10 +75,18 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", help="sampler: em, reverse_diffusion, ancestral, pflow_euler, heun, "
                                           "pflow_rk45, ddim, dpm2m (default: sampling.method)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: sampling.steps)")
+    parser.add_argument("--schedule", help="time grid: uniform, logsnr, quadratic, edm (default: sampling.schedule)")
+    parser.add_argument("--eta", type=float, help="ddim / dpm2m noise, 0 = ODE, 1 = SDE (default: sampling.eta)")
     parser.add_argument("--seed", type=int, help="random seed (default: config seed)")
     parser.add_argument("--batch", type=int, help="poses x hypotheses per network call (eval.batch_size)")
     parser.add_argument("--out", help="folder for results.npz (default: the checkpoint folder)")
     parser.add_argument("--json", help="write all metrics to this JSON file")
+
+
+def sampler_from_args(config: ml_collections.ConfigDict, sde: SDE, args: argparse.Namespace) -> SamplerConfig:
+    """The config's sampler with --sampler / --pflow / --steps / --schedule / --eta applied."""
+    return build_sampler_config(config, sde, method=args.sampler or ("pflow_euler" if args.pflow else None),
+                                steps=args.steps, schedule=args.schedule, eta=args.eta)
 
 
 def relaunch_workers(gpus: int, module: str) -> bool:

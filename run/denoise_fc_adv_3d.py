@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 
 from lib import dist
-from lib.builders import build_sampler_config, build_sde, load_data
+from lib.builders import build_sde, load_data
 from lib.errors import ToolkitError
 from lib.evaluate import EvalOptions, evaluate_task
-from run.common import add_eval_args, guarded, load_for_eval, parse, relaunch_workers, report
+from run.common import add_eval_args, guarded, load_for_eval, parse, relaunch_workers, report, sampler_from_args
 
 
 def main() -> None:
@@ -31,8 +31,7 @@ def main() -> None:
         raise ToolkitError(f"--std must be >= 0 (millimetres), got {args.std}")
     config, model, device = load_for_eval(args, overrides)
     sde = build_sde(config)
-    sampler = build_sampler_config(config, sde, method=args.sampler or ("pflow_euler" if args.pflow else None),
-                                   steps=args.steps)
+    sampler = sampler_from_args(config, sde, args)
     if args.t <= sampler.eps:
         raise ToolkitError(f"--t ({args.t}) must be larger than the sampler's end time sampling.eps ({sampler.eps})")
     opts = EvalOptions(task="den", sampler=sampler, batch_size=args.batch or config.eval.batch_size,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 
 from lib import dist
-from lib.builders import build_sampler_config, build_sde, load_data
+from lib.builders import build_sde, load_data
 from lib.errors import ToolkitError
 from lib.evaluate import EvalOptions, evaluate_task
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
-from run.common import add_eval_args, guarded, load_for_eval, parse, relaunch_workers, report
+from run.common import add_eval_args, guarded, load_for_eval, parse, relaunch_workers, report, sampler_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +58,7 @@ def main() -> None:
         raise ToolkitError(f"--num must be >= 1, got {args.num}")
     config, model, device = load_for_eval(args, overrides)
     sde = build_sde(config)
-    method = args.sampler or ("pflow_euler" if args.pflow else None)
-    sampler = build_sampler_config(config, sde, method=method, steps=args.steps)
+    sampler = sampler_from_args(config, sde, args)
     opts = EvalOptions(task=args.task, sampler=sampler, hypo=args.hypo,
                        batch_size=args.batch or config.eval.batch_size,
                        seed=config.seed if args.seed is None else args.seed,

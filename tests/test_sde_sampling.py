@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lib import tasks
-from lib.model import ScoreFn
+from lib.model import ScoreFn, ScoreModelFC_Adv
 from lib.sampling import METHODS, SamplerConfig, sample, time_grid
 from lib.sde import VESDE, VPSDE, SubVPSDE, expand_like
 
@@ -47,12 +47,13 @@ class GaussianEps(torch.nn.Module):
 MU = torch.linspace(-1.0, 1.0, 51).reshape(17, 3)
 
 
-@pytest.mark.parametrize("method,steps", [("em", 500), ("reverse_diffusion", 500), ("pflow_euler", 500),
-                                          ("heun", 50), ("pflow_rk45", 0), ("ddim", 100), ("dpm2m", 25)])
-def test_samplers_recover_gaussian(method, steps):
+@pytest.mark.parametrize("method,steps,eta", [("em", 500, 0), ("reverse_diffusion", 500, 0), ("pflow_euler", 500, 0),
+                                              ("heun", 50, 0), ("pflow_rk45", 0, 0), ("ddim", 100, 0),
+                                              ("dpm2m", 25, 0), ("ddim", 500, 1), ("dpm2m", 50, 1)])
+def test_samplers_recover_gaussian(method, steps, eta):
     sde = SubVPSDE()
     cfg = SamplerConfig(method=method, steps=max(steps, 1), schedule="logsnr" if method in ("ddim", "dpm2m", "heun")
-                        else "uniform", rtol=1e-4, atol=1e-4)
+                        else "uniform", rtol=1e-4, atol=1e-4, eta=eta)
     x, _ = sample(ScoreFn(GaussianEps(sde, MU, 0.5), sde), sde, tasks.generation(4000), cfg,
                   torch.Generator().manual_seed(0))
     assert (x.mean(0) - MU).abs().max() < 0.06
@@ -82,8 +83,6 @@ def test_ode_solvers_agree():
 
 
 def _random_model():
-    from lib.model import ScoreModelFC_Adv
-
     torch.manual_seed(0)
     return ScoreModelFC_Adv(hidden_dim=64, embed_dim=32).eval()
 
@@ -121,6 +120,41 @@ def test_estimation_sees_only_xy_of_the_condition():
     assert not torch.equal(a, c)  # the x, y condition is used
 
 
+@pytest.mark.parametrize("method,eta", [(m, 0) for m in METHODS if m != "ancestral"] + [("dpm2m", 1)])
+def test_every_sampler_is_deterministic_given_a_seed(method, eta):
+    sde = SubVPSDE()
+    fn = ScoreFn(_random_model(), sde)
+    cfg = SamplerConfig(method=method, steps=8, eta=eta, rtol=1e-3, atol=1e-3)
+    a, _ = sample(fn, sde, tasks.generation(6), cfg, torch.Generator().manual_seed(5))
+    b, _ = sample(fn, sde, tasks.generation(6), cfg, torch.Generator().manual_seed(5))
+    c, _ = sample(fn, sde, tasks.generation(6), cfg, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sde_solver_with_eta_zero_is_the_ode_solver_and_eta_adds_noise():
+    sde = SubVPSDE()
+    fn = ScoreFn(GaussianEps(sde, MU, 0.5), sde)
+    ode, _ = sample(fn, sde, tasks.generation(64), SamplerConfig(method="dpm2m", steps=20, schedule="logsnr"),
+                    torch.Generator().manual_seed(1))
+    sde_x, _ = sample(fn, sde, tasks.generation(64), SamplerConfig(method="dpm2m", steps=20, schedule="logsnr",
+                                                                    eta=1.0), torch.Generator().manual_seed(1))
+    assert not torch.allclose(ode, sde_x, atol=1e-2)
+    with pytest.raises(ValueError, match="eta"):
+        SamplerConfig(method="em", eta=1.0).validate(sde)
+
+
+def test_bf16_score_is_close_to_fp32():
+    sde = SubVPSDE()
+    torch.manual_seed(0)
+    model = ScoreModelFC_Adv(hidden_dim=256, embed_dim=64).eval()  # 8 channels per GroupNorm group
+    x, t = torch.randn(64, 17, 3), torch.rand(64)
+    cond = torch.randn(64, 17, 3)
+    ref = ScoreFn(model, sde).eps(x, t, cond, None)
+    low = ScoreFn(model, sde, bf16=True).eps(x, t, cond, None)
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)
+    assert (low - ref).abs().mean() < 0.02 * ref.abs().mean()
+
+
 def test_seed_determinism_and_trajectory_length():
     sde = SubVPSDE()
     fn = ScoreFn(_random_model(), sde)
@@ -144,7 +178,7 @@ def test_denoising_starts_at_the_given_state_and_time():
 
 def test_time_grid_endpoints():
     sde = SubVPSDE()
-    for schedule in ("uniform", "logsnr", "quadratic"):
+    for schedule in ("uniform", "logsnr", "quadratic", "edm"):
         t = time_grid(sde, 10, 1.0, 1e-3, schedule)
         assert t.shape == (11,) and t[0] == 1.0 and abs(t[-1] - 1e-3) < 1e-7 and (t.diff() < 0).all()
 
@@ -157,3 +191,14 @@ def test_langevin_corrector_keeps_the_distribution():
     assert fn.nfe == 400  # predictor + corrector per step
     assert (x.mean(0) - MU).abs().max() < 0.06
     assert abs(x.std(0).mean() - 0.5) < 0.03
+
+
+def test_shared_time_is_embedded_once_with_the_same_result():
+    """A sampler's time vector is an expanded scalar; the network's shortcut for it changes nothing."""
+    torch.manual_seed(0)
+    model = ScoreModelFC_Adv(hidden_dim=256, embed_dim=64).eval()  # 8 channels per GroupNorm group
+    x, cond = torch.randn(32, 17, 3), torch.randn(32, 17, 3)
+    t = torch.tensor(0.37)
+    shared = model(x, t.expand(32), cond)
+    separate = model(x, t.repeat(32), cond)
+    assert torch.allclose(shared, separate, atol=1e-5)

@@ -1,0 +1,547 @@
+"""Converters from the forms people have (3d-pose-baseline h5, VideoPose3D npz, CMU BVH / npz) to the
+H36M-Toolbox pickle layout of DESIGN.md section 3, so that training and evaluation run unchanged.
+
+Every converter yields world-frame poses in millimetres per (subject, action, subaction) and a camera for
+each view; `camera_rows` turns them into rows, and `Collector` writes the pickles atomically.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import zipfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from prettytable import PrettyTable
+from tqdm import tqdm
+
+from lib.data import ACTIONS, project
+from lib.errors import ToolkitError
+from lib.safe_pickle import loads_restricted, save_pickle
+
+H36M_17_OF_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
+ACTION_IDS = {name: a for a, name in ACTIONS.items()} | {"TakingPhoto": 12, "WalkingDog": 15}
+CAMERAS_JSON = Path(__file__).parent / "resources" / "h36m_cameras.json"
+
+
+@dataclass
+class Camera:
+    """Pinhole camera: world-to-camera rotation, centre (world mm), fx fy cx cy, distortion (stored only)."""
+
+    rot: np.ndarray                                  # [3, 3] world -> camera
+    centre: np.ndarray                               # [3]
+    intrinsics: np.ndarray                           # [4] fx, fy, cx, cy
+    k: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    p: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    name: str = ""
+
+
+def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation [3, 3] (rows: right, down, forward) for a camera at centre, world Z up."""
+    fwd = (target - centre) / np.linalg.norm(target - centre)
+    right = np.cross(fwd, np.array([0.0, 0.0, 1.0]))
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(fwd, right), fwd])
+
+
+def camera_rows(world: np.ndarray, cam: Camera, meta: dict, frames: np.ndarray | None = None) -> list[dict]:
+    """Rows for poses world [N, J, 3] (mm) seen by one camera; meta holds action, subject, subaction, cameraid.
+
+    joint_3d_image: pinhole pixels and z = ratio * (Z - Z_pelvis); box: the projected 2000 mm square around
+    the pelvis; ratio = (box width + 1) / 2000 (DESIGN.md section 3).
+    """
+    n = world.shape[0]
+    intr = np.broadcast_to(cam.intrinsics, (n, 4))
+    pose_cam = np.einsum("ij,nkj->nki", cam.rot, world - cam.centre)  # [N, J, 3]
+    root = pose_cam[:, 0]
+    corners = np.stack([root - [1000.0, 1000.0, 0.0], root + [1000.0, 1000.0, 0.0]], 1)  # [N, 2, 3]
+    box = project(corners, intr).reshape(n, 4)
+    ratio = (box[:, 2] - box[:, 0] + 1.0) / 2000.0
+    img = np.concatenate([project(pose_cam, intr), (ratio[:, None] * (pose_cam[..., 2] - root[:, 2:3]))[..., None]],
+                         -1)
+    fx, fy, cx, cy = (float(v) for v in cam.intrinsics)
+    param = {"R": cam.rot, "T": cam.centre.reshape(3, 1), "fx": fx, "fy": fy, "cx": cx, "cy": cy,
+             "k": cam.k.reshape(-1, 1), "p": cam.p.reshape(-1, 1), "name": cam.name}
+    frames = np.arange(n) if frames is None else frames
+    s, a, sa, c = meta["subject"], meta["action"], meta["subaction"], meta["cameraid"]
+    return [{"joint_3d_camera": pose_cam[i], "joint_3d_image": img[i], "joints_3d": world[i], "camera_param": param,
+             "box": box[i], "root_depth": float(root[i, 2]), "action": a, "subject": s, "subaction": sa,
+             "cameraid": c, "action_name": meta.get("action_name", ACTIONS.get(a, str(a))),
+             "image": f"s_{s:02d}_act_{a:02d}_subact_{sa:02d}_ca_{c + 1:02d}_{int(frames[i]) + 1:06d}.jpg"}
+            for i in range(n)]
+
+
+def quaternion_matrix(q: Iterable[float]) -> np.ndarray:
+    """Rotation matrix [3, 3] of a unit quaternion (w, x, y, z)."""
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(np.asarray(q, dtype=np.float64))
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def action_of(name: str, where: str) -> tuple[int, str]:
+    """'Walking 1' -> (14, 'Walking'); 'TakingPhoto' -> (12, 'Photo'). Unknown names are an error."""
+    base = re.sub(r"[\s_]*\d+$", "", name.strip())
+    if base not in ACTION_IDS:
+        raise ToolkitError(f"{where}: unknown Human3.6M action '{name}'; expected one of "
+                           f"{', '.join(ACTIONS.values())} (optionally followed by a number)")
+    a = ACTION_IDS[base]
+    return a, ACTIONS[a]
+
+
+def subactions(names: Iterable[str], where: str) -> dict[str, tuple[int, int]]:
+    """Action and subaction per file name: per action, names in sorted order ('Walking' < 'Walking 1') are 1, 2."""
+    by_action: dict[int, list[str]] = {}
+    for name in names:
+        by_action.setdefault(action_of(name, where)[0], []).append(name)
+    return {name: (a, i + 1) for a, group in by_action.items() for i, name in enumerate(sorted(group))}
+
+
+def subject_id(name: str, where: str) -> int:
+    m = re.fullmatch(r"S(\d+)", name)
+    if not m:
+        raise ToolkitError(f"{where}: subject '{name}' should look like S1, S9, S11")
+    return int(m.group(1))
+
+
+@dataclass
+class Split:
+    rows: list[dict] = field(default_factory=list)
+    det: list[np.ndarray] = field(default_factory=list)    # [n, 17, 2] per add()
+    conf: list[np.ndarray] = field(default_factory=list)   # [n, 17]
+
+
+class Collector:
+    """Rows per split (with optional detections aligned row by row); writes everything at the end.
+
+    Files are written into a hidden temporary folder and moved into place only when all are complete.
+    """
+
+    def __init__(self, train_subjects: Iterable[int], test_subjects: Iterable[int], train_every: int = 1,
+                 test_every: int = 1):
+        if train_every < 1 or test_every < 1:
+            raise ToolkitError("--train-every and --test-every must be >= 1")
+        self.subjects = {"train": set(train_subjects), "test": set(test_subjects)}
+        self.every = {"train": train_every, "test": test_every}
+        self.splits = {"train": Split(), "test": Split()}
+        self.notes: list[str] = []
+
+    def split_of(self, subject: int) -> str | None:
+        return next((s for s, subs in self.subjects.items() if subject in subs), None)
+
+    def add(self, world: np.ndarray, cameras: list[Camera], meta: dict, split: str | None = None,
+            det: list[np.ndarray] | None = None, conf: list[np.ndarray] | None = None) -> None:
+        """Poses world [N, 17, 3] of one sequence, seen by each camera (cameraid = its index).
+
+        det / conf: per camera [N, 17, 2] pixels / [N, 17] detections aligned with world.
+        """
+        split = split or self.split_of(meta["subject"])
+        if split is None:
+            return
+        if not np.isfinite(world).all():
+            raise ToolkitError(f"{meta.get('source', 'input')}: poses contain NaN/inf")
+        keep = np.arange(0, world.shape[0], self.every[split])
+        out = self.splits[split]
+        for c, cam in enumerate(cameras):
+            out.rows += camera_rows(world[keep], cam, {**meta, "cameraid": c}, keep)
+            if det is not None:
+                out.det.append(det[c][keep])
+                out.conf.append(conf[c][keep])
+
+    def write(self, out: str | Path, prefix: str, det_name: str | None = None) -> dict[str, Path]:
+        """Write {prefix}_train.pkl, {prefix}_test.pkl and, with detections, det_name; all or nothing."""
+        out = Path(out)
+        for split, data in self.splits.items():
+            if not data.rows:
+                raise ToolkitError(f"no {split} rows were made: check the subject split "
+                                   f"({sorted(self.subjects[split])}) against the input")
+        tmp = out.parent / f".{out.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        files = {s: f"{prefix}_{s}.pkl" for s in self.splits}
+        try:
+            for split, data in self.splits.items():
+                save_pickle(data.rows, tmp / files[split])
+            if det_name is not None:
+                if any(sum(map(len, d.det)) != len(d.rows) for d in self.splits.values()):
+                    raise ToolkitError("2D detections are missing for some sequences; give them for all or none")
+                det = {s: {"joint3d_image": np.concatenate([np.concatenate(d.det), np.zeros((len(d.rows), 17, 1))], -1),
+                           "confidence": np.concatenate(d.conf)[..., None]} for s, d in self.splits.items()}
+                save_pickle(det, tmp / det_name)
+                files["detections"] = det_name
+            out.mkdir(parents=True, exist_ok=True)
+            for name in files.values():
+                (tmp / name).replace(out / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {k: out / v for k, v in files.items()}
+
+    def summary(self) -> str:
+        """Rows per split, subject and action."""
+        table = PrettyTable(["split", "subject", "action", "rows"])
+        table.align = "l"
+        for split, data in self.splits.items():
+            counts = Counter((r["subject"], r["action_name"]) for r in data.rows)
+            for (subject, action), n in sorted(counts.items()):
+                table.add_row([split, subject, action, n])
+            table.add_row([split, "all", "all", len(data.rows)], divider=True)
+        return table.get_string() + "".join(f"\nnote: {n}" for n in self.notes)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Human3.6M, 3d-pose-baseline layout: cameras.h5 + S*/MyPoses/3D_positions/*.h5
+
+
+def _h5():
+    try:
+        import h5py
+    except ImportError as e:  # h5py is in requirements.txt; say so if someone trimmed it
+        raise ToolkitError("the h36m-h5 source needs h5py: pip install h5py") from e
+    return h5py
+
+
+def read_h5_cameras(path: Path, subject: int) -> list[Camera]:
+    """Cameras 1..4 of a subject from cameras.h5 (stored R is the transpose of world-to-camera)."""
+    h5py = _h5()
+    if not path.is_file():
+        raise ToolkitError(f"cameras file {path} not found; the 3d-pose-baseline layout has cameras.h5 next to "
+                           f"the S1, S5, ... folders")
+    cams = []
+    try:
+        with h5py.File(path, "r") as f:
+            for k in range(1, 5):
+                g = f[f"subject{subject}/camera{k}"]
+                fl, c = np.asarray(g["f"]).ravel(), np.asarray(g["c"]).ravel()
+                raw = np.asarray(g["Name"][()]) if "Name" in g else np.asarray(str(k))
+                name = ("".join(map(chr, raw.ravel().astype(int))) if raw.dtype.kind in "iu"  # stored as char codes
+                        else raw.item().decode() if raw.dtype.kind == "S" else str(raw.item()))
+                cams.append(Camera(rot=np.asarray(g["R"], dtype=np.float64).T,
+                                   centre=np.asarray(g["T"], dtype=np.float64).ravel(),
+                                   intrinsics=np.array([fl[0], fl[1], c[0], c[1]], dtype=np.float64),
+                                   k=np.asarray(g["k"], dtype=np.float64).ravel(),
+                                   p=np.asarray(g["p"], dtype=np.float64).ravel(), name=name))
+    except (OSError, KeyError) as e:
+        raise ToolkitError(f"{path}: expected groups subject{subject}/camera1..4/{{R,T,f,c,k,p}} ({e})") from e
+    return cams
+
+
+def convert_h36m_h5(root: str | Path, col: Collector) -> None:
+    """Read root/cameras.h5 and root/S*/MyPoses/3D_positions/*.h5 (key 3D_positions, [96, N], world mm)."""
+    h5py = _h5()
+    root = Path(root)
+    folders = sorted(p for p in root.glob("S*/MyPoses/3D_positions") if p.is_dir())
+    if not folders:
+        raise ToolkitError(f"{root} is not in the 3d-pose-baseline layout: expected {root}/cameras.h5 and "
+                           f"{root}/S1/MyPoses/3D_positions/*.h5")
+    for folder in folders:
+        subject = subject_id(folder.parents[1].name, str(folder))
+        if col.split_of(subject) is None:
+            continue
+        cams = read_h5_cameras(root / "cameras.h5", subject)
+        files = sorted(folder.glob("*.h5"))
+        ids = subactions([f.stem for f in files], str(folder))
+        for f in tqdm(files, desc=f"S{subject}", leave=False):
+            try:
+                with h5py.File(f, "r") as h:
+                    pos = np.asarray(h["3D_positions"], dtype=np.float64)
+            except (OSError, KeyError) as e:
+                raise ToolkitError(f"{f}: cannot read dataset '3D_positions' ({e})") from e
+            if pos.ndim != 2 or pos.shape[0] != 96:
+                raise ToolkitError(f"{f}: '3D_positions' has shape {pos.shape}, expected (96, frames) "
+                                   f"for 32 joints x 3")
+            world = pos.T.reshape(-1, 32, 3)[:, H36M_17_OF_32]
+            a, sa = ids[f.stem]
+            col.add(world, cams, {"subject": subject, "action": a, "subaction": sa, "source": str(f)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Human3.6M, VideoPose3D layout: data_3d_h36m.npz (+ data_2d_h36m_<name>.npz), published cameras
+
+
+def h36m_cameras(subject: int) -> list[Camera]:
+    """The published calibration (lib/resources/h36m_cameras.json, source named inside)."""
+    spec = json.loads(CAMERAS_JSON.read_text())
+    ext = spec["extrinsics"].get(f"S{subject}")
+    if ext is None:
+        raise ToolkitError(f"no published camera calibration for subject S{subject}; "
+                           f"known: {', '.join(spec['extrinsics'])}")
+    return [Camera(rot=quaternion_matrix(e["orientation"]).T, centre=np.array(e["translation"], dtype=np.float64),
+                   intrinsics=np.array(i["focal_length"] + i["center"], dtype=np.float64),
+                   k=np.array(i["radial_distortion"]), p=np.array(i["tangential_distortion"]), name=i["id"])
+            for i, e in zip(spec["intrinsics"], ext, strict=True)]
+
+
+def load_npz_object(path: Path, key: str) -> object:
+    """A pickled object array from an npz (VideoPose3D's dict of dicts), read with the restricted unpickler."""
+    if not path.is_file():
+        raise ToolkitError(f"{path} not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            raw = z.read(f"{key}.npy")
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise ToolkitError(f"{path}: not an npz with a '{key}' entry ({e})") from e
+    buf = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(buf)
+        header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)
+        _, _, dtype = header(buf)
+    except ValueError as e:
+        raise ToolkitError(f"{path}: corrupt '{key}' entry ({e})") from e
+    if dtype != np.dtype(object):
+        raise ToolkitError(f"{path}: '{key}' is not a pickled dict (dtype {dtype})")
+    obj = loads_restricted(buf.read(), f"{path}:{key}")
+    return obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+
+
+def _detections_16_to_17(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """16-joint detections (Human3.6M order without the neck/nose joint 9) -> 17 joints.
+
+    Joint 9 is placed halfway between thorax and head top with confidence 0.
+    """
+    out = np.insert(d, 9, 0.5 * (d[:, 8] + d[:, 9]), axis=1)  # d[:, 9] is the head top before insertion
+    conf = np.ones(out.shape[:2])
+    conf[:, 9] = 0.0
+    return out, conf
+
+
+def convert_videopose3d(path_3d: str | Path, col: Collector, path_2d: str | Path | None = None) -> None:
+    """positions_3d[subject][action] (N, 32, 3) world metres; optional positions_2d[subject][action][cam]."""
+    path_3d = Path(path_3d)
+    pos3d = load_npz_object(path_3d, "positions_3d")
+    if not isinstance(pos3d, dict):
+        raise ToolkitError(f"{path_3d}: positions_3d should be a dict subject -> action -> array")
+    pos2d = None
+    if path_2d is not None:
+        pos2d = load_npz_object(Path(path_2d), "positions_2d")
+        if not isinstance(pos2d, dict):
+            raise ToolkitError(f"{path_2d}: positions_2d should be a dict subject -> action -> [4 arrays]")
+    for subj_name, actions in sorted(pos3d.items()):
+        subject = subject_id(subj_name, str(path_3d))
+        if col.split_of(subject) is None:
+            continue
+        cams = h36m_cameras(subject)
+        ids = subactions(actions, f"{path_3d} {subj_name}")
+        for name, arr in tqdm(sorted(actions.items()), desc=subj_name, leave=False):
+            world = np.asarray(arr, dtype=np.float64)
+            if world.ndim != 3 or world.shape[1:] not in ((32, 3), (17, 3)):
+                raise ToolkitError(f"{path_3d} {subj_name}/{name}: shape {world.shape}, expected (N, 32, 3) or "
+                                   f"(N, 17, 3)")
+            world = (world[:, H36M_17_OF_32] if world.shape[1] == 32 else world) * 1000.0  # metres -> mm
+            det = conf = None
+            if pos2d is not None:
+                try:
+                    views = pos2d[subj_name][name]
+                except KeyError as e:
+                    raise ToolkitError(f"{path_2d}: no 2D detections for {subj_name}/{name}") from e
+                det, conf = [], []
+                n = min([world.shape[0]] + [len(v) for v in views])
+                if n != world.shape[0] or any(len(v) != n for v in views):
+                    col.notes.append(f"{subj_name}/{name}: 3D has {world.shape[0]} frames, 2D has "
+                                     f"{[len(v) for v in views]}; truncated to {n}")
+                world = world[:n]
+                for v in views:
+                    v = np.asarray(v, dtype=np.float64)[:n, :, :2]
+                    if v.shape[1] == 16:
+                        v, c = _detections_16_to_17(v)
+                    elif v.shape[1] == 17:
+                        c = np.ones(v.shape[:2])
+                    else:
+                        raise ToolkitError(f"{path_2d} {subj_name}/{name}: {v.shape[1]} joints; expected 17 "
+                                           f"(Human3.6M order, e.g. CPN) or 16 (Stacked Hourglass, no nose)")
+                    det.append(v)
+                    conf.append(c)
+            a, sa = ids[name]
+            col.add(world, cams, {"subject": subject, "action": a, "subaction": sa, "source": f"{subj_name}/{name}"},
+                    det=det, conf=conf)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pose-only data (CMU mocap): BVH files or the converted npz pack, seen by virtual cameras
+
+
+def virtual_cameras(world: np.ndarray, rng: np.random.Generator, n: int = 4) -> list[Camera]:
+    """Human3.6M-like views of one sequence: cameras spread in azimuth around its mean pelvis position,
+    4-5.5 m away, 1.2-1.8 m above the lowest ankle, looking at the pelvis, with Human3.6M intrinsics."""
+    spec = json.loads(CAMERAS_JSON.read_text())["intrinsics"]
+    target = world[:, 0].mean(0)
+    floor = world[:, [3, 6], 2].min()
+    start = rng.uniform(0, 2 * np.pi)
+    cams = []
+    for c in range(n):
+        azim = start + 2 * np.pi * c / n + rng.uniform(-0.35, 0.35)
+        dist = rng.uniform(4000.0, 5500.0)
+        centre = target + np.array([dist * np.cos(azim), dist * np.sin(azim), 0.0])
+        centre[2] = floor + rng.uniform(1200.0, 1800.0)
+        intr = spec[c % len(spec)]
+        cams.append(Camera(rot=look_at(centre, target), centre=centre,
+                           intrinsics=np.array(intr["focal_length"] + intr["center"]), name=f"virtual{c + 1}"))
+    return cams
+
+
+CMU_BVH_TO_H36M = {  # Human3.6M joint -> CMU BVH joint (its origin); pelvis is the hip-joint midpoint
+    1: "RightHip", 2: "RightKnee", 3: "RightAnkle", 4: "LeftHip", 5: "LeftKnee", 6: "LeftAnkle",
+    7: "Chest", 8: "Chest2", 9: "Head", 10: "Head/End", 11: "LeftShoulder", 12: "LeftElbow", 13: "LeftWrist",
+    14: "RightShoulder", 15: "RightElbow", 16: "RightWrist",
+}
+CMU_UNIT_MM = 25.4 / 0.45  # CMU mocap FAQ: one unit is 1/0.45 inch
+
+
+@dataclass
+class Bvh:
+    names: list[str]              # joints and end sites ('Parent/End'), in file order
+    parents: list[int]
+    offsets: np.ndarray           # [K, 3]
+    channels: list[list[str]]     # per joint, e.g. ['Zrotation', 'Yrotation', 'Xrotation']
+    motion: np.ndarray            # [F, C]
+    frame_time: float
+
+
+def parse_bvh(path: str | Path) -> Bvh:
+    """Read a BVH file (hierarchy and motion)."""
+    path = Path(path)
+    try:
+        tokens = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ToolkitError(f"cannot read BVH {path}: {e}") from e
+    names, parents, offsets, channels, stack = [], [], [], [], []
+    i = 0
+    try:
+        if tokens[0] != "HIERARCHY":
+            raise ValueError("no HIERARCHY section")
+        i = 1
+        while tokens[i] != "MOTION":
+            tok = tokens[i]
+            if tok in ("ROOT", "JOINT", "End"):
+                name = tokens[i + 1] if tok != "End" else f"{names[stack[-1]]}/End"
+                names.append(name)
+                parents.append(stack[-1] if stack else -1)
+                channels.append([])
+                stack.append(len(names) - 1)
+                i += 2
+            elif tok == "OFFSET":
+                offsets.append([float(v) for v in tokens[i + 1:i + 4]])
+                i += 4
+            elif tok == "CHANNELS":
+                k = int(tokens[i + 1])
+                channels[stack[-1]] = tokens[i + 2:i + 2 + k]
+                i += 2 + k
+            elif tok == "}":
+                stack.pop()
+                i += 1
+            else:
+                i += 1
+        frames = int(tokens[tokens.index("Frames:", i) + 1])
+        ft = float(tokens[tokens.index("Time:", i) + 1])
+        start = tokens.index("Time:", i) + 2
+        n_ch = sum(len(c) for c in channels)
+        values = np.array(tokens[start:start + frames * n_ch], dtype=np.float64)
+        if values.size != frames * n_ch or len(offsets) != len(names):
+            raise ValueError(f"expected {frames} frames x {n_ch} channels, found {values.size} values")
+    except (ValueError, IndexError) as e:
+        raise ToolkitError(f"{path}: not a valid BVH file ({e})") from e
+    return Bvh(names, parents, np.array(offsets), channels, values.reshape(frames, n_ch), ft)
+
+
+def _axis_rotation(axis: str, deg: np.ndarray) -> np.ndarray:
+    """[F, 3, 3] rotations about X, Y or Z by deg degrees."""
+    a = np.radians(deg)
+    c, s, one, zero = np.cos(a), np.sin(a), np.ones_like(a), np.zeros_like(a)
+    m = {"X": [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+         "Y": [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+         "Z": [[c, -s, zero], [s, c, zero], [zero, zero, one]]}[axis]
+    return np.moveaxis(np.array(m), [0, 1], [-2, -1])
+
+
+def bvh_positions(bvh: Bvh) -> np.ndarray:
+    """World positions [F, K, 3] of every joint and end site (forward kinematics, channel order as listed)."""
+    f = bvh.motion.shape[0]
+    pos = np.zeros((f, len(bvh.names), 3))
+    rot = np.zeros((f, len(bvh.names), 3, 3))
+    col = 0
+    for j, (parent, chans) in enumerate(zip(bvh.parents, bvh.channels, strict=True)):
+        local, trans = np.broadcast_to(np.eye(3), (f, 3, 3)), bvh.offsets[j] + np.zeros((f, 3))
+        for ch in chans:
+            v = bvh.motion[:, col]
+            col += 1
+            if ch.endswith("position"):
+                trans = trans + np.outer(v, np.eye(3)["XYZ".index(ch[0])])
+            else:
+                local = local @ _axis_rotation(ch[0], v)
+        if parent < 0:
+            pos[:, j], rot[:, j] = trans, local
+        else:
+            pos[:, j] = pos[:, parent] + np.einsum("fij,fj->fi", rot[:, parent], trans)
+            rot[:, j] = rot[:, parent] @ local
+    return pos
+
+
+def bvh_to_h36m(path: str | Path, step: int = 1) -> np.ndarray:
+    """CMU BVH -> Human3.6M 17 joints [F, 17, 3], millimetres, Z up (the BVH is y-up, CMU units)."""
+    bvh = parse_bvh(path)
+    missing = [n for n in CMU_BVH_TO_H36M.values() if n not in bvh.names]
+    if missing:
+        raise ToolkitError(f"{path}: BVH lacks joint(s) {', '.join(missing)}; the CMU converter expects the CMU "
+                           f"skeleton names ({', '.join(CMU_BVH_TO_H36M.values())})")
+    pos = bvh_positions(bvh)[::step]
+    out = np.zeros((pos.shape[0], 17, 3))
+    for h, name in CMU_BVH_TO_H36M.items():
+        out[:, h] = pos[:, bvh.names.index(name)]
+    out[:, 0] = 0.5 * (out[:, 1] + out[:, 4])
+    out = out * CMU_UNIT_MM
+    return np.stack([out[..., 0], -out[..., 2], out[..., 1]], -1)  # y-up -> Z-up: +90 degrees about X
+
+
+def convert_cmu(col: Collector, bvh_files: list[Path], pack: Path | None, seed: int, bvh_step: int = 4,
+                test_subjects: Iterable[int] = ()) -> None:
+    """BVH files (subject from the name, e.g. 131_03 -> subject 131, trial 3) and/or the converted CMU pack
+    (its own train/test split), each sequence seen by four virtual cameras."""
+    actions: dict[str, int] = {}
+
+    def action_id(name: str) -> int:
+        return actions.setdefault(name, len(actions) + 1)
+
+    rng = np.random.default_rng(seed)
+    test_subjects = set(test_subjects)
+    for f in tqdm(bvh_files, desc="BVH", leave=False):
+        m = re.match(r"(\d+)_(\d+)", f.stem)
+        subject, trial = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
+        world = bvh_to_h36m(f, bvh_step)
+        col.add(world, virtual_cameras(world, rng), {"subject": subject, "action": action_id(f"cmu {f.stem}"),
+                                                     "action_name": f"cmu {f.stem}", "subaction": trial,
+                                                     "source": str(f)},
+                split="test" if subject in test_subjects else "train")
+    if pack is not None:
+        data = _load_pack(pack)
+        for c in tqdm(range(len(data["clip_names"])), desc="CMU pack", leave=False):
+            world = data["poses_3d"][data["clip"] == c].astype(np.float64)
+            if len(world) == 0:
+                continue
+            name = str(data["action"][c])
+            col.add(world, virtual_cameras(world, rng), {"subject": 0, "action": action_id(name), "action_name": name,
+                                                         "subaction": c + 1, "source": str(data["clip_names"][c])},
+                    split=str(data["split"][c]))
+
+
+def _load_pack(path: Path) -> dict[str, np.ndarray]:
+    need = ("poses_3d", "clip", "clip_names", "split", "action")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in need}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ToolkitError(f"{path}: expected the CMU pack npz with {', '.join(need)} ({e})") from e
+    if data["poses_3d"].ndim != 3 or data["poses_3d"].shape[1:] != (17, 3):
+        raise ToolkitError(f"{path}: poses_3d has shape {data['poses_3d'].shape}, expected (N, 17, 3)")
+    return data
+
+
+def parse_subjects(text: str) -> list[int]:
+    try:
+        return [int(s.strip().lstrip("S")) for s in text.split(",") if s.strip()]
+    except ValueError as e:
+        raise ToolkitError(f"subject list '{text}' should look like 1,5,6,7,8") from e
+
