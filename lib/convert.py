@@ -6,6 +6,7 @@ each view; `camera_rows` turns them into rows, and `Collector` writes the pickle
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -263,9 +264,15 @@ def convert_h36m_h5(root: str | Path, col: Collector) -> None:
 # Human3.6M, VideoPose3D layout: data_3d_h36m.npz (+ data_2d_h36m_<name>.npz), published cameras
 
 
+@functools.cache
+def _camera_spec() -> dict:
+    """The published calibration (lib/resources/h36m_cameras.json, source named inside), read once."""
+    return json.loads(CAMERAS_JSON.read_text())
+
+
 def h36m_cameras(subject: int) -> list[Camera]:
-    """The published calibration (lib/resources/h36m_cameras.json, source named inside)."""
-    spec = json.loads(CAMERAS_JSON.read_text())
+    """The four calibrated cameras of a Human3.6M subject."""
+    spec = _camera_spec()
     ext = spec["extrinsics"].get(f"S{subject}")
     if ext is None:
         raise ToolkitError(f"no published camera calibration for subject S{subject}; "
@@ -367,7 +374,7 @@ def convert_videopose3d(path_3d: str | Path, col: Collector, path_2d: str | Path
 def virtual_cameras(world: np.ndarray, rng: np.random.Generator, n: int = 4) -> list[Camera]:
     """Human3.6M-like views of one sequence: cameras spread in azimuth around its mean pelvis position,
     4-5.5 m away, 1.2-1.8 m above the lowest ankle, looking at the pelvis, with Human3.6M intrinsics."""
-    spec = json.loads(CAMERAS_JSON.read_text())["intrinsics"]
+    spec = _camera_spec()["intrinsics"]
     target = world[:, 0].mean(0)
     floor = world[:, [3, 6], 2].min()
     start = rng.uniform(0, 2 * np.pi)
