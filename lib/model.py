@@ -95,7 +95,7 @@ class ScoreFn:
     """
 
     def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False):
-        self.model, self.sde, self.bf16 = model, sde, bf16
+        self.sde, self.bf16 = sde, bf16
         self.net = model
         if compile:
             on_cuda = next(model.parameters()).is_cuda
