@@ -4,6 +4,7 @@ import ml_collections
 
 def get_default_configs() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.version = 2                     # config layout version (lib/config_utils.py migrates older ones)
     config.seed = 42
 
     config.data = data = ml_collections.ConfigDict()
@@ -43,7 +44,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     training.log_every = 100
     training.eval_every = 5000             # steps between evaluations (best checkpoint by P1)
     training.snapshot_every = 5000         # steps between checkpoint.pth writes
-    training.amp = False                   # bf16 autocast on CUDA
+    training.amp = False                   # bf16 autocast (only where bf16 is native: CUDA, AVX-512 BF16 / AMX CPUs)
     # Random condition masking (vectorised, each applied with its probability per sample).
     training.mask_whole_p = 0.1            # drop the whole condition
     training.mask_part_p = 0.1             # drop one body part
@@ -59,25 +60,40 @@ def get_default_configs() -> ml_collections.ConfigDict:
     optim.grad_clip = 1.0
 
     config.sampling = sampling = ml_collections.ConfigDict()
-    # em | reverse_diffusion | ancestral | pflow_euler | pflow_rk45 | heun | ddim | dpm2m
-    sampling.method = "em"                 # the paper's sampler (1000 steps)
-    sampling.steps = 1000
+    # The paper's samplers: em (its default) and drift (its --pflow) on its grid ('auto' picks it for them).
+    # Others: drift_ddim, drift_2m, ddim, dpm2m, ode_euler, ode_heun, ode_rk45, reverse_diffusion, ancestral.
+    sampling.method = "em"
+    sampling.steps = 1000                  # the paper's N (model.num_scales)
     sampling.eps = 1e-3                    # sampling ends at t = eps
+    sampling.schedule = "auto"             # auto (the sampler's own) | paper | uniform | logsnr | quadratic | edm
     sampling.corrector = "none"            # none | langevin
     sampling.snr = 0.16                    # Langevin corrector signal-to-noise ratio
     sampling.corrector_steps = 1
-    sampling.noise_removal = True          # final denoising step (Tweedie) for stochastic samplers
-    sampling.schedule = "uniform"          # time grid: uniform | logsnr | quadratic | edm
+    sampling.noise_removal = True          # stochastic samplers return the last step's mean (the paper's x_mean)
     sampling.rtol = 1e-5                   # adaptive solver tolerances
     sampling.atol = 1e-5
     sampling.eta = 0.0                     # ddim / dpm2m noise: 0 = probability-flow ODE, 1 = reverse SDE
-    sampling.bf16 = False                  # bf16 autocast of the score network (GPU; checked by run.benchmark)
+    sampling.bf16 = False                  # bf16 autocast of the score network (only where bf16 is native)
     sampling.compile = False               # torch.compile the score network (CUDA graphs on GPU)
+
+    # --fast: the validated fast replacements of the paper's samplers (README 'Fast sampling', run.benchmark)
+    config.fast = fast = ml_collections.ConfigDict()
+    fast.deterministic = "drift_2m"        # replaces drift (--pflow) with 1000 steps
+    fast.deterministic_steps = 20
+    fast.deterministic_schedule = "uniform"
+    fast.stochastic = "ddim"               # replaces em with 1000 steps (eta 1: the reverse SDE)
+    fast.stochastic_steps = 50
+    fast.stochastic_schedule = "logsnr"
+    fast.stochastic_eta = 1.0
+    fast.bf16 = True                       # --fast also turns on sampling.bf16 where bf16 is native
 
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.batch_size = 1000           # poses x hypotheses per network call
-    evaluation.hypo = 1
-    evaluation.train_method = "pflow_euler"  # sampler used by the evaluation during training
-    evaluation.train_steps = 100
+    evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
+    # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
+    # the paper does (its drift, 1000 steps); by default its validated fast form.
+    evaluation.train_method = "drift_2m"
+    evaluation.train_steps = 20
+    evaluation.train_schedule = "auto"
     evaluation.train_max_poses = 2000      # test poses used by that evaluation
     return config

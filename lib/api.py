@@ -3,14 +3,18 @@
     from lib.api import PosePrior
     prior = PosePrior.from_checkpoint("checkpoint/demo")          # our runs carry their config
     hyps = prior.estimate(kps_norm, hypotheses=20)               # [N, 20, 17, 3] normalised coordinates
+    hyps = prior.estimate(kps_norm, hypotheses=20, fast=True)    # 50 instead of 1000 network evaluations
+    one = prior.estimate(kps_norm, pflow=True, fast=True)        # the paper's deterministic sampler, fast form
     mm = prior.estimate(kps_px, camera=(fx, fy, cx, cy), root_depth=depth)   # [N, 1, 17, 3] camera mm
 
-Normalised coordinates are those of DESIGN.md section 3 (x, y in [-1, 1] over a 1000 px image, z
-relative depth); the network sees them times data.scale. Inputs may be numpy arrays or tensors; the
-output has the input's type.
+Normalised coordinates are those of DESIGN.md section 3 (x, y in [-1, 1] over a 1000 px image, z relative
+depth); the network sees them times data.scale. Inputs may be numpy arrays or tensors; the output has the
+input's type. Large inputs are sampled in chunks of eval.batch_size rows; bad input raises ToolkitError (a
+ValueError) with a one-line message.
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,28 +22,56 @@ import ml_collections
 import numpy as np
 import torch
 
-from lib import tasks as T
-from lib.builders import build_sampler_config, build_score_fn, build_sde, checkpoint_path, load_model
-from lib.config_utils import load_config
-from lib.data import denormalize, image_to_camera, normalize
+from lib.builders import (
+    bf16_supported,
+    build_score_fn,
+    build_sde,
+    checkpoint_path,
+    choose_sampler,
+    frames_of,
+    load_model,
+)
+from lib.camera import box_around_root, image_to_camera
+from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
+from lib.evaluate import sample_task
 from lib.model import ScoreFn
-from lib.sampling import sample
+from lib.sampling import SAMPLERS
 from lib.tasks import Task
+from lib.tasks.completion import completion_2d, completion_3d, fixed_missing
+from lib.tasks.den import denoising
+from lib.tasks.est import estimation
+from lib.tasks.gen import generation
 
 ArrayLike = np.ndarray | torch.Tensor
+
+
+def _int(value, name: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ToolkitError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _time(value, name: str, low: float, closed: bool = False) -> float:
+    """A time in (low, 1] (or [low, 1] when closed)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value <= 1.0 and (
+        value >= low if closed else value > low)
+    if not ok:
+        raise ToolkitError(f"{name} must be a number in {'[' if closed else '('}{low:g}, 1], got {value!r}")
+    return float(value)
 
 
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
                  device: torch.device | str | None = None):
+        validate_config(config)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.config = config
         self.sde = build_sde(config)
-        self.score_fn = build_score_fn(self.model, self.sde, config)
-        self.scale, self.image_size = float(config.data.scale), float(config.data.image_size)
+        self.frames = frames_of(config)
         self.num_joints = int(config.data.num_joints)
+        self._score_fns: dict[bool, ScoreFn] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | Path | ml_collections.ConfigDict | None = None,
@@ -55,9 +87,12 @@ class PosePrior:
         model, config = load_model(file, config)
         return cls(model, config, device)
 
-    # ------------------------------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------------------------------ inputs
     def _tensor(self, x: ArrayLike, name: str, last: int) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
+        except (TypeError, ValueError) as e:
+            raise ToolkitError(f"{name} must be an array of numbers ({e})") from e
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[1] != self.num_joints or t.shape[2] != last:
@@ -67,106 +102,142 @@ class PosePrior:
             raise ToolkitError(f"{name} contains NaN or inf; mark unknown joints with `missing` instead")
         return t
 
-    def _missing(self, missing: ArrayLike | Sequence[int], n: int) -> torch.Tensor:
-        """[N, J] bool from a list of joint indices or a boolean array."""
-        if isinstance(missing, (list, tuple)):
-            if any(not 0 <= j < self.num_joints for j in missing):
-                raise ToolkitError(f"missing joint indices must be in 0..{self.num_joints - 1}, got {list(missing)}")
-            return T.fixed_missing(n, list(missing), self.num_joints)
-        m = torch.as_tensor(np.asarray(missing) if not isinstance(missing, torch.Tensor) else missing).bool()
-        m = m.expand(n, self.num_joints) if m.dim() == 1 else m
-        if m.shape != (n, self.num_joints):
-            raise ToolkitError(f"missing must be a joint list or a bool array [N, {self.num_joints}], "
-                               f"got shape {tuple(m.shape)}")
-        return m
+    def _missing(self, missing, n: int) -> torch.Tensor:
+        """[N, J] bool from joint indices (a list, tuple or integer array) or a boolean array [J] or [N, J]."""
+        arr = missing.cpu().numpy() if isinstance(missing, torch.Tensor) else np.asarray(missing)
+        if arr.dtype == bool:
+            m = torch.from_numpy(arr)
+            m = m.expand(n, self.num_joints) if m.dim() == 1 and m.shape[0] == self.num_joints else m
+            if tuple(m.shape) != (n, self.num_joints):
+                raise ToolkitError(f"a boolean `missing` must have shape [{self.num_joints}] or [N, "
+                                   f"{self.num_joints}], got {tuple(arr.shape)}")
+            return m.clone()
+        if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+            raise ToolkitError(f"missing must be joint indices (whole numbers) or a boolean mask, got {missing!r}")
+        joints = [int(j) for j in arr]
+        if not joints or any(not 0 <= j < self.num_joints for j in joints):
+            raise ToolkitError(f"missing joint indices must be in 0..{self.num_joints - 1} (at least one), "
+                               f"got {joints}")
+        return fixed_missing(n, joints, self.num_joints)
 
-    def _camera_to_norm(self, kps: torch.Tensor, camera, root_depth) -> tuple[torch.Tensor, tuple]:
-        """Pixels -> normalised; also returns what is needed to map results back to millimetres."""
+    def _camera(self, kps: torch.Tensor, camera, root_depth) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-row intrinsics [N, 4], box [N, 4] and root depth [N] for pixel keypoints [N, J, 2]."""
         n = kps.shape[0]
-        cam = torch.as_tensor(np.asarray(camera, dtype=np.float64)).reshape(-1, 4).expand(n, 4)
-        depth = torch.as_tensor(np.asarray(root_depth, dtype=np.float64)).reshape(-1).expand(n)
-        if (depth <= 0).any():
-            raise ToolkitError("root_depth must be positive (millimetres from the camera)")
-        # box = projection of a 2 m square around the pelvis at its depth (DESIGN.md section 3)
-        half = torch.stack([cam[:, 0], cam[:, 1]], -1) * 1000.0 / depth[:, None]  # [N, 2]
-        root = kps[:, 0, :2].double()
-        box = torch.cat([root - half, root + half], -1)
-        pix = torch.cat([kps.double(), torch.zeros_like(kps[..., :1]).double()], -1)[..., :3]
-        return normalize(pix, self.image_size).float(), (cam, box, depth)
+        try:
+            cam = torch.as_tensor(np.asarray(camera, dtype=np.float64)).reshape(-1, 4).expand(n, 4)
+            if root_depth is None:
+                raise ToolkitError("with camera=..., give root_depth (mm from the camera to the pelvis) too; "
+                                   "without a camera pass normalised keypoints")
+            depth = torch.as_tensor(np.asarray(root_depth, dtype=np.float64)).reshape(-1).expand(n)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ToolkitError(f"camera must be (fx, fy, cx, cy) or [N, 4] and root_depth a number or [N] ({e})") from e
+        if not (torch.isfinite(cam).all() and (cam[:, :2] > 0).all()):
+            raise ToolkitError("camera must hold finite numbers with fx, fy > 0")
+        if not (torch.isfinite(depth).all() and (depth > 0).all()):
+            raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
+        # the root sits at its keypoint at root_depth; the box is the 2 m square around it (DESIGN.md section 3)
+        root = torch.cat([(kps[:, 0].double() - cam[:, 2:]) / cam[:, :2] * depth[:, None], depth[:, None]], -1)
+        return cam, box_around_root(root, cam), depth
+
+    def _input_2d(self, keypoints, camera, root_depth) -> tuple[torch.Tensor, tuple | None]:
+        """Network-space 2D pose [N, J, 3] (z = 0) and, with a camera, what maps results to millimetres."""
+        kps = self._tensor(keypoints, "keypoints", 2)
+        back = None
+        if camera is not None:
+            back = self._camera(kps, camera, root_depth)
+            kps = self.frames.normalise(kps.double()).float()
+        elif root_depth is not None:
+            raise ToolkitError("root_depth is only used with camera=(fx, fy, cx, cy) and pixel keypoints")
+        return torch.cat([kps, torch.zeros_like(kps[..., :1])], -1) * self.frames.scale, back
 
     def _to_mm(self, pose_norm: torch.Tensor, back: tuple) -> torch.Tensor:
         cam, box, depth = back  # per row [N]; broadcast over the hypothesis axis of [N, S, J, 3]
-        return image_to_camera(denormalize(pose_norm.double(), self.image_size), cam, box, depth).float()
+        return image_to_camera(self.frames.denormalise(pose_norm.double()), cam, box, depth).float()
 
-    def _run(self, task: Task, hypotheses: int, method: str | None, steps: int | None, seed: int
-             ) -> torch.Tensor:
-        """Sample [N, S, J, 3] normalised poses for a network-space task."""
-        if hypotheses < 1:
-            raise ToolkitError(f"hypotheses must be >= 1, got {hypotheses}")
-        cfg = build_sampler_config(self.config, self.sde, method=method, steps=steps)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        x, _ = sample(self.score_fn, self.sde, task.repeat(hypotheses).to(self.device), cfg, gen)
-        return x.reshape(len(task), hypotheses, self.num_joints, 3).cpu() / self.scale
+    # ------------------------------------------------------------------------------------------ sampling
+    def _score_fn(self, fast: bool) -> ScoreFn:
+        bf16 = bool(self.config.sampling.bf16 or (fast and self.config.fast.bf16)) and bf16_supported(self.device)
+        if bf16 not in self._score_fns:
+            cfg = with_fields(self.config, {"sampling.bf16": bf16})
+            self._score_fns[bf16] = build_score_fn(self.model, self.sde, cfg)
+        return self._score_fns[bf16]
+
+    def _run(self, task: Task, hypotheses: int, method: str | None, steps: int | None, fast: bool, pflow: bool,
+             seed: int, deterministic: bool = False) -> torch.Tensor:
+        """Sample [N, S, J, 3] normalised poses for a network-space task, in chunks of eval.batch_size rows."""
+        hypotheses, seed = _int(hypotheses, "hypotheses", 1), _int(seed, "seed")
+        if method is not None and method not in SAMPLERS:
+            raise ToolkitError(f"unknown method {method!r}; choose one of {', '.join(SAMPLERS)}")
+        explicit = tuple(k for k, v in (("method", method), ("steps", steps)) if v is not None)
+        cfg = choose_sampler(self.config, bool(fast), bool(pflow), deterministic, explicit)
+        if method is not None:
+            cfg.method, cfg.schedule = method, "auto"
+        if steps is not None:
+            cfg.steps = _int(steps, "steps", 1)
+        cfg.validate(self.sde)
+        if len(task) == 0:
+            return torch.zeros(0, hypotheses, self.num_joints, 3)
+        out, _, _ = sample_task(self._score_fn(fast), self.sde, task, cfg, hypotheses, self.config.eval.batch_size,
+                                seed, self.device, progress=False)
+        return out / self.frames.scale
 
     @staticmethod
-    def _like(out: torch.Tensor, ref: ArrayLike) -> ArrayLike:
+    def _like(out: torch.Tensor, ref) -> ArrayLike:
         return out if isinstance(ref, torch.Tensor) else out.numpy()
-
-    def _input_2d(self, keypoints, camera, root_depth):
-        kps = self._tensor(keypoints, "keypoints", 2)
-        if camera is None:
-            pose = torch.cat([kps, torch.zeros_like(kps[..., :1])], -1)
-            return pose, None
-        return self._camera_to_norm(kps, camera, root_depth)
 
     # -------------------------------------------------------------------------------------------- tasks
     def estimate(self, keypoints: ArrayLike, hypotheses: int = 1, camera: Sequence[float] | None = None,
-                 root_depth: ArrayLike | float | None = None, method: str | None = None,
-                 steps: int | None = None, seed: int = 0) -> ArrayLike:
+                 root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
+                 fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
         """3D poses [N, S, J, 3] from 2D keypoints [N, J, 2] (normalised, or pixels with camera and root_depth)."""
-        pose, back = self._input_2d(keypoints, camera, root_depth)
-        out = self._run(T.estimation(pose * self.scale), hypotheses, method, steps, seed)
+        cond, back = self._input_2d(keypoints, camera, root_depth)
+        out = self._run(estimation(cond), hypotheses, method, steps, fast, pflow, seed)
         return self._like(out if back is None else self._to_mm(out, back), keypoints)
 
-    def complete_2d(self, keypoints: ArrayLike, missing: ArrayLike | Sequence[int], hypotheses: int = 1,
-                    camera: Sequence[float] | None = None, root_depth: ArrayLike | float | None = None,
-                    method: str | None = None, steps: int | None = None, seed: int = 0) -> ArrayLike:
+    def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
+                    root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
+                    fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
         """3D poses [N, S, J, 3] from 2D keypoints with missing joints (their values are ignored)."""
-        pose, back = self._input_2d(keypoints, camera, root_depth)
-        miss = self._missing(missing, pose.shape[0])
-        out = self._run(T.completion_2d(pose * self.scale, miss), hypotheses, method, steps, seed)
+        cond, back = self._input_2d(keypoints, camera, root_depth)
+        task = completion_2d(cond, self._missing(missing, cond.shape[0]))
+        out = self._run(task, hypotheses, method, steps, fast, pflow, seed)
         return self._like(out if back is None else self._to_mm(out, back), keypoints)
 
-    def complete_3d(self, pose: ArrayLike, missing: ArrayLike | Sequence[int], hypotheses: int = 1,
-                    method: str | None = None, steps: int | None = None, seed: int = 0) -> ArrayLike:
+    def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
+                    steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
         """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept."""
         p = self._tensor(pose, "pose", 3)
-        miss = self._missing(missing, p.shape[0])
-        out = self._run(T.completion_3d(p * self.scale, miss), hypotheses, method, steps, seed)
-        return self._like(out, pose)
+        task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]))
+        return self._like(self._run(task, hypotheses, method, steps, fast, pflow, seed), pose)
 
-    def generate(self, n: int, method: str | None = None, steps: int | None = None, seed: int = 0) -> np.ndarray:
+    def generate(self, n: int, method: str | None = None, steps: int | None = None, fast: bool = False,
+                 pflow: bool = False, seed: int = 0) -> np.ndarray:
         """n new normalised poses [n, J, 3]."""
-        if n < 1:
-            raise ToolkitError(f"n must be >= 1, got {n}")
-        return self._run(T.generation(n, self.num_joints), 1, method, steps, seed)[:, 0].numpy()
+        task = generation(_int(n, "n"), self.num_joints)
+        return self._run(task, 1, method, steps, fast, pflow, seed)[:, 0].numpy()
 
     def denoise(self, pose: ArrayLike, t: float = 0.05, method: str | None = None, steps: int | None = None,
-                seed: int = 0) -> ArrayLike:
-        """Denoise normalised 3D poses [N, J, 3] by running the reverse process from time t."""
-        if not 0.0 < t <= 1.0:
-            raise ToolkitError(f"t must be in (0, 1], got {t}")
+                fast: bool = False, seed: int = 0) -> ArrayLike:
+        """Denoise normalised 3D poses [N, J, 3] by running the deterministic reverse process from time t
+        (the paper's: 1000 steps of 1/N; fast=True: the drift integrated from t to eps)."""
+        t = _time(t, "t", self.config.sampling.eps)
         p = self._tensor(pose, "pose", 3)
-        out = self._run(T.denoising(p * self.scale, t), 1, method, steps, seed)[:, 0]
-        return self._like(out, pose)
+        out = self._run(denoising(p * self.frames.scale, t), 1, method, steps, fast, False, seed, deterministic=True)
+        return self._like(out[:, 0], pose)
 
     @torch.inference_mode()
-    def score(self, pose: ArrayLike, t: float | ArrayLike, condition: ArrayLike | None = None,
+    def score(self, pose: ArrayLike, t: float, condition: ArrayLike | None = None,
               mask: ArrayLike | None = None) -> ArrayLike:
-        """Score grad log p_t(x | condition) in network space for normalised poses [N, J, 3]."""
-        x = self._tensor(pose, "pose", 3) * self.scale
-        tt = torch.as_tensor(t, dtype=torch.float32).reshape(-1).expand(x.shape[0])
-        cond = torch.zeros_like(x) if condition is None else self._tensor(condition, "condition", 3) * self.scale
-        m = None if mask is None else torch.as_tensor(np.asarray(mask)).float().expand_as(x).to(self.device)
-        s = ScoreFn(self.model, self.sde)(x.to(self.device), tt.to(self.device), cond.to(self.device), m)
+        """Score grad log p_t(x | condition) in network space for normalised poses [N, J, 3], t in
+        [training.eps, 1] (the times the network was trained on)."""
+        t = _time(t, "t", self.config.training.eps, closed=True)
+        x = self._tensor(pose, "pose", 3) * self.frames.scale
+        cond = torch.zeros_like(x) if condition is None else self._tensor(condition, "condition", 3) * self.frames.scale
+        m = None if mask is None else self._tensor(mask, "mask", 3).expand_as(x)
+        if m is not None and not ((m == 0) | (m == 1)).all():
+            raise ToolkitError("mask must hold 0 and 1 only")
+        tt = torch.full((x.shape[0],), t)
+        s = self._score_fn(False)(x.to(self.device), tt.to(self.device), cond.to(self.device),
+                                  None if m is None else m.to(self.device))
         return self._like(s.cpu(), pose)
+

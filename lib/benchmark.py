@@ -1,35 +1,40 @@
-"""Speed and accuracy-per-NFE measurements, each side by side with a baseline in the same process.
+"""Speed and accuracy measurements, each side by side with its baseline in the same run.
 
-The baselines are minimal, faithful copies of the reference implementation's loops (score_sde_pytorch as
-used by GFPose), run on the same network, batch and device:
-  * sampling: 1000-step Euler-Maruyama under `torch.no_grad`, a fresh time vector and the marginal std
-    recomputed every step, and the state copied to the host as a numpy array every step (the reference
-    keeps the whole trajectory);
-  * training: a `DataLoader` over a per-row `Dataset` that draws the condition mask row by row in Python,
-    each batch copied to the device, then the same loss, optimiser and EMA step as ours.
+Baselines are the paper's own: for accuracy, its samplers (drift-only `--pflow` and Euler-Maruyama, N = 1000
+on its grid), which this toolkit reproduces to 1e-5 (tests/test_golden.py); for speed, the paper's own code
+(`PaperCode`: a checkout of Embracing/GFPose run by run/paper_reference.py with the same weights and data).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import ml_collections
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from lib.builders import build_optimizer
+from lib.builders import build_score_fn, frames_of
+from lib.config_utils import with_fields
 from lib.data import PoseData
-from lib.ema import ExponentialMovingAverage
-from lib.evaluate import EvalOptions, evaluate_task, sample_task
-from lib.losses import random_condition_mask
-from lib.model import ScoreFn
-from lib.sampling import SamplerConfig, sample
-from lib.sde import SDE, expand_like
-from lib.tasks import estimation
-from lib.train import train_step
+from lib.errors import ToolkitError
+from lib.evaluate import EvalSettings, evaluate, sample_task
+from lib.losses import Batch
+from lib.sampling import SamplerConfig
+from lib.sde import SDE
+from lib.skeleton import parse_joint_list
+from lib.tasks import TASKS, Context, options_from
+from lib.tasks.est import estimation
+from lib.train import TrainState, get_step_fn
+
+PAPER_SCRIPT = Path(__file__).resolve().parents[1] / "run" / "paper_reference.py"
 
 
 @dataclass
@@ -37,203 +42,215 @@ class Row:
     section: str
     variant: str
     setting: str
-    nfe: float            # network evaluations per sample (0 where it does not apply)
+    nfe: float                   # network evaluations per sample (0 where it does not apply)
     value: float
     unit: str
-    ratio: float | None = None   # value / baseline value of the section (accuracy rows: error ratio)
+    ratio: float | None = None   # value / the section's baseline value in the same setting
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1,
-          warmup: Callable[[], object] | None = None) -> float:
-    """Best wall time of `repeats` calls after one warm-up call (CUDA work included)."""
-    (warmup or fn)()
+def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
+    """Best wall time of `repeats` calls after one warm-up call (device work included)."""
+    fn()
     best = math.inf
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return best
 
 
-@torch.no_grad()
-def reference_em(model: torch.nn.Module, sde: SDE, condition: torch.Tensor, mask: torch.Tensor,
-                 steps: int, eps: float = 1e-3) -> list[np.ndarray]:
-    """The reference sampling loop (see the module docstring); returns the host-side trajectory."""
-    x = sde.prior_sample(condition.shape, device=condition.device)
-    timesteps = torch.linspace(sde.T, eps, steps, device=condition.device)
-    dt = -1.0 / steps
-    trajectory = []
-    for i in range(steps):
-        vec_t = torch.ones(x.shape[0], device=x.device) * timesteps[i]
-        std = sde.marginal_prob(torch.zeros_like(x), vec_t)[1]
-        score = -model(x, vec_t, condition, mask) / expand_like(std, x)
-        drift, g = sde.sde(x, vec_t)
-        x_mean = x + (drift - expand_like(g ** 2, x) * score) * dt
-        x = x_mean + expand_like(g, x) * math.sqrt(-dt) * torch.randn_like(x)
-        trajectory.append(x.cpu().numpy())
-    return trajectory
+# ---------------------------------------------------------------------------------------- the paper's code
 
 
-def sampling_throughput(model: torch.nn.Module, sde: SDE, device: torch.device, batches: list[int],
-                        steps: int, variants: list[str]) -> list[Row]:
-    """Pose-evaluations per second of EM sampling: the reference loop and our sampler's variants.
+@dataclass
+class PaperCode:
+    """The paper's sampler and training loop, run from a checkout of Embracing/GFPose in a subprocess."""
 
-    Variants: 'ours' (fp32), 'ours bf16' (autocast), 'ours compile' (torch.compile; CUDA graphs on GPU).
-    Each batch size is a separate row; the ratio is against the reference loop at the same batch.
-    """
-    rows = []
-    cfg = SamplerConfig(method="em", steps=steps)
-    for batch in batches:
-        cond = torch.randn(batch, model.num_joints, 3, device=device)
-        cond[..., 2] = 0
-        task = estimation(cond)
-        base = timed(lambda task=task: reference_em(model, sde, task.condition, task.mask, steps), device)
-        base_rate = batch * steps / base
-        rows.append(Row("sampling", "reference loop (EM, host copy per step)", f"batch {batch}", steps,
-                        base_rate, "pose-evals/s", 1.0))
-        for variant in variants:
-            fn = ScoreFn(model, sde, bf16="bf16" in variant, compile="compile" in variant)
-            sec = timed(lambda fn=fn, task=task: sample(fn, sde, task, cfg, torch.Generator(device).manual_seed(0)),
-                        device)
-            rate = batch * steps / sec
-            rows.append(Row("sampling", f"{variant} (EM)", f"batch {batch}", steps, rate, "pose-evals/s",
-                            rate / base_rate))
-    return rows
+    repo: Path
+    device: torch.device
 
+    def _run(self, args: list[str], dims: tuple[int, int, int], ckpt: Path | None = None) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "report.json"
+            cmd = [sys.executable, str(PAPER_SCRIPT), "--repo", str(self.repo), "--hidden", str(dims[0]),
+                   "--embed", str(dims[1]), "--blocks", str(dims[2]), "--device", str(self.device),
+                   "--report", str(report)] + (["--ckpt", str(ckpt)] if ckpt else []) + args
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise ToolkitError(f"the paper's code failed ({res.stderr.strip().splitlines()[-1:]}); check "
+                                   f"--paper-repo and that scipy is installed (pip install scipy)")
+            return json.loads(report.read_text())
 
-class _RowDataset(Dataset):
-    """Per-row dataset of the reference: each item draws its own condition mask in Python."""
+    def sample(self, ckpt: Path, dims: tuple[int, int, int], condition: np.ndarray, task: str, pflow: bool,
+               steps: int, batch: int, jlist: str | None = None, seed: int = 0) -> tuple[np.ndarray, float]:
+        """The paper's get_sampling_fn on network-space conditions [B, J, 3]: final states and seconds."""
+        with tempfile.TemporaryDirectory() as tmp:
+            inputs, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+            np.savez(inputs, condition=condition.astype(np.float32))
+            args = ["sample", "--inputs", str(inputs), "--out", str(out), "--task", task, "--steps", str(steps),
+                    "--batch", str(batch), "--seed", str(seed)] + (["--pflow"] if pflow else [])
+            report = self._run(args + (["--jlist", jlist] if jlist else []), dims, ckpt)
+            return np.load(out)["x"], report["seconds"]
 
-    def __init__(self, x: np.ndarray, cond: np.ndarray, config: ml_collections.ConfigDict):
-        self.x, self.cond, self.t = x, cond, config.training
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mask = random_condition_mask(1, self.x.shape[1], self.t.mask_whole_p, self.t.mask_part_p,
-                                     self.t.mask_joint_p, "cpu")[0]
-        return torch.from_numpy(self.x[i]), torch.from_numpy(self.cond[i]), mask
+    def train_rate(self, dims: tuple[int, int, int], data_root: str, train_file: str, steps: int, batch: int
+                   ) -> float:
+        args = ["train", "--data-root", data_root, "--train-file", train_file, "--steps", str(steps),
+                "--batch", str(batch)]
+        return self._run(args, dims)["samples_per_s"]
 
 
-def training_throughput(model_fn: Callable[[], torch.nn.Module], sde: SDE, config: ml_collections.ConfigDict,
-                        data: PoseData, device: torch.device, steps: int) -> list[Row]:
-    """Training samples per second: the reference loop (DataLoader) against ours (data on the device)."""
-    d, batch = config.data, config.training.batch_size
-    x_all = data.gt3d(d.image_size, d.scale)  # [N, J, 3]
-    c_all = data.cond2d(d.image_size, d.scale, d.use_gt_2d)
+def model_dims(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+    m = config.model
+    return m.hidden_dim, m.embed_dim, m.n_blocks
 
-    def setup():
-        torch.manual_seed(0)
-        model = model_fn().to(device).train()
-        return model, build_optimizer(config, model.parameters()), \
-            ExponentialMovingAverage(model.parameters(), config.model.ema_rate)
 
-    def reference(n: int) -> None:
-        model, opt, ema = setup()
-        fn = ScoreFn(model, sde)
-        loader = DataLoader(_RowDataset(x_all.numpy(), c_all.numpy(), config), batch_size=batch, shuffle=True,
-                            drop_last=True)
-        done = 0
-        while done < n:
-            for x0, cond, mask in loader:
-                train_step(fn, sde, model, opt, ema, x0.to(device), cond.to(device), config, done,
-                           mask=mask.to(device))
-                done += 1
-                if done == n:
-                    break
-
-    def ours(n: int) -> None:
-        model, opt, ema = setup()
-        fn = ScoreFn(model, sde)
-        x_dev, c_dev = x_all.to(device), c_all.to(device)
-        perm = torch.randperm(len(x_dev), device=device)
-        for step in range(n):
-            idx = perm[(step * batch) % (len(perm) - batch + 1):][:batch]
-            train_step(fn, sde, model, opt, ema, x_dev[idx], c_dev[idx], config, step)
-
-    base = batch * steps / timed(lambda: reference(steps), device, warmup=lambda: reference(2))
-    rate = batch * steps / timed(lambda: ours(steps), device, warmup=lambda: ours(2))
-    return [Row("training", "reference loop (DataLoader, per-row masks)", f"batch {batch}", 0, base,
-                "samples/s", 1.0),
-            Row("training", "ours (data on device, batched masks)", f"batch {batch}", 0, rate, "samples/s",
-                rate / base)]
+# --------------------------------------------------------------------------------------------- accuracy
 
 
 @dataclass
 class Candidate:
     name: str
     sampler: SamplerConfig
-    seed_offset: int = 0
+    seed_offset: int = 0      # another seed: the Monte-Carlo noise floor of the comparison
+    bf16: bool = False        # the network under bf16 autocast
 
 
-def default_candidates(steps_ref: int = 1000) -> list[Candidate]:
-    """The reference (EM, 1000 steps), its seed-to-seed noise floor, and the fast samplers."""
-    em = [Candidate(f"em {steps_ref} (reference)", SamplerConfig(method="em", steps=steps_ref)),
-          Candidate(f"em {steps_ref}, another seed", SamplerConfig(method="em", steps=steps_ref), 1),
-          Candidate("em 50", SamplerConfig(method="em", steps=50))]
-    ode = [Candidate("heun 25 (ODE, edm grid)", SamplerConfig(method="heun", steps=25, schedule="edm")),
-           Candidate("dpm2m 20 (ODE, logsnr)", SamplerConfig(method="dpm2m", steps=20, schedule="logsnr"))]
-    sde = [Candidate(f"{m} {n} (eta 1, logsnr)", SamplerConfig(method=m, steps=n, schedule="logsnr", eta=1.0))
-           for m, n in (("ddim", 25), ("ddim", 50), ("dpm2m", 25), ("dpm2m", 50))]
-    return em + ode + sde
+@dataclass
+class Setting:
+    """One accuracy comparison: a task on a subset of the test rows, a baseline (the first) and its challengers."""
+
+    name: str
+    task: str
+    options: dict
+    hypo: int
+    data: PoseData
+    candidates: list[Candidate]
+    paper_check: bool = False     # also run the paper's own code (--pflow) on the same inputs
 
 
-def accuracy_vs_nfe(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
-                    tests: dict[str, tuple[PoseData, EvalOptions]], candidates: list[Candidate],
-                    device: torch.device) -> list[Row]:
-    """Min-over-S P1 (est) or missing-joint P1 (comp3d) of each sampler, as a ratio to the first candidate."""
+def _scores(table: dict, task: str) -> dict[str, float]:
+    keys = ("p1", "p1_missing", "p1_root_missing", "p2") if task.startswith("comp") else ("p1", "p1_root", "p2")
+    return {k: table[k]["Average"] for k in keys}
+
+
+def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
+                  device: torch.device, paper: PaperCode | None = None, ckpt: Path | None = None,
+                  progress: Callable[[str], None] = print) -> list[Row]:
+    """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
+    ratios to the setting's baseline; with `paper`, the paper's own code on the same inputs as a cross-check."""
+    rows, frames = [], frames_of(config)
+    score_fns = {bf16: build_score_fn(model, sde, with_fields(config, {"sampling.bf16": bf16}))
+                 for bf16 in (False, True)}
+    for st in settings:
+        unit = TASKS[st.task]
+        opts = options_from(unit, st.options)
+        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed)
+        base = None
+        for c in st.candidates:
+            res = evaluate(unit, opts, ctx, score_fns[c.bf16], sde, c.sampler,
+                           EvalSettings(st.hypo, config.eval.batch_size, config.seed + c.seed_offset, progress=False),
+                           config, device)
+            scores = _scores(res.table, st.task)
+            base = base or scores
+            rows.append(_row(c.name, st.name, res.nfe, scores, base, res.seconds))
+            progress(f"  {st.name}: {c.name}: P1 {scores['p1']:.2f} ({scores['p1'] / base['p1']:.3f})")
+        if paper is not None and st.paper_check:
+            rows.append(_paper_accuracy(st, paper, ckpt, config, ctx, base))
+    return rows
+
+
+
+def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: Context,
+                    base: dict[str, float]) -> Row:
+    """The paper's code (--pflow, N = 1000) on the setting's inputs, scored by the task's own metrics."""
+    unit = TASKS[st.task]
+    opts = options_from(unit, st.options)
+    prep = unit.build(ctx, opts)
+    jlist = ",".join(map(str, parse_joint_list(opts.jlist))) if st.task.startswith("comp") else None
+    x, seconds = paper.sample(ckpt, model_dims(config), prep.task.condition.numpy(), st.task, True,
+                              config.model.num_scales, config.eval.batch_size, jlist)
+    scores = _scores(unit.metrics({"paper": torch.from_numpy(x)[:, None]}, ctx, prep, opts), st.task)
+    return _row("the paper's code, --pflow 1000", st.name, config.model.num_scales, scores, base, seconds)
+
+
+def _row(variant: str, setting: str, nfe: float, scores: dict[str, float], base: dict[str, float], seconds: float
+         ) -> Row:
+    """P1 as the value, the other scores and every ratio to the baseline as extras."""
+    rest = {k: v for k, v in scores.items() if k != "p1"}
+    return Row("accuracy", variant, setting, nfe, scores["p1"], "P1 mm", scores["p1"] / base["p1"],
+               rest | {f"{k} ratio": v / base[k] for k, v in rest.items()} | {"seconds": seconds})
+
+
+# ------------------------------------------------------------------------------------------------ speed
+
+
+def sampling_speed(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict, device: torch.device,
+                   batches: list[int], steps: int, variants: dict[str, ml_collections.ConfigDict],
+                   paper: PaperCode | None) -> list[Row]:
+    """Score-network pose-evaluations per second of a sampling loop at each batch: the paper's code (its EM loop,
+    host copy every step) when given, and our sampler with each config variant (fp32, bf16, compile)."""
     rows = []
-    for label, (data, opts) in tests.items():
-        ref = None
-        for cand in candidates:
-            run = EvalOptions(**{**opts.__dict__, "sampler": cand.sampler, "seed": opts.seed + cand.seed_offset,
-                                 "progress": False})
-            res = evaluate_task(model, sde, config, data, None, run, device)
-            table = next(iter(res.tables.values()))
-            key = "P1 (min over S)" if opts.task == "est" else "P1 missing joints"
-            p1 = table[key]["Average"]
-            ref = p1 if ref is None else ref
-            rows.append(Row("accuracy", cand.name, label, res.nfe, p1, f"{key} mm", p1 / ref))
-            rows.append(Row("time", cand.name, label, res.nfe, res.seconds, "s", None))
+    cfg = SamplerConfig(method="em", steps=steps)
+    for batch in batches:
+        cond = torch.randn(batch, 17, 3, device=device)
+        cond[..., 2] = 0
+        task = estimation(cond)
+        base = None
+        if paper is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = Path(tmp) / "random.pth"
+                torch.save({"model_state_dict": model.state_dict()}, ckpt)
+                _, sec = paper.sample(ckpt, model_dims(config), cond.cpu().numpy(), "est", False, steps, batch)
+            base = batch * steps / sec
+            rows.append(Row("sampling", "the paper's code (EM loop)", f"batch {batch}", steps, base, "pose-evals/s",
+                            1.0))
+        for name, variant in variants.items():
+            fn = build_score_fn(model, sde, variant)
+            sec = timed(lambda fn=fn, task=task, b=batch: sample_task(fn, sde, task, cfg, 1, b, 0, device,
+                                                                      progress=False), device)
+            rate = batch * steps / sec
+            base = base or rate
+            rows.append(Row("sampling", name, f"batch {batch}", steps, rate, "pose-evals/s", rate / base))
     return rows
 
 
-def bf16_accuracy(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict, data: PoseData,
-                  opts: EvalOptions, device: torch.device) -> list[Row]:
-    """The same evaluation (same seed) with the network in fp32 and under bf16 autocast."""
-    rows, ref = [], None
-    for bf16 in (False, True):
-        cfg = ml_collections.ConfigDict(config.to_dict())
-        cfg.sampling.bf16 = bf16
-        res = evaluate_task(model, sde, cfg, data, None, opts, device)
-        p1 = next(iter(res.tables.values()))["P1 (min over S)"]["Average"]
-        ref = p1 if ref is None else ref
-        rows.append(Row("bf16 check", "bf16 autocast" if bf16 else "fp32", f"est S={opts.hypo}", res.nfe, p1,
-                        "P1 (min over S) mm", p1 / ref))
-    return rows
+def training_speed(config: ml_collections.ConfigDict, data: PoseData, sde: SDE, device: torch.device, steps: int,
+                   paper: PaperCode | None, data_root: str, train_file: str, variants: dict[str, bool]) -> list[Row]:
+    """Training samples per second: the paper's loop (its code) when given, and ours (data on the device, batched
+    masks), in fp32 and with bf16 autocast where native."""
+    batch, rows, base = config.training.batch_size, [], None
+    if paper is not None:
+        base = paper.train_rate(model_dims(config), data_root, train_file, steps, batch)
+        rows.append(Row("training", "the paper's code (DataLoader loop)", f"batch {batch}", 0, base, "samples/s", 1.0))
+    frames = frames_of(config)
+    x, cond = data.gt3d(frames).to(device), data.cond2d(frames).to(device)
+    for name, amp in variants.items():
+        cfg = with_fields(config, {"training.amp": amp})
 
+        def run(n: int, cfg=cfg) -> None:
+            state = TrainState.create(cfg, device)
+            state.model.train()
+            step_fn = get_step_fn(cfg, sde, state.model)
+            perm = torch.randperm(len(x), device=device)
+            for k in range(n):
+                idx = perm[(k * batch) % (len(perm) - batch + 1):][:batch]
+                step_fn(state, Batch(x[idx], cond[idx]))
 
-def paper_shape(model: torch.nn.Module, sde: SDE, device: torch.device, fast: SamplerConfig, poses: int,
-                hypo: int, batch: int, bf16: bool) -> list[Row]:
-    """Wall time of the paper's evaluation shape (poses x S hypotheses, EM 1000) and with a fast sampler."""
-    cond = torch.randn(poses, model.num_joints, 3)
-    cond[..., 2] = 0
-    rows, base = [], None
-    for name, cfg in (("em 1000 (paper)", SamplerConfig(method="em", steps=1000)), (f"{fast.method} fast", fast)):
-        _sync(device)
+        run(2)
+        sync(device)
         start = time.perf_counter()
-        _, _, nfe = sample_task(ScoreFn(model, sde, bf16=bf16), sde, estimation(cond), cfg, hypo, batch, 0, device,
-                                progress=False)
-        _sync(device)
-        sec = time.perf_counter() - start
-        base = sec if base is None else base
-        rows.append(Row("paper shape", name, f"{poses} poses x S={hypo}", nfe, sec, "s", sec / base))
+        run(steps)
+        sync(device)
+        rate = batch * steps / (time.perf_counter() - start)
+        base = base or rate
+        rows.append(Row("training", name, f"batch {batch}", 0, rate, "samples/s", rate / base))
     return rows
+

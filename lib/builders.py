@@ -6,6 +6,7 @@ from pathlib import Path
 import ml_collections
 import torch
 
+from lib.camera import Frames
 from lib.checkpoint import check_compatible, clean_state_dict, load_checkpoint
 from lib.config_utils import config_from_json
 from lib.data import PoseData, load_split
@@ -36,21 +37,77 @@ def build_sde(config: ml_collections.ConfigDict) -> SDE:
         raise ToolkitError(str(e)) from e
 
 
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether bf16 matrix products run natively: a CUDA GPU with bf16, or a CPU with AVX-512 BF16 / AMX-BF16.
+
+    (Elsewhere torch emulates bf16 on the CPU, which is slower than fp32.)
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    caps = getattr(torch.cpu, "get_capabilities", dict)()
+    return device.type == "cpu" and bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
 def build_score_fn(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict) -> ScoreFn:
-    """The score of a model for sampling, with the config's bf16 autocast and torch.compile choices."""
-    return ScoreFn(model, sde, bf16=config.sampling.bf16, compile=config.sampling.compile)
+    """The score of a model for sampling, with the config's bf16 autocast and torch.compile choices.
+
+    sampling.bf16 is used only where bf16 is native (bf16_supported); elsewhere the network stays in fp32.
+    """
+    device = next(model.parameters()).device
+    return ScoreFn(model, sde, bf16=config.sampling.bf16 and bf16_supported(device), compile=config.sampling.compile)
 
 
-def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE, **overrides) -> SamplerConfig:
+def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE) -> SamplerConfig:
+    """The config's sampler, validated."""
     cfg = SamplerConfig.from_config(config.sampling)
-    for k, v in overrides.items():
-        if v is not None:
-            setattr(cfg, k, v)
-    try:
-        cfg.validate(sde)
-    except ValueError as e:
-        raise ToolkitError(str(e)) from e
+    cfg.validate(sde)
     return cfg
+
+
+def paper_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
+    """The paper's sampler: its --pflow (drift) or its default (em), N = model.num_scales on its grid."""
+    return SamplerConfig(method="drift" if deterministic else "em", steps=config.model.num_scales,
+                         eps=config.sampling.eps, schedule="paper")
+
+
+def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
+    """The validated fast replacement of the paper's sampler (config.fast; README 'Fast sampling')."""
+    f = config.fast
+    if deterministic:
+        return SamplerConfig(method=f.deterministic, steps=f.deterministic_steps, eps=config.sampling.eps,
+                             schedule=f.deterministic_schedule)
+    return SamplerConfig(method=f.stochastic, steps=f.stochastic_steps, eps=config.sampling.eps,
+                         schedule=f.stochastic_schedule, eta=f.stochastic_eta)
+
+
+SAMPLER_FIELDS = ("method", "steps", "schedule", "eta")
+
+
+def choose_sampler(config: ml_collections.ConfigDict, fast: bool = False, pflow: bool = False,
+                   deterministic: bool = False, explicit: tuple[str, ...] = ()) -> SamplerConfig:
+    """The sampler for what the user asked: `--pflow` is the paper's deterministic sampler (drift on its grid, the
+    configured steps); `--fast` the validated fast replacement of the sampler of that mode (stochastic, or
+    deterministic with pflow or for a task that is deterministic by nature, den). `explicit` names the
+    sampling fields (method, steps, schedule, eta) the user set; they cannot be combined with fast."""
+    if fast and explicit:
+        raise ToolkitError(f"--fast picks the sampler itself; drop --fast or the explicit sampling "
+                           f"{', '.join(explicit)}")
+    if pflow and "method" in explicit:
+        raise ToolkitError("--pflow picks the paper's deterministic sampler; drop --pflow or the sampler method")
+    deterministic = deterministic or pflow
+    if fast:
+        return fast_sampler(config, deterministic)
+    cfg = SamplerConfig.from_config(config.sampling)
+    if deterministic and "method" not in explicit:
+        cfg.method = "drift"
+        if "schedule" not in explicit:
+            cfg.schedule = "auto"  # the paper's grid
+    return cfg
+
+
+def frames_of(config: ml_collections.ConfigDict) -> Frames:
+    return Frames(float(config.data.image_size), float(config.data.scale))
 
 
 def build_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Optimizer:
@@ -62,7 +119,7 @@ def load_data(config: ml_collections.ConfigDict, split: str) -> PoseData:
     d = config.data
     file = d.train_file if split == "train" else d.test_file
     sample = d.train_sample if split == "train" else d.test_sample
-    return load_split(d.root, file, d.det_file, split, sample, d.num_joints)
+    return load_split(d.root, file, d.det_file, split, sample, d.use_gt_2d, d.num_joints)
 
 
 def checkpoint_path(ckpt_dir: str | Path, best: bool) -> Path:
@@ -78,25 +135,32 @@ def checkpoint_path(ckpt_dir: str | Path, best: bool) -> Path:
     return path
 
 
-def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None,
-               device: torch.device | str = "cpu", use_ema: bool = True
-               ) -> tuple[ScoreModelFC_Adv, ml_collections.ConfigDict]:
-    """Load a checkpoint (EMA weights by default) in eval mode, with the given config or the one it carries.
+def stored_config(state: dict, path: str | Path) -> ml_collections.ConfigDict:
+    """The config a checkpoint of ours carries (official U3D files carry none: then pass --config)."""
+    if "config" not in state:
+        raise ToolkitError(f"{path} carries no config (an official file?); pass --config, e.g. "
+                           f"configs/subvp/h36m_ncsnpp_deep_continuous.py")
+    return config_from_json(state["config"])
 
-    Official U3D files carry no config; then `config` is required.
-    """
-    state = load_checkpoint(path)
-    if config is None:
-        if "config" not in state:
-            raise ToolkitError(f"{path} carries no config (an official file?); pass --config, e.g. "
-                               f"configs/subvp/h36m_ncsnpp_deep_continuous.py")
-        config = config_from_json(state["config"])
+
+def model_from_state(state: dict, config: ml_collections.ConfigDict, path: str | Path,
+                     device: torch.device | str = "cpu", use_ema: bool = True) -> ScoreModelFC_Adv:
+    """The network of `config` with the checkpoint's weights (EMA by default), in eval mode."""
     model = build_model(config)
     ema = ExponentialMovingAverage(model.parameters(), config.model.ema_rate) if use_ema else None
     load_weights(model, ema, state, path)
     if ema is not None and "ema" in state:
         ema.copy_to(model.parameters())
-    return model.to(device).eval(), config
+    return model.to(device).eval()
+
+
+def load_model(path: str | Path, config: ml_collections.ConfigDict | None = None,
+               device: torch.device | str = "cpu", use_ema: bool = True
+               ) -> tuple[ScoreModelFC_Adv, ml_collections.ConfigDict]:
+    """Load a checkpoint with the given config or the one it carries (EMA weights by default)."""
+    state = load_checkpoint(path)
+    config = config if config is not None else stored_config(state, path)
+    return model_from_state(state, config, path, device, use_ema), config
 
 
 def load_weights(model: torch.nn.Module, ema: ExponentialMovingAverage | None, state: dict,

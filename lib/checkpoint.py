@@ -7,7 +7,6 @@ File layout (``best_model.pth``): {'model_state_dict', 'ema': {'decay', 'num_upd
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from lib.errors import ToolkitError
+from lib.io import atomic_write
 
 # The reference stored the warm-up learning rate as a numpy float; allow exactly those globals.
 _LEGACY_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
@@ -26,17 +26,9 @@ for _mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the old file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write atomically (lib/io.py): a crash or a full disk leaves the previous file intact."""
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -49,6 +41,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with torch.serialization.safe_globals(_LEGACY_GLOBALS):
             state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+        if "weights only" in str(e).lower() or "unsupported global" in str(e).lower():
+            raise ToolkitError(f"refusing to load checkpoint {path}: it holds Python objects other than tensors "
+                               f"and plain data, which could run code; load only files you trust by converting "
+                               f"them to a state dict") from e
         raise ToolkitError(f"checkpoint {path} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
                            f"restore it or retrain") from e
     if not isinstance(state, dict) or "model_state_dict" not in state:

@@ -1,28 +1,43 @@
-"""Loading configs from files, `x.y=value` overrides, and JSON round trips."""
+"""Configs: loading files, `a.b=value` overrides (applied before anything is built), validation, JSON round trips."""
 from __future__ import annotations
 
 import ast
 import importlib.util
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
 from configs.default_h36m_configs import get_default_configs
 from lib.errors import ToolkitError
 
+VERSION = 2  # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
+
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
-    """Import a config file that defines get_config()."""
+    """Import a config file that defines get_config(); any failure inside it is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"config file {path} not found; see configs/ (e.g. configs/subvp/synthetic_small.py)")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ToolkitError(f"config file {path} does not define get_config()")
-    return module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ToolkitError(f"config file {path} does not define get_config()")
+        config = module.get_config()
+    except ToolkitError:
+        raise
+    except SyntaxError as e:
+        raise ToolkitError(f"config file {path} line {e.lineno}: syntax error ({e.msg})") from e
+    except Exception as e:  # noqa: BLE001 (a user's file may raise anything)
+        raise ToolkitError(f"config file {path}: get_config() failed with {type(e).__name__}: {e}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ToolkitError(f"config file {path}: get_config() must return an ml_collections.ConfigDict")
+    return config
 
 
 def _coerce(old: object, text: str, key: str) -> object:
@@ -31,40 +46,152 @@ def _coerce(old: object, text: str, key: str) -> object:
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise ToolkitError(f"override {key}={text}: expected true or false")
+        raise ToolkitError(f"--config.{key}={text}: expected true or false")
     if isinstance(old, (int, float)):
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError) as e:
-            raise ToolkitError(f"override {key}={text}: expected a number") from e
+            raise ToolkitError(f"--config.{key}={text}: expected a number") from e
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ToolkitError(f"override {key}={text}: expected a number")
+            raise ToolkitError(f"--config.{key}={text}: expected a number")
         if isinstance(old, int) and not float(value).is_integer():
-            raise ToolkitError(f"override {key}={text}: expected a whole number")
+            raise ToolkitError(f"--config.{key}={text}: expected a whole number")
         return type(old)(value)
     return text
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> ml_collections.ConfigDict:
-    """Apply 'a.b=value' strings; unknown fields are an error (no silent typos)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ToolkitError(f"override '{item}' must look like --config.section.field=value")
-        key, text = item.split("=", 1)
-        node = config
-        parts = key.split(".")
-        for p in parts[:-1]:
-            if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-                raise ToolkitError(f"unknown config section '{p}' in override {key}")
-            node = node[p]
-        if parts[-1] not in node:
-            raise ToolkitError(f"unknown config field '{key}'; known fields here: {', '.join(sorted(node.keys()))}")
-        node[parts[-1]] = _coerce(node[parts[-1]], text, key)
+def parse_override(config: ml_collections.ConfigDict, item: str) -> tuple[str, object]:
+    """'a.b=value' -> ('a.b', value coerced to the field's type); unknown fields are an error (no silent typos)."""
+    if "=" not in item:
+        raise ToolkitError(f"override '{item}' must look like --config.section.field=value")
+    key, text = item.split("=", 1)
+    node = config
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise ToolkitError(f"unknown config section '{p}' in --config.{key}")
+        node = node[p]
+    if parts[-1] not in node or isinstance(node[parts[-1]], ml_collections.ConfigDict):
+        raise ToolkitError(f"unknown config field '{key}'; known fields here: {', '.join(sorted(node.keys()))}")
+    return key, _coerce(node[parts[-1]], text, key)
+
+
+def get_field(config: ml_collections.ConfigDict, key: str) -> Any:
+    node = config
+    for p in key.split("."):
+        node = node[p]
+    return node
+
+
+def set_field(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    *path, last = key.split(".")
+    node = config
+    for p in path:
+        node = node[p]
+    node[last] = value
+
+
+def with_fields(config: ml_collections.ConfigDict, fields: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A copy of the config with some 'a.b' fields set."""
+    out = config.copy_and_resolve_references()
+    for key, value in fields.items():
+        set_field(out, key, value)
+    return out
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any],
+                    fixed: Callable[[str], str | None] | None = None) -> ml_collections.ConfigDict:
+    """Set each 'a.b' field; fixed(key) returns why a field cannot take effect here (then it is an error)."""
+    for key, value in overrides.items():
+        if fixed is not None and value != get_field(config, key) and (why := fixed(key)):
+            raise ToolkitError(f"--config.{key}={value} cannot take effect: {why}")
+        set_field(config, key, value)
     return config
 
 
+# ------------------------------------------------------------------------------------------- validation
+
+def _num(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+         integer: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+            return "a whole number" if integer else "a number"
+        if not math.isfinite(v):
+            return "finite"
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            return f"{'>' if lo_open else '>='} {lo:g}"
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            return f"{'<' if hi_open else '<='} {hi:g}"
+        return None
+    return check
+
+
+def _one_of(*names: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in names else f"one of {', '.join(names)}"
+
+
+_POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
+_POS = _num(0.0, lo_open=True)
+RULES: dict[str, Callable[[Any], str | None]] = {
+    "seed": _NONNEG_INT,
+    "data.image_size": _POS, "data.scale": _POS, "data.num_joints": _num(17, 17, integer=True),
+    "data.joint_dim": _num(3, 3, integer=True), "data.train_sample": _POS_INT, "data.test_sample": _POS_INT,
+    "model.hidden_dim": _POS_INT, "model.embed_dim": _num(4, integer=True), "model.n_blocks": _NONNEG_INT,
+    "model.dropout": _num(0.0, 1.0, hi_open=True), "model.num_groups": _POS_INT, "model.ema_rate": _PROB,
+    "model.num_scales": _POS_INT, "model.beta_min": _POS, "model.beta_max": _POS, "model.sigma_min": _POS,
+    "model.sigma_max": _POS,
+    "training.sde": _one_of("subvpsde", "vpsde", "vesde"), "training.batch_size": _POS_INT,
+    "training.n_iters": _POS_INT, "training.max_minutes": _num(0.0), "training.eps": _num(0.0, 1.0, True, True),
+    "training.log_every": _POS_INT, "training.eval_every": _NONNEG_INT, "training.snapshot_every": _NONNEG_INT,
+    "training.mask_whole_p": _PROB, "training.mask_part_p": _PROB, "training.mask_joint_p": _PROB,
+    "training.cond_3d_p": _PROB,
+    "optim.lr": _POS, "optim.beta1": _num(0.0, 1.0, hi_open=True), "optim.eps": _POS, "optim.weight_decay": _num(0.0),
+    "optim.warmup": _NONNEG_INT, "optim.grad_clip": _num(0.0),
+    "sampling.steps": _POS_INT, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
+    "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
+    "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
+    "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
+    "eval.train_max_poses": _POS_INT,
+}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Check every known field's type and range once, before anything is built; one line names the field."""
+    for key, check in RULES.items():
+        try:
+            value = get_field(config, key)
+        except (KeyError, AttributeError):
+            continue
+        if (need := check(value)) is not None:
+            raise ToolkitError(f"config field {key} = {value!r} must be {need}")
+    m = config.model
+    if m.hidden_dim % m.num_groups:
+        raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
+    if m.beta_min >= m.beta_max or m.sigma_min >= m.sigma_max:
+        raise ToolkitError("model.beta_min < model.beta_max and model.sigma_min < model.sigma_max are required")
+
+
+# ----------------------------------------------------------------------------------------- JSON, versions
+
 def config_to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+_RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_rk45"}
+
+
+def _migrate(stored: dict) -> dict:
+    """Configs written before VERSION 2: old sampler names, and 'uniform' was the default grid of em then."""
+    if stored.get("version", 1) >= VERSION:
+        return stored
+    sampling = stored.get("sampling", {})
+    if sampling.get("method") in _RENAMED:
+        sampling["method"] = _RENAMED[sampling["method"]]
+    if sampling.get("schedule") == "uniform":
+        sampling["schedule"] = "auto"
+    stored.pop("eval", None)  # the old monitor settings (EM / probability-flow ODE) are replaced by the defaults
+    stored["version"] = VERSION
+    return stored
 
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:
@@ -74,4 +201,4 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
         return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
                            for k, v in stored.items()}}
 
-    return ml_collections.ConfigDict(merge(get_default_configs().to_dict(), json.loads(text)))
+    return ml_collections.ConfigDict(merge(get_default_configs().to_dict(), _migrate(json.loads(text))))

@@ -21,68 +21,14 @@ import numpy as np
 from prettytable import PrettyTable
 from tqdm import tqdm
 
-from lib.data import ACTIONS, project
+from lib.camera import Camera, look_at, quaternion_matrix
+from lib.data import ACTIONS, camera_rows
 from lib.errors import ToolkitError
 from lib.safe_pickle import loads_restricted, save_pickle
 
 H36M_17_OF_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
 ACTION_IDS = {name: a for a, name in ACTIONS.items()} | {"TakingPhoto": 12, "WalkingDog": 15}
 CAMERAS_JSON = Path(__file__).parent / "resources" / "h36m_cameras.json"
-
-
-@dataclass
-class Camera:
-    """Pinhole camera: world-to-camera rotation, centre (world mm), fx fy cx cy, distortion (stored only)."""
-
-    rot: np.ndarray                                  # [3, 3] world -> camera
-    centre: np.ndarray                               # [3]
-    intrinsics: np.ndarray                           # [4] fx, fy, cx, cy
-    k: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    p: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    name: str = ""
-
-
-def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """World-to-camera rotation [3, 3] (rows: right, down, forward) for a camera at centre, world Z up."""
-    fwd = (target - centre) / np.linalg.norm(target - centre)
-    right = np.cross(fwd, np.array([0.0, 0.0, 1.0]))
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(fwd, right), fwd])
-
-
-def camera_rows(world: np.ndarray, cam: Camera, meta: dict, frames: np.ndarray | None = None) -> list[dict]:
-    """Rows for poses world [N, J, 3] (mm) seen by one camera; meta holds action, subject, subaction, cameraid.
-
-    joint_3d_image: pinhole pixels and z = ratio * (Z - Z_pelvis); box: the projected 2000 mm square around
-    the pelvis; ratio = (box width + 1) / 2000 (DESIGN.md section 3).
-    """
-    n = world.shape[0]
-    intr = np.broadcast_to(cam.intrinsics, (n, 4))
-    pose_cam = np.einsum("ij,nkj->nki", cam.rot, world - cam.centre)  # [N, J, 3]
-    root = pose_cam[:, 0]
-    corners = np.stack([root - [1000.0, 1000.0, 0.0], root + [1000.0, 1000.0, 0.0]], 1)  # [N, 2, 3]
-    box = project(corners, intr).reshape(n, 4)
-    ratio = (box[:, 2] - box[:, 0] + 1.0) / 2000.0
-    img = np.concatenate([project(pose_cam, intr), (ratio[:, None] * (pose_cam[..., 2] - root[:, 2:3]))[..., None]],
-                         -1)
-    fx, fy, cx, cy = (float(v) for v in cam.intrinsics)
-    param = {"R": cam.rot, "T": cam.centre.reshape(3, 1), "fx": fx, "fy": fy, "cx": cx, "cy": cy,
-             "k": cam.k.reshape(-1, 1), "p": cam.p.reshape(-1, 1), "name": cam.name}
-    frames = np.arange(n) if frames is None else frames
-    s, a, sa, c = meta["subject"], meta["action"], meta["subaction"], meta["cameraid"]
-    return [{"joint_3d_camera": pose_cam[i], "joint_3d_image": img[i], "joints_3d": world[i], "camera_param": param,
-             "box": box[i], "root_depth": float(root[i, 2]), "action": a, "subject": s, "subaction": sa,
-             "cameraid": c, "action_name": meta.get("action_name", ACTIONS.get(a, str(a))),
-             "image": f"s_{s:02d}_act_{a:02d}_subact_{sa:02d}_ca_{c + 1:02d}_{int(frames[i]) + 1:06d}.jpg"}
-            for i in range(n)]
-
-
-def quaternion_matrix(q: Iterable[float]) -> np.ndarray:
-    """Rotation matrix [3, 3] of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(np.asarray(q, dtype=np.float64))
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
 def action_of(name: str, where: str) -> tuple[int, str]:

@@ -1,12 +1,17 @@
-"""Human3.6M-Toolbox pickle datasets (DESIGN.md section 3) as flat arrays, and the normalisation."""
+"""Human3.6M-Toolbox pickle datasets (DESIGN.md section 3) as flat arrays.
+
+Every source (Human3.6M, the synthetic default, CMU, your own) is brought into this layout, so one loader and
+one evaluator serve all. Coordinate conversions live in lib/camera.py.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lib.camera import Camera, Frames, RowCameras, box_around_root, camera_to_image
 from lib.errors import ToolkitError
 from lib.safe_pickle import load_pickle
 
@@ -19,48 +24,7 @@ TRAIN_SUBJECTS = (1, 5, 6, 7, 8)
 TEST_SUBJECTS = (9, 11)
 REQUIRED_FIELDS = ("joint_3d_camera", "joint_3d_image", "camera_param", "box", "action", "subject",
                    "subaction", "cameraid")
-
-
-def normalize(pose_img: np.ndarray | torch.Tensor, image_size: float = 1000.0):
-    """Pixels (x, y) and ratio-scaled depth z -> x/s*2-1, y/s*2-1, z/s*2. pose_img: [..., 3]."""
-    out = pose_img * (2.0 / image_size)
-    out[..., :2] -= 1.0
-    return out
-
-
-def denormalize(pose: np.ndarray | torch.Tensor, image_size: float = 1000.0):
-    """Inverse of ``normalize``. pose: [..., 3] (or [..., 2])."""
-    out = pose.clone() if isinstance(pose, torch.Tensor) else pose.copy()
-    out[..., :2] += 1.0
-    return out * (image_size / 2.0)
-
-
-def box_ratio(box: np.ndarray | torch.Tensor):
-    """Pixels per millimetre of depth: (x1 - x0 + 1) / 2000. box: [..., 4]."""
-    return (box[..., 2] - box[..., 0] + 1.0) / 2000.0
-
-
-def image_to_camera(pose_img, cam, box, root_depth):
-    """Back to the camera frame in mm: Z = z/ratio + root_depth, X = (x-cx)/fx Z, Y = (y-cy)/fy Z.
-
-    pose_img: [N, ..., J, 3] pixels; cam: [N, 4] (fx, fy, cx, cy); box: [N, 4]; root_depth: [N].
-    """
-    extra = pose_img.ndim - 2  # leading dims after N, before J
-    shape = (cam.shape[0],) + (1,) * extra
-    fx, fy, cx, cy = (cam[:, i].reshape(shape) for i in range(4))
-    z = pose_img[..., 2] / box_ratio(box).reshape(shape) + root_depth.reshape(shape)
-    x = (pose_img[..., 0] - cx) / fx * z
-    y = (pose_img[..., 1] - cy) / fy * z
-    stack = torch.stack if isinstance(pose_img, torch.Tensor) else np.stack
-    return stack([x, y, z], -1)
-
-
-def project(points_cam: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """Pinhole projection (no distortion). points_cam: [N, ..., 3] mm; cam: [N, 4] -> [N, ..., 2] px."""
-    shape = (cam.shape[0],) + (1,) * (points_cam.ndim - 2)
-    fx, fy, cx, cy = (cam[:, i].reshape(shape) for i in range(4))
-    z = points_cam[..., 2]
-    return np.stack([fx * points_cam[..., 0] / z + cx, fy * points_cam[..., 1] / z + cy], -1)
+GT_2D = "ground-truth 2D"
 
 
 @dataclass
@@ -76,32 +40,58 @@ class PoseData:
     subject: np.ndarray                    # [N] int
     subaction: np.ndarray                  # [N] int
     cameraid: np.ndarray                   # [N] int
-    action_name: np.ndarray | None = None  # [N] str: the row's 'action_name', else the Human3.6M name
+    action_name: np.ndarray                # [N] str: the row's 'action_name', else the Human3.6M name
     det2d: np.ndarray | None = None        # [N, J, 2] detected keypoints (pixels)
     det_conf: np.ndarray | None = None     # [N, J] detector confidences
-    source: str = field(default="")
+    source: str = ""                       # the ground-truth file
+    source_2d: str = GT_2D                 # where the 2D conditions come from (GT_2D or the detections file)
 
     def __len__(self) -> int:
         return self.pose_img.shape[0]
 
     def subset(self, idx: np.ndarray | slice) -> PoseData:
-        pick = {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
-        return PoseData(**pick)
+        return PoseData(**{f.name: (v[idx] if isinstance(v := getattr(self, f.name), np.ndarray) else v)
+                           for f in fields(self)})
 
-    def gt3d(self, image_size: float, scale: float) -> torch.Tensor:
+    @property
+    def rows(self) -> RowCameras:
+        """Camera, box and root depth of each row (what maps network space to millimetres)."""
+        return RowCameras(self.cam, self.box, self.root_depth)
+
+    def gt3d(self, frames: Frames) -> torch.Tensor:
         """Network-space 3D poses [N, J, 3]."""
-        return torch.from_numpy(normalize(self.pose_img.astype(np.float32), image_size) * scale)
+        return torch.from_numpy(frames.to_network(self.pose_img.astype(np.float32)))
 
-    def cond2d(self, image_size: float, scale: float, use_gt: bool) -> torch.Tensor:
-        """Network-space 2D conditions [N, J, 3] with z = 0 (GT 2D or detections)."""
-        if use_gt or self.det2d is None:
-            xy = self.pose_img[..., :2]
-        else:
-            xy = self.det2d
+    def cond2d(self, frames: Frames) -> torch.Tensor:
+        """Network-space 2D conditions [N, J, 3] with z = 0, from `source_2d`."""
+        xy = self.pose_img[..., :2] if self.det2d is None else self.det2d
         pose = np.concatenate([xy, np.zeros_like(xy[..., :1])], -1).astype(np.float32)
-        cond = normalize(pose, image_size) * scale
+        cond = frames.to_network(pose)
         cond[..., 2] = 0.0
         return torch.from_numpy(cond)
+
+
+def camera_rows(world: np.ndarray, cam: Camera, meta: dict, frames: np.ndarray | None = None) -> list[dict]:
+    """Rows in the H36M-Toolbox layout for poses world [N, J, 3] (mm) seen by one camera.
+
+    meta holds action, subject, subaction, cameraid (and optionally action_name); frames the frame numbers.
+    joint_3d_image and box follow DESIGN.md section 3 (lib/camera.py).
+    """
+    n = world.shape[0]
+    intr = np.broadcast_to(cam.intrinsics, (n, 4))
+    pose_cam = cam.world_to_camera(world)  # [N, J, 3]
+    box = box_around_root(pose_cam[:, 0], intr)
+    img = camera_to_image(pose_cam, intr, box, pose_cam[:, 0, 2])
+    fx, fy, cx, cy = (float(v) for v in cam.intrinsics)
+    param = {"R": cam.rot, "T": cam.centre.reshape(3, 1), "fx": fx, "fy": fy, "cx": cx, "cy": cy,
+             "k": cam.k.reshape(-1, 1), "p": cam.p.reshape(-1, 1), "name": cam.name}
+    frames = np.arange(n) if frames is None else frames
+    s, a, sa, c = meta["subject"], meta["action"], meta["subaction"], meta["cameraid"]
+    return [{"joint_3d_camera": pose_cam[i], "joint_3d_image": img[i], "joints_3d": world[i], "camera_param": param,
+             "box": box[i], "root_depth": float(pose_cam[i, 0, 2]), "action": a, "subject": s, "subaction": sa,
+             "cameraid": c, "action_name": meta.get("action_name", ACTIONS.get(a, str(a))),
+             "image": f"s_{s:02d}_act_{a:02d}_subact_{sa:02d}_ca_{c + 1:02d}_{int(frames[i]) + 1:06d}.jpg"}
+            for i in range(n)]
 
 
 def _check_finite(name: str, arr: np.ndarray, path: Path) -> None:
@@ -114,10 +104,18 @@ def _check_finite(name: str, arr: np.ndarray, path: Path) -> None:
 def _stack(rows: list[dict], name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
     try:
         arr = np.stack([np.asarray(r[name], dtype=np.float64).reshape(shape) for r in rows])
-    except ValueError as e:
-        raise ToolkitError(f"{path}: field '{name}' must have shape {shape} in every row ({e})") from e
+    except (ValueError, TypeError) as e:
+        raise ToolkitError(f"{path}: field '{name}' must be numbers of shape {shape} in every row ({e})") from e
     _check_finite(name, arr, path)
     return arr
+
+
+def _ids(rows: list[dict], path: Path) -> dict[str, np.ndarray]:
+    try:
+        return {k: np.array([int(np.asarray(r[k]).item()) for r in rows])
+                for k in ("action", "subject", "subaction", "cameraid")}
+    except (KeyError, TypeError, ValueError) as e:
+        raise ToolkitError(f"{path}: action/subject/subaction/cameraid must be one integer per row ({e})") from e
 
 
 def rows_to_posedata(rows: list[dict], path: Path, num_joints: int = 17) -> PoseData:
@@ -129,22 +127,20 @@ def rows_to_posedata(rows: list[dict], path: Path, num_joints: int = 17) -> Pose
         raise ToolkitError(f"{path}: rows lack field(s) {', '.join(missing)}; expected the H36M-Toolbox layout "
                            f"of DESIGN.md section 3")
     try:
-        cam = np.array([[r["camera_param"][k] for k in ("fx", "fy", "cx", "cy")] for r in rows], dtype=np.float64)
-        cam = cam.reshape(len(rows), 4)
-        ints = {k: np.array([int(r[k]) for r in rows]) for k in ("action", "subject", "subaction", "cameraid")}
+        cam = np.array([[np.asarray(r["camera_param"][k], dtype=np.float64).item() for k in ("fx", "fy", "cx", "cy")]
+                        for r in rows], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as e:
-        raise ToolkitError(f"{path}: bad camera_param or id fields ({e}); each row needs camera_param "
-                           f"with fx, fy, cx, cy and integer action/subject/subaction/cameraid") from e
+        raise ToolkitError(f"{path}: each row needs camera_param with one number each for fx, fy, cx, cy "
+                           f"({e})") from e
     _check_finite("camera_param", cam, path)
     pose_cam = _stack(rows, "joint_3d_camera", (num_joints, 3), path)
-    root_depth = (np.array([float(r["root_depth"]) for r in rows]) if "root_depth" in rows[0]
-                  else pose_cam[:, 0, 2])
-    _check_finite("root_depth", root_depth, path)
-    names = np.array([str(r.get("action_name") or ACTIONS.get(a, a)) for r, a in zip(rows, ints["action"],
+    root_depth = _stack(rows, "root_depth", (), path) if "root_depth" in rows[0] else pose_cam[:, 0, 2]
+    ids = _ids(rows, path)
+    names = np.array([str(r.get("action_name") or ACTIONS.get(a, a)) for r, a in zip(rows, ids["action"],
                                                                                       strict=True)])
     return PoseData(pose_img=_stack(rows, "joint_3d_image", (num_joints, 3), path), pose_cam=pose_cam,
                     cam=cam, box=_stack(rows, "box", (4,), path), root_depth=root_depth, source=str(path),
-                    action_name=names, **ints)
+                    action_name=names, **ids)
 
 
 def attach_detections(data: PoseData, det: dict, split: str, path: Path) -> PoseData:
@@ -153,31 +149,44 @@ def attach_detections(data: PoseData, det: dict, split: str, path: Path) -> Pose
         part = det[split]
         kps = np.asarray(part["joint3d_image"], dtype=np.float64)
         conf = np.asarray(part["confidence"], dtype=np.float64)
-    except (KeyError, TypeError) as e:
-        raise ToolkitError(f"{path}: expected {{'{split}': {{'joint3d_image', 'confidence'}}}} ({e})") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise ToolkitError(f"{path}: expected {{'{split}': {{'joint3d_image', 'confidence'}}}} of numbers "
+                           f"({e})") from e
     n, j = len(data), data.pose_img.shape[1]
-    if kps.shape[0] != n or kps.shape[1:2] != (j,) or kps.shape[-1] < 2:
+    if kps.ndim != 3 or kps.shape[0] != n or kps.shape[1] != j or kps.shape[-1] < 2:
         raise ToolkitError(f"{path}: '{split}' detections have shape {kps.shape}, expected [{n}, {j}, 3] "
                            f"aligned row by row with the ground-truth pickle")
+    if conf.size != n * j:
+        raise ToolkitError(f"{path}: '{split}' confidences have shape {conf.shape}, expected [{n}, {j}, 1]")
     _check_finite("joint3d_image", kps[..., :2], path)
     data.det2d = kps[..., :2]
     data.det_conf = conf.reshape(n, j)
+    data.source_2d = path.name
     return data
 
 
-def load_split(root: str | Path, file: str, det_file: str | None, split: str, sample: int,
-               num_joints: int = 17, needed_by: str = "") -> PoseData:
-    """Load one split's pickle (and detections if the file exists), keeping every `sample`-th row."""
+def load_split(root: str | Path, file: str, det_file: str, split: str, sample: int, use_gt_2d: bool,
+               num_joints: int = 17) -> PoseData:
+    """Load one split's pickle (and, unless use_gt_2d, its detections), keeping every `sample`-th row.
+
+    A configured detections file that is missing is an error: the toolkit never falls back to GT 2D silently.
+    """
     path = Path(root) / file
     if not path.is_file():
         hint = ("python -m run.prepare_data synthetic --out " + str(root) if "synthetic" in str(root)
                 else f"put the Human3.6M pickles in {root}/ (README: 'Training on Human3.6M') "
                      f"or make the demo data with python -m run.prepare_data synthetic --out data/synthetic")
-        raise ToolkitError(f"data file {path} not found{needed_by}; make it with: {hint}")
+        raise ToolkitError(f"data file {path} not found; make it with: {hint}")
     if sample < 1:
         raise ToolkitError(f"sampling step must be >= 1, got {sample}")
     data = rows_to_posedata(load_pickle(path), path, num_joints)
-    det_path = Path(root) / det_file if det_file else None
-    if det_path is not None and det_path.is_file():
+    if not use_gt_2d:
+        if not det_file:
+            raise ToolkitError(f"no detections file is configured (data.det_file) for {path}; give one, or "
+                               f"condition on ground-truth 2D with --gt (data.use_gt_2d=true)")
+        det_path = Path(root) / det_file
+        if not det_path.is_file():
+            raise ToolkitError(f"detections file {det_path} (data.det_file) not found; make it (python -m "
+                               f"run.prepare_data), or condition on ground-truth 2D with --gt (data.use_gt_2d=true)")
         data = attach_detections(data, load_pickle(det_path), split, det_path)
     return data.subset(slice(None, None, sample))

@@ -1,6 +1,10 @@
-"""Denoising score matching with random condition masking (GFPose training objective)."""
+"""Denoising score matching with random condition masking (the GFPose training objective, DESIGN.md section 4)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ml_collections
 import torch
 
 from lib.model import ScoreFn
@@ -8,42 +12,48 @@ from lib.sde import SDE, expand_like
 from lib.skeleton import PARTS
 
 
+@dataclass
+class Batch:
+    x0: torch.Tensor                    # [B, J, 3] clean poses, network space
+    cond: torch.Tensor                  # [B, J, 3] 2D conditions (z = 0)
+    mask: torch.Tensor | None = None    # [B, J, 3] condition masks; drawn by the loss when None
+
+
 def random_condition_mask(batch: int, num_joints: int, p_whole: float, p_part: float, p_joint: float,
                           device: torch.device | str) -> torch.Tensor:
     """Training masks [B, J, 3]: each of whole pose / one body part / one joint dropped with its probability."""
     keep = torch.ones(batch, num_joints, device=device)
-    whole = torch.rand(batch, device=device) < p_whole
-    keep[whole] = 0.0
-    if num_joints == 17:  # body parts are defined on the Human3.6M skeleton
-        parts = torch.zeros(len(PARTS), num_joints, device=device)  # [P, J] part membership
-        for k, joints in enumerate(PARTS.values()):
-            parts[k, list(joints)] = 1.0
-        part_idx = torch.randint(len(PARTS), (batch,), device=device)
-        drop_part = (torch.rand(batch, device=device) < p_part)[:, None] * parts[part_idx]  # [B, J]
-        keep = keep * (1.0 - drop_part)
+    keep[torch.rand(batch, device=device) < p_whole] = 0.0
+    parts = torch.zeros(len(PARTS), num_joints, device=device)  # [P, J] part membership (Human3.6M skeleton)
+    for k, joints in enumerate(PARTS.values()):
+        parts[k, list(joints)] = 1.0
+    part_idx = torch.randint(len(PARTS), (batch,), device=device)
+    keep = keep * (1.0 - (torch.rand(batch, device=device) < p_part)[:, None] * parts[part_idx])
     joint_idx = torch.randint(num_joints, (batch,), device=device)
     drop_joint = torch.nn.functional.one_hot(joint_idx, num_joints).float()
     keep = keep * (1.0 - (torch.rand(batch, device=device) < p_joint)[:, None] * drop_joint)
     return keep[:, :, None].expand(batch, num_joints, 3).contiguous()
 
 
-def dsm_loss(score_fn: ScoreFn, sde: SDE, x0: torch.Tensor, cond2d: torch.Tensor,
-             mask_probs: tuple[float, float, float], p_cond_3d: float, eps: float = 1e-5,
-             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over the batch of 0.5 * sum_d (s(x_t, t) sigma(t) + z)^2 (score matching, sum over 51 dims).
+def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[ScoreFn, Batch], torch.Tensor]:
+    """loss_fn(score_fn, batch): mean over the batch of 0.5 * sum over 51 dims of (s(x_t, t) sigma(t) + z)^2.
 
-    x0: [B, J, 3] clean poses; cond2d: [B, J, 3] 2D conditions (z = 0); mask: [B, J, 3] condition masks
-    (drawn with mask_probs when not given).
+    The paper's code sums over dimensions (reduce_mean False) and samples t ~ U(eps, 1); with probability
+    cond_3d_p the condition is the 3D ground truth, and the condition masks are drawn per sample.
     """
-    b, j, _ = x0.shape
-    t = torch.rand(b, device=x0.device) * (sde.T - eps) + eps  # [B]
-    z = torch.randn_like(x0)
-    mean, std = sde.marginal_prob(x0, t)
-    xt = mean + expand_like(std, x0) * z
-    use_3d = (torch.rand(b, device=x0.device) < p_cond_3d)[:, None, None]
-    condition = torch.where(use_3d, x0, cond2d)  # [B, J, 3]
-    if mask is None:
-        mask = random_condition_mask(b, j, *mask_probs, device=x0.device)
-    # score * std = -eps_theta, so the residual is z - eps_theta.
-    residual = z - score_fn.eps(xt, t, condition, mask)
-    return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()
+    probs = (training.mask_whole_p, training.mask_part_p, training.mask_joint_p)
+
+    def loss_fn(score_fn: ScoreFn, batch: Batch) -> torch.Tensor:
+        x0 = batch.x0
+        b, j, _ = x0.shape
+        t = torch.rand(b, device=x0.device) * (sde.T - training.eps) + training.eps  # [B]
+        z = torch.randn_like(x0)
+        mean, std = sde.marginal_prob(x0, t)
+        xt = mean + expand_like(std, x0) * z
+        use_3d = (torch.rand(b, device=x0.device) < training.cond_3d_p)[:, None, None]
+        condition = torch.where(use_3d, x0, batch.cond)  # [B, J, 3]
+        mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, *probs, device=x0.device)
+        residual = z - score_fn.eps(xt, t, condition, mask)  # score * std = -eps_theta
+        return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()
+
+    return loss_fn

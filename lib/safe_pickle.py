@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lib.errors import ToolkitError
+from lib.io import atomic_write
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -48,9 +49,6 @@ def loads_restricted(data: bytes, where: str) -> Any:
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:
-    """Write a pickle atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """Write a pickle atomically (lib/io.py)."""
+    with atomic_write(path) as f:
         pickle.dump(obj, f, protocol=4)
-    tmp.replace(path)

@@ -15,6 +15,7 @@ class SDE:
 
     T = 1.0
     prior_std = 1.0
+    supports_ancestral = False
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         """Mean coefficient of the perturbation kernel."""
@@ -41,6 +42,16 @@ class SDE:
         drift, diffusion = self.sde(x, t)
         return drift * dt, diffusion * dt ** 0.5
 
+    def ancestral_step(self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, dt: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [B, ...] and std [B] of one ancestral-sampling step (Song et al. Alg. 2 / 3)."""
+        raise ValueError(f"ancestral sampling is defined for the VP and VE SDEs, not {type(self).__name__}; "
+                         f"use em or ddim")
+
+    def langevin_alpha(self, t: torch.Tensor, dt: float) -> torch.Tensor | float:
+        """Step-size factor of the Langevin corrector (Song et al. Alg. 4: alpha_i for VP, 1 otherwise)."""
+        return 1.0
+
     def lambda_(self, t: torch.Tensor) -> torch.Tensor:
         """Half log-SNR, log(alpha / sigma), the time variable of DPM-Solver."""
         return torch.log(self.alpha(t)) - torch.log(self.sigma(t))
@@ -64,6 +75,8 @@ def expand_like(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 class VPSDE(SDE):
     """Variance preserving: beta(t) = beta_min + t (beta_max - beta_min)."""
+
+    supports_ancestral = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         self.beta_0, self.beta_1 = beta_min, beta_max
@@ -90,11 +103,23 @@ class VPSDE(SDE):
         beta_i = self.beta(t) * dt
         return (torch.sqrt(1.0 - expand_like(beta_i, x)) - 1.0) * x, torch.sqrt(beta_i)
 
+    def ancestral_step(self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, dt: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DDPM: mean (x + beta s) / sqrt(1 - beta), std sqrt(beta), beta = beta(t) dt."""
+        beta = self.beta(t) * dt
+        return (x + expand_like(beta, x) * score) / torch.sqrt(1.0 - expand_like(beta, x)), torch.sqrt(beta)
+
+    def langevin_alpha(self, t: torch.Tensor, dt: float) -> torch.Tensor:
+        return 1.0 - self.beta(t) * dt
+
 
 class SubVPSDE(VPSDE):
     """sub-VP SDE used by GFPose: same drift as VP, diffusion g^2 = beta(t) (1 - exp(-2 int beta))."""
 
     discretize = SDE.discretize  # no DDPM form: Euler
+    supports_ancestral = False
+    ancestral_step = SDE.ancestral_step
+    langevin_alpha = SDE.langevin_alpha
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.expm1(2.0 * self.log_alpha(t))  # 1 - alpha^2
@@ -107,6 +132,8 @@ class SubVPSDE(VPSDE):
 
 class VESDE(SDE):
     """Variance exploding: sigma(t) = sigma_min (sigma_max / sigma_min)^t."""
+
+    supports_ancestral = True
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
@@ -126,13 +153,18 @@ class VESDE(SDE):
         """SMLD: x_{i+1} = x_i + sqrt(sigma(t + dt)^2 - sigma(t)^2) z."""
         return torch.zeros_like(x), torch.sqrt(self.sigma(t + dt) ** 2 - self.sigma(t) ** 2)
 
+    def ancestral_step(self, x: torch.Tensor, score: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, dt: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMLD: mean x + (sigma^2 - sigma'^2) s, std sqrt(sigma'^2 (sigma^2 - sigma'^2) / sigma^2)."""
+        s2, s2_next = self.sigma(t) ** 2, self.sigma(t_next) ** 2
+        return x + expand_like(s2 - s2_next, x) * score, torch.sqrt(s2_next * (s2 - s2_next) / s2)
+
+
+SDES = {"subvpsde": lambda b0, b1, s0, s1: SubVPSDE(b0, b1), "vpsde": lambda b0, b1, s0, s1: VPSDE(b0, b1),
+        "vesde": lambda b0, b1, s0, s1: VESDE(s0, s1)}
+
 
 def get_sde(name: str, beta_min: float, beta_max: float, sigma_min: float, sigma_max: float) -> SDE:
-    name = name.lower()
-    if name == "subvpsde":
-        return SubVPSDE(beta_min, beta_max)
-    if name == "vpsde":
-        return VPSDE(beta_min, beta_max)
-    if name == "vesde":
-        return VESDE(sigma_min, sigma_max)
-    raise ValueError(f"unknown SDE '{name}'; choose subvpsde, vpsde or vesde")
+    if name.lower() not in SDES:
+        raise ValueError(f"unknown SDE '{name}'; choose {', '.join(SDES)}")
+    return SDES[name.lower()](beta_min, beta_max, sigma_min, sigma_max)

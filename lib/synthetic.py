@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.convert import Camera, camera_rows, look_at
-from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS
+from lib.camera import Camera, look_at
+from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS, camera_rows
 from lib.safe_pickle import save_pickle
 
 # Mean Human3.6M bone lengths in mm (17-joint skeleton).

@@ -1,14 +1,19 @@
-"""Training loop: DSM with random condition masking, EMA, warm-up, clipping, DDP, exact resume.
+"""Training: a small train state, a step function (score_sde's get_step_fn), a monitor, and the loop that wires them.
 
-Randomness of step k comes from a generator seeded with (seed, k, rank) and the data order of epoch e
-from (seed, e), so a resumed run continues exactly without storing RNG states.
+Randomness of step k comes from a generator seeded with (seed, k, rank) and the data order of epoch e from
+(seed, e), so a resumed run continues exactly without storing RNG states. Under torchrun the global batch is
+split over ranks; rank 0 alone logs and writes.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
+import os
+import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import ml_collections
@@ -16,247 +21,379 @@ import numpy as np
 import torch
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib import dist
 from lib.builders import (
+    bf16_supported,
     build_model,
     build_optimizer,
-    build_sampler_config,
     build_score_fn,
     build_sde,
+    frames_of,
     load_data,
     load_weights,
 )
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.config_utils import config_to_json
+from lib.config_utils import config_to_json, validate_config
 from lib.data import PoseData
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
-from lib.evaluate import sample_task, to_camera_mm
-from lib.losses import dsm_loss
-from lib.metrics import mpjpe, per_action
+from lib.evaluate import sample_task
+from lib.io import pid_alive, remove_stale_temps, write_text
+from lib.losses import Batch, get_loss_fn
+from lib.metrics import mpjpe, mpjpe_root, per_action
 from lib.model import ScoreFn
+from lib.sampling import SamplerConfig
 from lib.sde import SDE
 from lib.skeleton import flip_pose
-from lib.tasks import estimation
+from lib.tasks.est import estimation
 
 log = logging.getLogger("gfpose")
 
 
-def setup_logging(workdir: Path | None) -> None:
-    """Rank 0 logs to the console (through tqdm) and to workdir/log.txt; other ranks stay quiet."""
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO if dist.is_main() else logging.WARNING)
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+class RunInterruptedError(Exception):
+    """Training stopped by a signal after saving checkpoint.pth; `code` is the exit status to use."""
 
-    class _Tqdm(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record))
-
-    console = _Tqdm()
-    console.setFormatter(fmt)
-    log.addHandler(console)
-    if workdir is not None and dist.is_main():
-        file = logging.FileHandler(workdir / "log.txt")
-        file.setFormatter(fmt)
-        log.addHandler(file)
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint.pth saved "
+                         f"(resume with --restore-dir)")
+        self.code = 128 + signum
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 4099 + rank) % (2 ** 63)
 
 
+def learning_rate(config: ml_collections.ConfigDict, step: int) -> float:
+    """The paper's schedule: linear warm-up over optim.warmup steps, then constant (a python float)."""
+    o = config.optim
+    return float(o.lr * min((step + 1) / max(o.warmup, 1), 1.0))
+
+
+@dataclass
+class TrainState:
+    """Everything a step changes; its checkpoint is the official U3D layout plus our config and best metric."""
+
+    model: torch.nn.Module
+    ema: ExponentialMovingAverage
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    best: float = math.inf
+
+    @classmethod
+    def create(cls, config: ml_collections.ConfigDict, device: torch.device) -> TrainState:
+        torch.manual_seed(config.seed)  # identical initial weights on every rank and in every run
+        model = build_model(config).to(device)
+        return cls(model, ExponentialMovingAverage(model.parameters(), config.model.ema_rate),
+                   build_optimizer(config, model.parameters()))
+
+    def checkpoint(self, config: ml_collections.ConfigDict, epoch: int, with_optimizer: bool) -> dict:
+        state = {"model_state_dict": self.model.state_dict(), "ema": self.ema.state_dict(), "epoch": epoch,
+                 "step": self.step, "config": config_to_json(config), "best_metric": self.best}
+        if with_optimizer:
+            state["optimizer_state_dict"] = self.optimizer.state_dict()
+        return state
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        load_weights(self.model, self.ema, state, path)
+        if "optimizer_state_dict" in state:
+            self.optimizer.load_state_dict(state["optimizer_state_dict"])  # moves its state to the parameters
+        self.step, self.best = int(state["step"]), float(state.get("best_metric", math.inf))
+
+    def ema_model(self) -> torch.nn.Module:
+        """A copy of the network holding the EMA weights, in eval mode."""
+        model = copy.deepcopy(self.model).eval()
+        self.ema.copy_to(model.parameters())
+        return model
+
+
+def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Module
+                ) -> Callable[[TrainState, Batch], torch.Tensor]:
+    """step_fn(state, batch): warm-up lr, DSM loss through `net` (the model, or its DDP wrapper), gradient clip,
+    Adam, EMA; returns the detached loss."""
+    loss_fn = get_loss_fn(sde, config.training)
+    score_fn = ScoreFn(net, sde)
+    amp = config.training.amp and bf16_supported(next(net.parameters()).device)
+    clip = config.optim.grad_clip
+
+    def step_fn(state: TrainState, batch: Batch) -> torch.Tensor:
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate(config, state.step)
+        with torch.autocast(batch.x0.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn(score_fn, batch)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+        state.optimizer.step()
+        state.ema.update(state.model.parameters())
+        state.step += 1
+        return loss.detach()
+
+    return step_fn
+
+
+class Batches:
+    """The training rows on the device, served as per-rank batches in a seeded order per epoch."""
+
+    def __init__(self, config: ml_collections.ConfigDict, data: PoseData, device: torch.device):
+        frames, t = frames_of(config), config.training
+        self.x, self.cond = data.gt3d(frames).to(device), data.cond2d(frames).to(device)  # [N, J, 3]
+        self.batch, self.seed, self.flip = t.batch_size, config.seed, config.data.flip
+        self.per_rank = t.batch_size // dist.world_size()
+        self.steps_per_epoch = len(data) // t.batch_size
+        self._perm, self._epoch = None, -1
+
+    def __call__(self, step: int) -> Batch:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, 0) + 17)
+            self._perm, self._epoch = torch.randperm(len(self.x), generator=g).to(self.x.device), epoch
+        lo = offset * self.batch + dist.rank() * self.per_rank
+        idx = self._perm[lo:lo + self.per_rank]
+        torch.manual_seed(step_seed(self.seed, step, dist.rank()))
+        x0, cond = self.x[idx], self.cond[idx]
+        if self.flip:
+            flip = (torch.rand(self.per_rank, device=x0.device) < 0.5)[:, None, None]
+            x0, cond = torch.where(flip, flip_pose(x0), x0), torch.where(flip, flip_pose(cond), cond)
+        return Batch(x0, cond)
+
+
 def mean_pose_p1(train: PoseData, test: PoseData) -> float:
-    """P1 of always predicting the mean root-relative training pose (the trivial baseline)."""
+    """The trivial baseline: the mean root-relative training pose placed at each test root (mm, over actions)."""
     rel = train.pose_cam - train.pose_cam[:, :1]
-    mean = torch.from_numpy(rel.mean(0)).float()
     gt = torch.from_numpy(test.pose_cam).float()
-    err = mpjpe(mean.expand_as(gt), gt).numpy()
-    return per_action({"mean pose": err}, test.action_name)["mean pose"]["Average"]
+    err = mpjpe_root(torch.from_numpy(rel.mean(0)).float().expand_as(gt), gt).numpy()
+    return per_action({"p1": err}, test.action_name)["p1"]["Average"]
 
 
-def evaluate_p1(model: torch.nn.Module, config: ml_collections.ConfigDict, test: PoseData,
-                device: torch.device) -> float:
-    """Protocol-1 MPJPE (averaged over actions) of single-hypothesis estimation with the eval sampler."""
-    d, e = config.data, config.eval
-    sde = build_sde(config)
-    cfg = build_sampler_config(config, sde, method=e.train_method, steps=e.train_steps)
-    task = estimation(test.cond2d(d.image_size, d.scale, d.use_gt_2d))
-    pred, _, _ = sample_task(build_score_fn(model, sde, config), sde, task, cfg, 1, e.batch_size, config.seed, device,
-                          progress=False)
-    err = mpjpe(to_camera_mm(pred[:, 0], test, d.image_size, d.scale), torch.from_numpy(test.pose_cam).float())
-    return per_action({"P1": err.numpy()}, test.action_name)["P1"]["Average"]
+class Monitor:
+    """Single-hypothesis estimation on a fixed subset of the test rows with the deterministic monitor sampler;
+    P1 as the paper defines it (and the root-aligned MPJPE), averaged over actions."""
+
+    def __init__(self, config: ml_collections.ConfigDict, test: PoseData, device: torch.device):
+        e = config.eval
+        self.config, self.device, self.sde = config, device, build_sde(config)
+        self.data = test if len(test) <= e.train_max_poses else test.subset(
+            np.linspace(0, len(test) - 1, e.train_max_poses).round().astype(int))
+        self.sampler = SamplerConfig(method=e.train_method, steps=e.train_steps, schedule=e.train_schedule,
+                                     eps=config.sampling.eps)
+        self.sampler.validate(self.sde)
+        self.task = estimation(self.data.cond2d(frames_of(config)))
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        pred, _, _ = sample_task(build_score_fn(model, self.sde, self.config), self.sde, self.task, self.sampler, 1,
+                                 self.config.eval.batch_size, self.config.seed, self.device, progress=False)
+        mm = self.data.rows.network_to_camera(pred[:, 0], frames_of(self.config))
+        gt = torch.from_numpy(self.data.pose_cam).float()
+        table = per_action({"p1": mpjpe(mm, gt).numpy(), "p1_root": mpjpe_root(mm, gt).numpy()},
+                           self.data.action_name)
+        return {k: v["Average"] for k, v in table.items()}
+
+    def describe(self) -> str:
+        return f"{len(self.data)} test poses, {self.sampler.method} {self.sampler.steps} steps"
 
 
-def _eval_subset(test: PoseData, max_poses: int) -> PoseData:
-    if len(test) <= max_poses:
-        return test
-    return test.subset(np.linspace(0, len(test) - 1, max_poses).round().astype(int))
+class RunFolder:
+    """A run folder that is never overwritten by accident and never shared by two live runs (a lock file)."""
+
+    def __init__(self, workdir: Path, resume: bool, overwrite: bool):
+        self.workdir, self.lock = workdir, workdir / ".lock"
+        if dist.is_main():
+            self._claim(resume, overwrite)
+
+    def _claim(self, resume: bool, overwrite: bool) -> None:
+        if self.lock.exists():
+            pid = self.lock.read_text().strip()
+            if pid.isdigit() and pid_alive(int(pid)):
+                raise ToolkitError(f"run folder {self.workdir} is in use by a live run (process {pid}); wait for "
+                                   f"it or choose another --name")
+        done = [f for f in ("checkpoint.pth", "best_model.pth") if (self.workdir / f).exists()]
+        if done and not (resume or overwrite):
+            raise ToolkitError(f"run folder {self.workdir} already holds {' and '.join(done)}; resume it with "
+                               f"--restore-dir {self.workdir}, replace it with --overwrite, or choose another --name")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.workdir)
+        self.lock.write_text(str(os.getpid()))
+
+    def release(self) -> None:
+        if dist.is_main():
+            self.lock.unlink(missing_ok=True)
 
 
-def train_step(score_fn: ScoreFn, sde: SDE, model: torch.nn.Module, opt: torch.optim.Optimizer,
-               ema: ExponentialMovingAverage, x0: torch.Tensor, cond: torch.Tensor,
-               config: ml_collections.ConfigDict, step: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """One optimiser step on a batch already on the device (x0, cond: [B, J, 3]); returns the detached loss.
+class StopSignals:
+    """SIGINT and SIGTERM (what schedulers send) ask the loop to stop at the next step boundary; a second one
+    stops at once."""
 
-    mask: [B, J, 3] condition masks; drawn from the config's masking probabilities when not given.
-    """
-    t, o = config.training, config.optim
-    for group in opt.param_groups:  # linear warm-up, stored as a python float
-        group["lr"] = float(o.lr * min((step + 1) / max(o.warmup, 1), 1.0))
-    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=t.amp and x0.is_cuda):
-        loss = dsm_loss(score_fn, sde, x0, cond, (t.mask_whole_p, t.mask_part_p, t.mask_joint_p), t.cond_3d_p, t.eps,
-                        mask)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if o.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-    opt.step()
-    ema.update(model.parameters())
-    return loss.detach()
+    def __enter__(self) -> StopSignals:
+        self.received: int | None = None
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None
-          ) -> dict[str, float]:
-    """Train (or resume) a prior; rank 0 writes checkpoint.pth, best_model.pth, config.json, log.txt, events."""
-    device = dist.init()
-    workdir = Path(workdir)
-    if dist.is_main():
-        workdir.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
-    setup_logging(workdir)
-    t, d = config.training, config.data
-    ws, rank = dist.world_size(), dist.rank()
+def setup_logging(workdir: Path | None) -> None:
+    """Rank 0 logs to the console and to workdir/log.txt; other ranks only warn."""
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO if dist.is_main() else logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler()]
+    if workdir is not None and dist.is_main():
+        handlers.append(logging.FileHandler(workdir / "log.txt"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+
+
+class _Loop:
+    """The training loop's bookkeeping: logging, evaluation, checkpoints."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: Path, state: TrainState, batches: Batches,
+                 monitor: Monitor):
+        self.config, self.workdir, self.state, self.batches, self.monitor = config, workdir, state, batches, monitor
+        self.writer = SummaryWriter(str(workdir / "tb")) if dist.is_main() else None
+        self.losses: list[torch.Tensor] = []
+        self.last = (time.monotonic(), state.step)
+
+    def save(self, name: str) -> None:
+        if dist.is_main():
+            epoch = self.state.step // self.batches.steps_per_epoch
+            save_checkpoint(self.state.checkpoint(self.config, epoch, name == "checkpoint.pth"), self.workdir / name)
+
+    def log_loss(self, bar: tqdm) -> None:
+        t, step = self.config.training, self.state.step
+        loss = float(dist.all_reduce_mean(torch.stack(self.losses).mean()))
+        now = time.monotonic()
+        rate = (step - self.last[1]) * t.batch_size / max(now - self.last[0], 1e-9)
+        self.losses, self.last = [], (now, step)
+        bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.0f}")
+        if self.writer is not None:
+            for k, v in (("loss", loss), ("samples_per_s", rate), ("lr", learning_rate(self.config, step - 1))):
+                self.writer.add_scalar(f"train/{k}", v, step)
+        log.info("step %d: loss %.4f, %.0f samples/s", step, loss, rate)
+
+    def evaluate(self) -> float:
+        scores = self.monitor(self.state.ema_model())
+        log.info("step %d: P1 %.2f mm (root-aligned MPJPE %.2f) on %s", self.state.step, scores["p1"],
+                 scores["p1_root"], self.monitor.describe())
+        if self.writer is not None:
+            for k, v in scores.items():
+                self.writer.add_scalar(f"eval/{k}", v, self.state.step)
+        if not math.isfinite(scores["p1"]):
+            raise ToolkitError(f"the monitor's P1 is {scores['p1']} at step {self.state.step}: training diverged; "
+                               f"lower optim.lr or check the data")
+        if scores["p1"] < self.state.best:
+            self.state.best = scores["p1"]
+            self.save("best_model.pth")
+        return scores["p1"]
+
+
+def _should_stop(start: float, max_minutes: float, stop: StopSignals) -> tuple[bool, bool]:
+    """(out of time, signalled), agreed by all ranks."""
+    flags = torch.tensor([float(max_minutes > 0 and time.monotonic() - start > 60.0 * max_minutes),
+                          float(stop.received is not None)])
+    flags = dist.all_reduce_mean(flags)
+    return bool(flags[0] > 0), bool(flags[1] > 0)
+
+
+def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSignals) -> str:
+    """Steps until n_iters, max_minutes or a signal; returns why it stopped."""
+    t, state = loop.config.training, loop.state
+    start = time.monotonic()
+    with logging_redirect_tqdm([log]), tqdm(total=t.n_iters, initial=state.step, desc="training", dynamic_ncols=True,
+                                             disable=None if dist.is_main() else True) as bar:
+        net.train()
+        while state.step < t.n_iters:
+            loop.losses.append(step_fn(state, loop.batches(state.step)))
+            bar.update(1)
+            if state.step % t.log_every == 0:
+                loop.log_loss(bar)
+            if t.eval_every and state.step % t.eval_every == 0:
+                loop.evaluate()
+                net.train()
+            if t.snapshot_every and state.step % t.snapshot_every == 0:
+                loop.save("checkpoint.pth")
+            if state.step % 10 == 0:
+                out_of_time, signalled = _should_stop(start, t.max_minutes, stop)
+                if signalled:
+                    return "signal"
+                if out_of_time:
+                    return f"max_minutes ({t.max_minutes})"
+    return "n_iters"
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None,
+          overwrite: bool = False) -> dict[str, float]:
+    """Train (or resume) a prior; rank 0 writes checkpoint.pth, best_model.pth, config.json, log.txt, tb/."""
+    validate_config(config)
+    device, workdir = dist.init(), Path(workdir)
+    t, ws = config.training, dist.world_size()
     if t.batch_size % ws:
         raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
     train_data, test_data = load_data(config, "train"), load_data(config, "test")
     if len(train_data) < t.batch_size:
         raise ToolkitError(f"the training set has {len(train_data)} rows, fewer than training.batch_size "
                            f"({t.batch_size}); lower the batch size or data.train_sample")
-    x_all = train_data.gt3d(d.image_size, d.scale).to(device)  # [N, J, 3]
-    c_all = train_data.cond2d(d.image_size, d.scale, d.use_gt_2d).to(device)  # [N, J, 3]
-    eval_data = _eval_subset(test_data, config.eval.train_max_poses)
-
-    torch.manual_seed(config.seed)  # identical initial weights on every rank and in every run
-    model = build_model(config).to(device)
-    ema = ExponentialMovingAverage(model.parameters(), config.model.ema_rate)
-    opt = build_optimizer(config, model.parameters())
-    step, best = 0, math.inf
-    if restore_dir is not None:
-        step, best = _restore(Path(restore_dir) / "checkpoint.pth", model, ema, opt)
-        log.info("resumed from %s at step %d", restore_dir, step)
-    train_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                                             else None) if ws > 1 else model)
-    sde = build_sde(config)
-    score_fn = ScoreFn(train_model, sde)
-    per_rank = t.batch_size // ws
-    steps_per_epoch = len(train_data) // t.batch_size
-    writer = SummaryWriter(str(workdir / "tb")) if dist.is_main() else None
-    baseline_p1 = mean_pose_p1(train_data, test_data)
-    if dist.is_main():
-        (workdir / "config.json").write_text(config_to_json(config))
-        log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters", len(train_data),
-                 steps_per_epoch, ws, device, sum(p.numel() for p in model.parameters()))
-        log.info("baseline: predicting the mean training pose gives P1 %.1f mm", baseline_p1)
-
-    def save(name: str) -> None:
-        if not dist.is_main():
-            return
-        state = {"model_state_dict": model.state_dict(), "ema": ema.state_dict(),
-                 "epoch": step // steps_per_epoch, "step": step, "config": config_to_json(config),
-                 "best_metric": best}
-        if name == "checkpoint.pth":
-            state["optimizer_state_dict"] = opt.state_dict()
-        save_checkpoint(state, workdir / name)
-
-    def evaluate() -> float:
-        nonlocal best
-        eval_model = copy.deepcopy(model).eval()
-        ema.copy_to(eval_model.parameters())
-        p1 = evaluate_p1(eval_model, config, eval_data, device)
-        log.info("step %d: P1 %.2f mm on %d test poses (%s, %d steps)", step, p1, len(eval_data),
-                 config.eval.train_method, config.eval.train_steps)
-        if writer is not None:
-            writer.add_scalar("eval/p1", p1, step)
-        if p1 < best:
-            best = p1
-            save("best_model.pth")
-        return p1
-
-    start, start_step, perm, perm_epoch = time.monotonic(), step, None, -1
-    losses: list[torch.Tensor] = []
-    last_log, last_log_step = time.monotonic(), step
-    bar = tqdm(total=t.n_iters, initial=step, desc="training", disable=not dist.is_main(), dynamic_ncols=True)
-    model.train()
-    stop_reason = "n_iters"
+    monitor = Monitor(config, test_data, device)
+    folder = RunFolder(workdir, resume=restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve(),
+                       overwrite=overwrite)
+    dist.barrier()
     try:
-        while step < t.n_iters:
-            epoch, offset = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:
-                g = torch.Generator().manual_seed(step_seed(config.seed, epoch, 0) + 17)
-                perm, perm_epoch = torch.randperm(len(train_data), generator=g).to(device), epoch
-            lo = offset * t.batch_size + rank * per_rank
-            idx = perm[lo:lo + per_rank]
-            torch.manual_seed(step_seed(config.seed, step, rank))
-            x0, cond = x_all[idx], c_all[idx]
-            if d.flip:
-                flip = (torch.rand(per_rank, device=device) < 0.5)[:, None, None]
-                x0, cond = torch.where(flip, flip_pose(x0), x0), torch.where(flip, flip_pose(cond), cond)
-            losses.append(train_step(score_fn, sde, model, opt, ema, x0, cond, config, step))
-            step += 1
-            bar.update(1)
-            if step % t.log_every == 0:
-                mean_loss = float(dist.all_reduce_mean(torch.stack(losses).mean()))
-                now = time.monotonic()
-                rate = (step - last_log_step) * t.batch_size / (now - last_log)
-                losses, last_log, last_log_step = [], now, step
-                bar.set_postfix(loss=f"{mean_loss:.3f}", samples_s=f"{rate:.0f}")
-                if writer is not None:
-                    writer.add_scalar("train/loss", mean_loss, step)
-                    writer.add_scalar("train/samples_per_s", rate, step)
-                    writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-                log.info("step %d: loss %.4f, %.0f samples/s", step, mean_loss, rate)
-            if t.eval_every and step % t.eval_every == 0:
-                evaluate()
-                model.train()
-            if t.snapshot_every and step % t.snapshot_every == 0:
-                save("checkpoint.pth")
-            if t.max_minutes > 0 and step % 10 == 0:
-                out_of_time = torch.tensor(float(time.monotonic() - start > 60.0 * t.max_minutes))
-                if float(dist.all_reduce_mean(out_of_time)) > 0:
-                    stop_reason = f"max_minutes ({t.max_minutes})"
-                    break
-    except KeyboardInterrupt:
-        log.warning("interrupted at step %d: saving checkpoint.pth", step)
-        save("checkpoint.pth")
-        dist.barrier()
-        raise
+        return _train(config, workdir, restore_dir, device, train_data, test_data, monitor)
     finally:
-        bar.close()
+        folder.release()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | Path | None, device: torch.device,
+           train_data: PoseData, test_data: PoseData, monitor: Monitor) -> dict[str, float]:
+    setup_logging(workdir)
+    state = TrainState.create(config, device)
+    if restore_dir is not None:
+        path = Path(restore_dir) / "checkpoint.pth"
+        if not path.is_file():
+            raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier "
+                               f"run (checkpoint/NAME)")
+        state.restore(path)
+        log.info("resumed from %s at step %d", restore_dir, state.step)
+    ws = dist.world_size()
+    net = (torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda"
+                                                     else None) if ws > 1 else state.model)
+    batches = Batches(config, train_data, device)
+    loop = _Loop(config, workdir, state, batches, monitor)
+    baseline = mean_pose_p1(train_data, test_data)
+    if dist.is_main():
+        write_text(workdir / "config.json", config_to_json(config))
+        log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters", len(train_data),
+                 batches.steps_per_epoch, ws, device, sum(p.numel() for p in state.model.parameters()))
+        log.info("baseline: the mean training pose at the true root gives P1 %.1f mm", baseline)
+    start, start_step = time.monotonic(), state.step
+    with StopSignals() as stop:
+        reason = _run_loop(loop, get_step_fn(config, build_sde(config), net), net, stop)
+        loop.save("checkpoint.pth")
+        if reason == "signal":
+            log.warning("%s at step %d: saved checkpoint.pth", signal.Signals(stop.received).name, state.step)
+            raise RunInterruptedError(stop.received, state.step)
     elapsed = time.monotonic() - start
     if ws > 1:
-        same = dist.same_on_all_ranks(list(model.parameters()) + ema.shadow_params, device)
+        same = dist.same_on_all_ranks(list(state.model.parameters()) + state.ema.shadow_params, device)
         log.info("parameters and EMA %s on all %d ranks", "identical" if same else "DIFFER", ws)
-    samples_per_s = (step - start_step) * t.batch_size / max(elapsed, 1e-9)
-    save("checkpoint.pth")
-    p1 = evaluate() if not (t.eval_every and step % t.eval_every == 0) else best
+    p1 = loop.evaluate() if not (config.training.eval_every and state.step % config.training.eval_every == 0) \
+        else state.best
+    rate = (state.step - start_step) * config.training.batch_size / max(elapsed, 1e-9)
     if dist.is_main():
         log.info("stopped at step %d (%s) after %.1f min, %.0f training samples/s; best P1 %.2f mm",
-                 step, stop_reason, elapsed / 60, samples_per_s, best)
-        writer.close()
+                 state.step, reason, elapsed / 60, rate, state.best)
+        loop.writer.close()
     dist.barrier()
-    return {"step": step, "p1": p1, "best_p1": best, "samples_per_s": samples_per_s,
-            "mean_pose_p1": baseline_p1}
-
-
-def _restore(path: Path, model: torch.nn.Module, ema: ExponentialMovingAverage, opt: torch.optim.Optimizer
-             ) -> tuple[int, float]:
-    if not path.parent.is_dir():
-        raise ToolkitError(f"--restore-dir {path.parent} does not exist; give the folder of an earlier run "
-                           f"(checkpoint/NAME)")
-    state = load_checkpoint(path)
-    load_weights(model, ema, state, path)
-    if "optimizer_state_dict" in state:
-        opt.load_state_dict(state["optimizer_state_dict"])  # moves its state to the parameters' device
-    return int(state["step"]), float(state.get("best_metric", math.inf))
+    return {"step": state.step, "p1": p1, "best_p1": state.best, "samples_per_s": rate, "mean_pose_p1": baseline}

@@ -6,6 +6,7 @@ the vertical axis pointing up, and depth z goes into the screen, so people stand
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
 from lib.errors import ToolkitError
+from lib.io import atomic_path, atomic_write, write_text
 from lib.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
 COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#444444", "gt": "#2ca02c", "input": "#9467bd"}
@@ -54,10 +56,16 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
         raise ToolkitError(f"{path} not found; make it with python -m run.eval_fc_mp_adv_3d ... "
                            f"(add --save trajs for animations)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"cannot read {path}: {e}") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ToolkitError(f"cannot read {path} as results.npz ({str(e).splitlines()[0][:160]})") from e
+    bad = [k for k, v in arrays.items() if v.dtype.kind not in "fiub"]
+    if bad:
+        raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")
     if "pred3d" not in arrays:
         raise ToolkitError(f"{path} has no 'pred3d' (found {', '.join(arrays) or 'nothing'}); expected the "
                            f"results.npz of run.eval_fc_mp_adv_3d or run.denoise_fc_adv_3d")
@@ -153,16 +161,15 @@ def render_images(scene: Scene, out: Path, per_line: int, fps: int = 10) -> int:
 
     if out.suffix == ".png":
         draw(t_len - 1)
-        fig.savefig(out.with_name(".tmp." + out.name), format="png")
-        out.with_name(".tmp." + out.name).replace(out)
+        with atomic_write(out) as f:
+            fig.savefig(f, format="png")
         return 1
     if out.suffix == ".mp4" and not animation.writers.is_available("ffmpeg"):
         raise ToolkitError("--out .mp4 needs ffmpeg (apt install ffmpeg); or write a .gif")
     writer = animation.PillowWriter(fps=fps) if out.suffix == ".gif" else animation.FFMpegWriter(fps=fps)
     anim = animation.FuncAnimation(fig, draw, frames=t_len)
-    tmp = out.with_name(".tmp." + out.name)
-    anim.save(str(tmp), writer=writer)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        anim.save(str(tmp), writer=writer)
     return t_len
 
 
@@ -256,10 +263,7 @@ def render_html(scene: Scene, out: Path, per_line: int) -> int:
                   "steps": [{"label": str(t + 1), "method": "animate", "args": [[str(t)], still]}
                             for t in range(t_len)]}],
         legend={"orientation": "h", "y": 1.0 + 45 / (420 * rows), "x": 0.0, "yanchor": "bottom"})
-    html = fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False,
-                       div_id="poses", config={"displaylogo": False})
-    tmp = out.with_name(".tmp." + out.name)
-    tmp.write_text(html)
-    tmp.replace(out)
+    write_text(out, fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False, div_id="poses",
+                                config={"displaylogo": False}))
     return t_len
 

@@ -1,4 +1,14 @@
-"""Shared command-line plumbing: --config and --config.a.b=value overrides, clean one-line errors."""
+"""Command-line plumbing shared by the entry points: config flags, overrides, task options, clean errors.
+
+Every option that is a hyperparameter is a config field: `--config.a.b=value` sets any field, and the short
+flags of the paper's commands (--gt, --sample, --seed, --batch, --hypo, --steps, ...) are declared once as
+aliases of one field each (`ConfigFlag`). Overrides are applied to the config before anything is built; one
+that cannot take effect (a model field on an existing checkpoint) is an error naming the field.
+
+argparse rather than absl's config_flags: the evaluation commands read the config stored *in the checkpoint*,
+which exists only after --ckpt-dir is parsed, while config_flags binds overrides to a config file given on the
+command line; absl's flags are also process-global, which the in-process tests and the API would share.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,29 +17,86 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import ml_collections
-import numpy as np
 
 from lib import dist
-from lib.builders import build_sampler_config, checkpoint_path, load_model
-from lib.config_utils import apply_overrides, load_config
+from lib.builders import (
+    SAMPLER_FIELDS,
+    build_sampler_config,
+    build_sde,
+    checkpoint_path,
+    choose_sampler,
+    model_from_state,
+    stored_config,
+)
+from lib.checkpoint import load_checkpoint
+from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
 from lib.errors import ToolkitError
+from lib.evaluate import EvalResult
+from lib.io import check_writable, write_json, write_npz, write_text
 from lib.metrics import format_table
-from lib.sampling import SamplerConfig
-from lib.sde import SDE
+from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
+from lib.tasks import TaskUnit
+from lib.train import RunInterruptedError
+
+ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
+
+
+@dataclass(frozen=True)
+class ConfigFlag:
+    """A short flag that sets one config field (the paper's command-line names)."""
+
+    flag: str
+    field: str
+    type: type | None          # None: a switch that sets True
+    help: str
+    choices: tuple | None = None
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        dest = self.flag.lstrip("-").replace("-", "_")
+        if self.type is None:
+            parser.add_argument(self.flag, dest=dest, action="store_true", default=None,
+                                help=f"{self.help} ({self.field}=true)")
+        else:
+            parser.add_argument(self.flag, dest=dest, type=self.type, choices=self.choices,
+                                help=f"{self.help} ({self.field})")
+
+    def value(self, args: argparse.Namespace) -> Any:
+        return getattr(args, self.flag.lstrip("-").replace("-", "_"), None)
+
+
+SAMPLER_FLAGS = (
+    ConfigFlag("--sampler", "sampling.method", str, "sampler", tuple(SAMPLERS)),
+    ConfigFlag("--steps", "sampling.steps", int, "sampler steps"),
+    ConfigFlag("--schedule", "sampling.schedule", str, "time grid", ("auto",) + tuple(SCHEDULES)),
+    ConfigFlag("--eta", "sampling.eta", float, "ddim / dpm2m noise: 0 = ODE, 1 = SDE"),
+)
+EVAL_FLAGS = (
+    ConfigFlag("--sample", "data.test_sample", int, "evaluate every k-th test row"),
+    ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D instead of detections"),
+    ConfigFlag("--seed", "seed", int, "random seed"),
+    ConfigFlag("--batch", "eval.batch_size", int, "poses x hypotheses per network call"),
+) + SAMPLER_FLAGS
+TRAIN_FLAGS = (
+    ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D"),
+    ConfigFlag("--sample", "data.train_sample", int, "keep every k-th training row"),
+    ConfigFlag("--flip", "data.flip", None, "random horizontal flips"),
+)
 
 
 def add_config_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--config", required=required,
-                        help="config file defining get_config(); override fields with --config.a.b=value")
+                        help="config file defining get_config(); override any field with --config.a.b=value")
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None
-          ) -> tuple[argparse.Namespace, list[str]]:
-    """Parse arguments; '--config.a.b=value' (or '--config.a.b value') items are returned as overrides."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse arguments; '--config.a.b=value' (or '--config.a.b value') items are returned as raw overrides."""
+    if argv is None:
+        argv = json.loads(os.environ[ARGV_ENV]) if ARGV_ENV in os.environ else sys.argv[1:]
     overrides, rest, i = [], [], 0
     while i < len(argv):
         item = argv[i]
@@ -47,91 +114,174 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None
     return parser.parse_args(rest), overrides
 
 
-def config_from_args(path: str, overrides: list[str]) -> ml_collections.ConfigDict:
-    return apply_overrides(load_config(path), overrides)
+def collect_overrides(config: ml_collections.ConfigDict, raw: list[str], args: argparse.Namespace,
+                      flags: tuple[ConfigFlag, ...]) -> dict[str, Any]:
+    """Field -> value from --config.* and the short flags; one field set two ways to two values is an error."""
+    out: dict[str, Any] = {}
+    for item in raw:
+        key, value = parse_override(config, item)
+        out[key] = value
+    for f in flags:
+        value = f.value(args)
+        if value is None:
+            continue
+        value = True if f.type is None else value
+        if f.field in out and out[f.field] != value:
+            raise ToolkitError(f"{f.flag} and --config.{f.field}={out[f.field]} disagree; give one of them")
+        out[f.field] = value
+    return out
+
+
+def apply_mode(config: ml_collections.ConfigDict, fast: bool, pflow: bool, deterministic: bool,
+               overrides: dict[str, Any]) -> None:
+    """--pflow / --fast (lib/builders.choose_sampler) written into config.sampling; --fast also turns on bf16
+    where config.fast.bf16 allows (used only where bf16 is native)."""
+    explicit = tuple(k for k in SAMPLER_FIELDS if f"sampling.{k}" in overrides)
+    cfg = choose_sampler(config, fast, pflow, deterministic, explicit)
+    for k in SAMPLER_FIELDS:
+        config.sampling[k] = getattr(cfg, k)
+    if fast and config.fast.bf16:
+        config.sampling.bf16 = True
 
 
 def guarded(main: Callable[[], None]) -> None:
-    """Run main; a ToolkitError or bad value becomes one line on stderr and exit code 2, Ctrl-C exit 130."""
+    """Run main: bad input is one line on stderr and exit 2; a signal that stopped training its own code."""
     try:
         main()
     except ToolkitError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RunInterruptedError as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
 
 
-def add_eval_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by the evaluation and denoising command lines."""
-    add_config_arg(parser, required=False)
-    parser.add_argument("--ckpt-dir", required=True, help="run folder with checkpoint.pth / best_model.pth")
-    parser.add_argument("--best", action="store_true", help="use best_model.pth instead of checkpoint.pth")
-    parser.add_argument("--sample", type=int, help="evaluate every k-th test row (data.test_sample)")
-    parser.add_argument("--gt", action="store_true", help="condition on ground-truth 2D instead of detections")
-    parser.add_argument("--gpus", type=int, default=0, help="start this many local workers (without torchrun)")
-    parser.add_argument("--pflow", action="store_true", help="probability-flow ODE (pflow_euler)")
-    parser.add_argument("--sampler", help="sampler: em, reverse_diffusion, ancestral, pflow_euler, heun, "
-                                          "pflow_rk45, ddim, dpm2m (default: sampling.method)")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: sampling.steps)")
-    parser.add_argument("--schedule", help="time grid: uniform, logsnr, quadratic, edm (default: sampling.schedule)")
-    parser.add_argument("--eta", type=float, help="ddim / dpm2m noise, 0 = ODE, 1 = SDE (default: sampling.eta)")
-    parser.add_argument("--seed", type=int, help="random seed (default: config seed)")
-    parser.add_argument("--batch", type=int, help="poses x hypotheses per network call (eval.batch_size)")
-    parser.add_argument("--out", help="folder for results.npz (default: the checkpoint folder)")
-    parser.add_argument("--json", help="write all metrics to this JSON file")
+def relaunch_workers(gpus: int | None, module: str) -> None:
+    """`--gpus G` without torchrun: start G local workers under torch.distributed.run, then exit with their status.
 
-
-def sampler_from_args(config: ml_collections.ConfigDict, sde: SDE, args: argparse.Namespace) -> SamplerConfig:
-    """The config's sampler with --sampler / --pflow / --steps / --schedule / --eta applied."""
-    return build_sampler_config(config, sde, method=args.sampler or ("pflow_euler" if args.pflow else None),
-                                steps=args.steps, schedule=args.schedule, eta=args.eta)
-
-
-def relaunch_workers(gpus: int, module: str) -> bool:
-    """`--gpus G` without torchrun: start G local workers under torch.distributed.run; True if we did."""
-    if gpus <= 1 or "RANK" in os.environ:
-        return False
+    The arguments travel in an environment variable: torchrun's own parser would take `--num` for `--numa-binding`.
+    """
+    if gpus is None or gpus <= 1 or "RANK" in os.environ:
+        return
     argv, skip = [], False
     for a in sys.argv[1:]:
         if not skip and a != "--gpus" and not a.startswith("--gpus="):
             argv.append(a)
         skip = a == "--gpus"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-           "-m", module, *argv]
-    sys.exit(subprocess.call(cmd))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", module]
+    sys.exit(subprocess.call(cmd, env=dict(os.environ, **{ARGV_ENV: json.dumps(argv)})))
 
 
-def load_for_eval(args: argparse.Namespace, overrides: list[str]):
-    """Resolve the config (checkpoint's own, or --config for official files), load the EMA model and data."""
-    device = dist.init()
+# ------------------------------------------------------------------------------------ task options
+
+
+def add_task_parsers(parser: argparse.ArgumentParser, units: list[TaskUnit]) -> None:
+    """One sub-command per task, with the flags its Options dataclass declares."""
+    sub = parser.add_subparsers(dest="task", required=True)
+    for unit in units:
+        p = sub.add_parser(unit.name, help=unit.help)
+        for f in fields(unit.Options):
+            meta = f.metadata
+            names = meta["flag"] or (f"--{f.name.replace('_', '-')}",)
+            p.add_argument(*names, dest=f.name, type=meta["type"], choices=meta["choices"],
+                           default=None if f.default is MISSING else f.default,
+                           help=f"{meta['help']} (default: {f.default})")
+
+
+def task_options(unit: TaskUnit, args: argparse.Namespace) -> Any:
+    opts = unit.Options(**{f.name: getattr(args, f.name) for f in fields(unit.Options)})
+    opts.validate()
+    return opts
+
+
+# ------------------------------------------------------------------------------------ evaluation setup
+
+
+def add_eval_args(parser: argparse.ArgumentParser, flags: tuple[ConfigFlag, ...] = EVAL_FLAGS) -> None:
+    """Arguments shared by the evaluation and denoising command lines."""
+    add_config_arg(parser, required=False)
+    parser.add_argument("--ckpt-dir", required=True, help="run folder with checkpoint.pth / best_model.pth")
+    parser.add_argument("--best", action="store_true", help="use best_model.pth instead of checkpoint.pth")
+    parser.add_argument("--gpus", type=int, help="start this many local workers (without torchrun)")
+    parser.add_argument("--pflow", action="store_true",
+                        help="the paper's deterministic sampler (drift-only reverse SDE; sampling.method=drift)")
+    parser.add_argument("--fast", action="store_true", help="the validated fast sampler for the mode asked for "
+                        "(stochastic, or deterministic with --pflow); bf16 where native (config.fast)")
+    parser.add_argument("--out", help="folder for results.npz (default: the checkpoint folder)")
+    parser.add_argument("--json", help="write all metrics to this JSON file")
+    for f in flags:
+        f.add_to(parser)
+
+
+_TRAINED = ("model.", "training.", "optim.")
+
+
+def _fixed_in_checkpoint(path: Path) -> Callable[[str], str | None]:
+    def why(key: str) -> str | None:
+        if key.startswith(_TRAINED):
+            return f"the network and its training come from {path}; {key.split('.')[0]} settings belong to training"
+        return None
+    return why
+
+
+@dataclass
+class EvalSetup:
+    config: ml_collections.ConfigDict
+    model: Any
+    sampler: SamplerConfig
+    device: Any
+
+
+def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
+               deterministic: bool = False) -> EvalSetup:
+    """Resolve the config (the checkpoint's own, or --config for official files), apply every override and mode
+    flag before anything is built, validate, then build the network from the checkpoint."""
+    if args.gpus is not None and args.gpus < 0:
+        raise ToolkitError(f"--gpus must be >= 0, got {args.gpus}")
     path = checkpoint_path(args.ckpt_dir, args.best)
-    model, config = load_model(path, load_config(args.config) if args.config else None, device)
-    apply_overrides(config, overrides)
-    if args.sample is not None:
-        if args.sample < 1:
-            raise ToolkitError(f"--sample must be >= 1, got {args.sample}")
-        config.data.test_sample = args.sample
-    return config, model, device
+    state = load_checkpoint(path)
+    from_file = args.config is not None
+    config = load_config(args.config) if from_file else stored_config(state, path)
+    overrides = collect_overrides(config, raw, args, flags)
+    apply_overrides(config, overrides, None if from_file else _fixed_in_checkpoint(path))
+    apply_mode(config, args.fast, args.pflow, deterministic, overrides)
+    validate_config(config)
+    sampler = build_sampler_config(config, build_sde(config))
+    device = dist.init()
+    return EvalSetup(config, model_from_state(state, config, path, device), sampler, device)
 
 
-def report(result, args: argparse.Namespace, out_default: str, header: dict, hide: tuple[str, ...] = ()) -> None:
-    """Rank 0 prints the tables (less rows starting with `hide`) and writes results.npz and --json (all rows)."""
+LAST_RESULTS = Path("checkpoint") / ".last_results"  # where run.visualize finds the last evaluation's results
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """results.npz and --json paths, checked (and their folders made) before any sampling starts."""
+    results = check_writable(Path(args.out or args.ckpt_dir) / "results.npz", "results file")
+    report = check_writable(args.json, "--json file") if args.json else None
+    return results, report
+
+
+def report(result: EvalResult, results: Path, json_path: Path | None, header: dict[str, Any],
+           hide: tuple[str, ...] = ()) -> None:
+    """Rank 0 prints the table (less rows whose id starts with `hide`), writes results.npz, --json (all rows)
+    and the pointer run.visualize reads."""
     if not dist.is_main():
         return
-    for title, table in result.tables.items():
-        shown = {k: v for k, v in table.items() if not k.startswith(hide)} if hide else table
-        print(format_table(shown, title))
+    shown = {k: v for k, v in result.table.items() if not k.startswith(hide)} if hide else result.table
+    print(format_table(shown, result.titles, result.title))
+    print("samplers: " + "; ".join(f"{k}: {v}" for k, v in result.samplers.items()))
     print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
-    out = Path(args.out or out_default)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".results.tmp.npz"
-    np.savez_compressed(tmp, **result.arrays)
-    tmp.replace(out / "results.npz")
-    print(f"wrote {out / 'results.npz'}")
-    if args.json:
-        payload = dict(header, nfe=result.nfe, seconds=result.seconds, tables=result.tables)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=2))
-        print(f"wrote {args.json}")
+    write_npz(results, **result.arrays)
+    print(f"wrote {results}")
+    try:
+        LAST_RESULTS.parent.mkdir(exist_ok=True)
+        write_text(LAST_RESULTS, str(results.resolve()))
+    except ToolkitError:
+        pass  # the pointer is a convenience; a read-only working folder must not fail the evaluation
+    if json_path is not None:
+        write_json(json_path, dict(header, nfe=result.nfe, seconds=result.seconds, title=result.title,
+                                   samplers=result.samplers, titles=result.titles, table=result.table))
+        print(f"wrote {json_path}")

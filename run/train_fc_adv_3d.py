@@ -10,29 +10,49 @@ import argparse
 from pathlib import Path
 
 from lib import dist
+from lib.builders import stored_config
+from lib.checkpoint import load_checkpoint
+from lib.config_utils import apply_overrides, load_config
+from lib.errors import ToolkitError
 from lib.train import train
-from run.common import add_config_arg, config_from_args, guarded, parse
+from run.common import TRAIN_FLAGS, add_config_arg, collect_overrides, guarded, parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arg(parser)
+    parser.add_argument("--name", required=True, help="run name: writes CKPT_ROOT/NAME/")
+    parser.add_argument("--restore-dir", help="resume from this run folder's checkpoint.pth")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this name")
+    parser.add_argument("--ckpt-root", default="checkpoint", help="parent folder of run folders")
+    for f in TRAIN_FLAGS:
+        f.add_to(parser)
+    return parser
+
+
+def _check_resume(config, restore_dir: str) -> None:
+    """A resumed run keeps its network: model fields that differ from the checkpoint's are an error."""
+    path = Path(restore_dir) / "checkpoint.pth"
+    if not path.is_file():
+        raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier run")
+    state = load_checkpoint(path)
+    if "config" not in state:
+        return
+    stored = stored_config(state, path).model
+    for key, value in config.model.items():
+        if stored.get(key) != value and key not in ("dropout", "ema_rate"):
+            raise ToolkitError(f"model.{key} is {value} here but {path} was trained with {stored.get(key)}; "
+                               f"resume with the config it was trained with")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arg(parser)
-    parser.add_argument("--name", required=True, help="run name: writes checkpoint/NAME/")
-    parser.add_argument("--restore-dir", help="resume from this run folder's checkpoint.pth")
-    parser.add_argument("--gt", action="store_true", help="condition on ground-truth 2D (data.use_gt_2d)")
-    parser.add_argument("--sample", type=int, help="keep every k-th training row (data.train_sample)")
-    parser.add_argument("--flip", action="store_true", help="random horizontal flips (data.flip)")
-    parser.add_argument("--ckpt-root", default="checkpoint", help="parent folder of run folders")
-    args, overrides = parse(parser)
-    config = config_from_args(args.config, overrides)
-    if args.gt:
-        config.data.use_gt_2d = True
-    if args.sample is not None:
-        config.data.train_sample = args.sample
-    if args.flip:
-        config.data.flip = True
+    args, raw = parse(build_parser())
+    config = load_config(args.config)
+    apply_overrides(config, collect_overrides(config, raw, args, TRAIN_FLAGS))
+    if args.restore_dir:
+        _check_resume(config, args.restore_dir)
     try:
-        summary = train(config, Path(args.ckpt_root) / args.name, args.restore_dir)
+        summary = train(config, Path(args.ckpt_root) / args.name, args.restore_dir, args.overwrite)
     finally:
         dist.shutdown()
     if dist.is_main():

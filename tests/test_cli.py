@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_module
+from tests.helpers import run_module
 
 EVAL = "run.eval_fc_mp_adv_3d"
 
@@ -22,7 +22,7 @@ def test_tasks_end_to_end(trained_run, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "P1 (min over S)" in res.stdout and "P2 (min over S)" in res.stdout and "Average" in res.stdout
     metrics = json.loads((tmp_path / "est.json").read_text())
-    assert metrics["nfe"] == 8 and "diversity" in next(iter(metrics["tables"].values()))
+    assert metrics["nfe"] == 8 and "diversity" in metrics["table"] and metrics["titles"]["p1"] == "P1 (min over S)"
     npz = np.load(trained_run / "results.npz")
     n = npz["gt3d"].shape[1]
     assert npz["pred3d"].shape == (4, n, 3, 17, 3) and npz["gt3d"].shape == (1, n, 1, 17, 3)
@@ -45,11 +45,11 @@ def test_torchrun_sampling_equals_single_process(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--hypo", "0", "est"), "--hypo must be >= 1"),
+    (("--hypo", "0", "est"), "eval.hypo = 0 must be >= 1"),
     (("comp2d", "--randj", "9"), "--randj must be between 1 and 8"),
     (("comp3d", "--jlist", "1,17"), "out of range"),
     (("comp3d", "--jlist", "left_tail"), "unknown joint or part"),
-    (("--sampler", "magic", "est"), "unknown sampler"),
+    (("--config.sampling.method=magic", "est"), "unknown sampler"),
     (("--config.model.widht=3", "est"), "unknown config field"),
 ])
 def test_eval_bad_input(trained_run, args, message):

@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
+from lib.camera import image_to_camera, project
 from lib.convert import (
     H36M_17_OF_32,
     Collector,
@@ -18,18 +19,11 @@ from lib.convert import (
     h36m_cameras,
     parse_bvh,
 )
-from lib.data import image_to_camera, load_split, project
+from lib.data import load_split
 from lib.errors import ToolkitError
 from lib.safe_pickle import load_pickle
 from lib.skeleton import BONES
-from tests.conftest import ROOT, run_module
-
-SHARED = ROOT.parent / "shared" / "data"
-
-# A standing person facing world -Y (Z up): their left is +X. Joints in Human3.6M order, mm.
-POSE = np.array([[0, 0, 1000], [-130, 0, 1000], [-130, 0, 550], [-130, 0, 100], [130, 0, 1000], [130, 0, 550],
-                 [130, 0, 100], [0, 0, 1230], [0, 0, 1480], [0, -30, 1600], [0, 0, 1720], [170, 0, 1450],
-                 [170, 0, 1170], [170, 0, 920], [-170, 0, 1450], [-170, 0, 1170], [-170, 0, 920]], dtype=float)
+from tests.helpers import CMU_PACK, POSE, needs_cmu, run_module
 
 
 def _sequence(n: int, shift: float = 0.0) -> np.ndarray:
@@ -110,7 +104,7 @@ def test_h36m_h5_converter(tmp_path):
     assert np.allclose(first["joints_3d"], POSE) and first["joints_3d"][4, 0] > first["joints_3d"][1, 0]  # left: +X
     assert first["camera_param"]["name"] == "cam11"
     assert sorted({r["cameraid"] for r in train}) == [0, 1, 2, 3]
-    data = load_split(tmp_path / "out", "h36m_train.pkl", None, "train", 1)
+    data = load_split(tmp_path / "out", "h36m_train.pkl", "", "train", 1, use_gt_2d=True)
     assert len(data) == len(train) and set(data.action_name) == {"Walking", "Photo"}
 
 
@@ -184,7 +178,7 @@ def test_videopose3d_converter_with_detections(tmp_path):
     _check_rows(train)
     assert np.allclose(train[0]["joints_3d"], POSE, atol=1e-6)  # metres -> mm, the 17 joints in order
     assert {(r["action"], r["subaction"]) for r in train} == {(14, 1), (2, 1)}
-    data = load_split(tmp_path / "out", "h36m_train.pkl", "h36m_cpn_dt.pkl", "train", 1)
+    data = load_split(tmp_path / "out", "h36m_train.pkl", "h36m_cpn_dt.pkl", "train", 1, use_gt_2d=False)
     cams = [r["cameraid"] for r in train]
     assert np.allclose(data.det2d[:, 0, 0], 100.0 + np.array(cams))  # row-aligned with the camera views
 
@@ -359,10 +353,10 @@ def test_cmu_bvh_with_virtual_cameras(tmp_path):
     assert (depth > 3500).all() and (depth < 6000).all()
 
 
-@pytest.mark.skipif(not (SHARED / "cmu_h36m17.npz").is_file(), reason="../shared/data (CMU pack) not present")
+@needs_cmu
 def test_real_cmu_pack_and_bvh(tmp_path):
     col = Collector([], [])
-    convert_cmu(col, sorted((SHARED / "bvh").glob("*.bvh")), SHARED / "cmu_h36m17.npz", seed=0)
+    convert_cmu(col, sorted((CMU_PACK.parent / "bvh").glob("*.bvh")), CMU_PACK, seed=0)
     rows = col.splits["train"].rows
     pack = [r for r in rows if r["subject"] == 0]
     bvh = [r for r in rows if r["subject"] == 131]

@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from lib.builders import build_model
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.config_utils import apply_overrides
+from lib.config_utils import apply_overrides, parse_override
 from lib.errors import ToolkitError
 from lib.losses import random_condition_mask
 from lib.skeleton import PARTS
 from lib.train import train
-from tests.conftest import overrides, run_module, tiny_config
+from tests.helpers import ROOT, overrides, run_module, tiny_config
 
 
 def test_condition_masks():
@@ -61,7 +66,7 @@ def test_resume_is_exact(tmp_path, data_root):
 
 
 def test_restore_dir_missing(tmp_path, data_root):
-    with pytest.raises(ToolkitError, match="does not exist"):
+    with pytest.raises(ToolkitError, match="holds no checkpoint.pth"):
         train(tiny_config(data_root), tmp_path / "x", restore_dir=tmp_path / "nowhere")
 
 
@@ -81,13 +86,17 @@ def test_atomic_save_keeps_last_good_file(tmp_path, monkeypatch):
 
 def test_config_overrides():
     config = tiny_config("x")
-    apply_overrides(config, ["model.hidden_dim=128", "data.flip=false", "optim.lr=1e-3", "sampling.method=dpm2m"])
+    items = ["model.hidden_dim=128", "data.flip=false", "optim.lr=1e-3", "sampling.method=dpm2m"]
+    apply_overrides(config, dict(parse_override(config, item) for item in items))
     assert config.model.hidden_dim == 128 and config.data.flip is False and config.sampling.method == "dpm2m"
     assert build_model(config).pre_dense.out_features == 128
     for bad, msg in (("model.hiden_dim=3", "unknown config field"), ("model.hidden_dim=1.5", "whole number"),
-                     ("nosection.a=1", "unknown config section"), ("data.flip=maybe", "true or false")):
+                     ("nosection.a=1", "unknown config section"), ("data.flip=maybe", "true or false"),
+                     ("model=3", "unknown config field")):
         with pytest.raises(ToolkitError, match=msg):
-            apply_overrides(config, [bad])
+            parse_override(config, bad)
+    with pytest.raises(ToolkitError, match="model.hidden_dim=512 cannot take effect: trained"):
+        apply_overrides(config, {"model.hidden_dim": 512}, lambda key: "trained" if key.startswith("model.") else None)
 
 
 @pytest.mark.slow
@@ -104,15 +113,8 @@ def test_torchrun_two_process_training(tmp_path, data_root):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_exits(tmp_path, data_root):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import ROOT
-
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_save_and_exit_with_their_code(tmp_path, data_root, sig, code):
     config = tiny_config(data_root)
     config.training.n_iters = 10_000_000
     config.training.eval_every = 0
@@ -125,7 +127,30 @@ def test_ctrl_c_saves_and_exits(tmp_path, data_root):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.is_file() and ": loss " in log.read_text()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == code and last.startswith(f"stopped by {sig.name} at step"), err[-2000:]
     assert load_checkpoint(tmp_path / "stop" / "checkpoint.pth")["step"] >= 10
+    assert not (tmp_path / "stop" / ".lock").exists()
+
+
+def test_run_folder_is_never_overwritten_by_accident(trained_run, data_root, tmp_path):
+    before = (trained_run / "best_model.pth").read_bytes()
+    with pytest.raises(ToolkitError, match="already holds .*--restore-dir.*--overwrite"):
+        train(tiny_config(data_root), trained_run)
+    assert (trained_run / "best_model.pth").read_bytes() == before
+    work = tmp_path / "locked"
+    work.mkdir()
+    (work / ".lock").write_text(str(os.getpid()))  # a live run holds the folder
+    with pytest.raises(ToolkitError, match="in use by a live run"):
+        train(tiny_config(data_root), work)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (work / ".lock").write_text(str(dead.pid))  # a killed run's lock and half-written file
+    (work / f".checkpoint.tmp-{dead.pid}.pth").write_bytes(b"partial")
+    config = tiny_config(data_root)
+    config.training.n_iters, config.training.eval_every = 2, 0
+    train(config, work)
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+    assert load_checkpoint(work / "checkpoint.pth")["step"] == 2

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_module
+from tests.helpers import POSE, run_module
 
 T, N, S = 6, 3, 4
 
@@ -20,8 +20,6 @@ T, N, S = 6, 3, 4
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     """A results.npz with a trajectory (noise shrinking onto a pose), GT and 2D input, in network units."""
-    from tests.test_convert import POSE
-
     pose = (POSE - POSE[:1]) / 2000.0 * np.array([1, -1, 1])  # image y points down
     pose = pose[:, [0, 2, 1]]  # depth last
     rng = np.random.default_rng(0)

@@ -23,9 +23,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr = 1e-3
     config.optim.warmup = 500
     config.eval.batch_size = 2000
-    # Small models give the probability-flow ODE a poor score far from the data, and the ODE
-    # amplifies it; Euler-Maruyama is the robust choice for monitoring short runs.
-    config.eval.train_method = "em"
-    config.eval.train_steps = 200
     config.eval.train_max_poses = 500
     return config

@@ -1,0 +1,114 @@
+"""The one way the toolkit writes files: atomically, so a crash or a full disk never leaves a half file.
+
+Every writer (checkpoints, pickles, results, JSON, pictures) goes through `atomic_write`: the data go to a
+hidden temporary file in the target's folder, are flushed and fsynced, and the temporary file is renamed
+over the target. On any error the temporary file is removed and the old target is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from lib.errors import ToolkitError
+
+TMP_MARK = ".tmp-"
+
+
+def _temp_name(path: Path) -> Path:
+    """A hidden name next to `path` that keeps its suffix (some writers choose the format by it)."""
+    return path.with_name(f".{path.stem}{TMP_MARK}{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path next to `path` for a writer that wants a file name; on success the file is fsynced and
+    renamed over `path`, on any error it is removed."""
+    path = Path(path)
+    tmp = _temp_name(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        raise ToolkitError(f"cannot write {path}: {_reason(e)}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to `path` for writing; on success it replaces `path` (see atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+
+
+def _reason(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "no space left on the device; free some space and run again"
+    return e.strerror or str(e)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed writer left in `folder` (never those of a live process)."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_MARK}*"):
+        pid = tmp.name.rsplit(TMP_MARK, 1)[-1].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id is running (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_writable(path: str | Path, what: str, is_dir: bool = False) -> Path:
+    """Make sure `path` (a file, or a folder with is_dir) can be written before any long work starts.
+
+    Creates the folder (or the file's folder); a path that is the wrong kind, or read-only, is a one-line error.
+    """
+    path = Path(path)
+    folder = path if is_dir else path.parent
+    if is_dir and path.exists() and not path.is_dir():
+        raise ToolkitError(f"{what} {path} is a file, not a folder; choose a folder")
+    if not is_dir and path.is_dir():
+        raise ToolkitError(f"{what} {path} is a folder; give a file name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ToolkitError(f"{what} {path}: cannot create folder {folder} ({_reason(e)})") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ToolkitError(f"{what} {path}: folder {folder} is not writable; choose another place")
+    if not is_dir and path.exists() and not os.access(path, os.W_OK):
+        raise ToolkitError(f"{what} {path} is read-only; choose another file")
+    return path

@@ -1,0 +1,122 @@
+"""comp2d / comp3d: completion of occluded 2D or partial 3D poses (DESIGN.md section 5).
+
+The observed coordinates are imputed (replaced by the observation perturbed to the current noise level) after
+every step; the missing joints are sampled. The paper's --randj draws k joints among the limb ends per row,
+--jlist names fixed joints (indices or part names).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lib.errors import ToolkitError
+from lib.metrics import Table, joint_distances, masked_mean, per_action, procrustes_align, root_relative
+from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
+from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task, xyz_mask, zero_z
+
+
+def completion_2d(cond2d: torch.Tensor, missing: torch.Tensor) -> Task:
+    """Occluded 2D joints (missing [B, J] bool); observed x, y are imputed."""
+    cond = zero_z(cond2d) * (~missing).float()[..., None]
+    mask = xyz_mask(~missing, (0, 1))
+    return Task(condition=cond, mask=mask, observed=cond, observed_mask=mask)
+
+
+def completion_3d(pose3d: torch.Tensor, missing: torch.Tensor) -> Task:
+    """Partial 3D pose; the observed joints are imputed, the missing ones sampled."""
+    cond = pose3d * (~missing).float()[..., None]
+    mask = xyz_mask(~missing)
+    return Task(condition=cond, mask=mask, observed=cond, observed_mask=mask)
+
+
+def random_missing(n: int, k: int, generator: torch.Generator, num_joints: int = 17,
+                   candidates: tuple[int, ...] = COMPLETION_CANDIDATES) -> torch.Tensor:
+    """[N, J] bool with k distinct joints per row drawn from the candidates (the paper's --randj)."""
+    if not 1 <= k <= len(candidates):
+        raise ToolkitError(f"--randj must be between 1 and {len(candidates)} (the candidate joints "
+                           f"{list(candidates)}), got {k}")
+    pick = torch.rand(n, len(candidates), generator=generator).argsort(dim=1)[:, :k]  # [N, k]
+    missing = torch.zeros(n, num_joints, dtype=torch.bool)
+    missing.scatter_(1, torch.tensor(candidates)[pick], True)
+    return missing
+
+
+def fixed_missing(n: int, joints: list[int], num_joints: int = 17) -> torch.Tensor:
+    """[N, J] bool with the same joints missing in every row (the paper's --jlist)."""
+    missing = torch.zeros(n, num_joints, dtype=torch.bool)
+    missing[:, joints] = True
+    return missing
+
+
+@dataclass
+class CompletionOptions:
+    randj: int | None = option(None, f"random missing joints per pose, among {list(COMPLETION_CANDIDATES)}",
+                               type=int)
+    jlist: str | None = option(None, "missing joints: indices and/or parts, e.g. 1,2,3 or right_leg,left_arm")
+
+    def validate(self) -> None:
+        if (self.randj is None) == (self.jlist is None):
+            raise ToolkitError("give exactly one of --randj K (random missing joints) or --jlist J1,J2,...")
+        if self.randj is not None and not 1 <= self.randj <= len(COMPLETION_CANDIDATES):
+            raise ToolkitError(f"--randj must be between 1 and {len(COMPLETION_CANDIDATES)} (the candidate joints "
+                               f"{list(COMPLETION_CANDIDATES)}), got {self.randj}")
+        if self.jlist is not None:
+            try:
+                parse_joint_list(self.jlist)
+            except ValueError as e:
+                raise ToolkitError(f"--jlist: {e}") from e
+
+    def missing(self, n: int, seed: int, num_joints: int) -> torch.Tensor:
+        if self.randj is not None:
+            return random_missing(n, self.randj, torch.Generator().manual_seed(seed), num_joints)
+        return fixed_missing(n, parse_joint_list(self.jlist), num_joints)
+
+
+class _Completion(TaskUnit):
+    Options = CompletionOptions
+    titles = {"p1": "P1 all joints", "p1_missing": "P1 missing joints", "p2": "P2 all joints",
+              "p2_missing": "P2 missing joints", "p1_root_missing": "MPJPE root-aligned, missing joints"}
+
+    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
+        raise NotImplementedError
+
+    def build(self, ctx: Context, opts: CompletionOptions) -> Prepared:
+        missing = opts.missing(len(ctx.test), ctx.seed, ctx.num_joints)
+        task = self._task(ctx, missing)
+        arrays = {"missing": missing.numpy()[None, :, None]}
+        if self.name == "comp2d":
+            arrays["input2d"] = (task.condition[..., :2] / ctx.frames.scale).numpy()[None, :, None]
+        title = f"{self.name}: {float(missing.sum(1).float().mean()):g} missing joints per pose, S = {ctx.hypo} (mm)"
+        return Prepared(task=task, title=title, arrays=arrays, info={"missing": missing})
+
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+                ) -> Table:
+        """Min over hypotheses of each error, over all joints and over the missing joints."""
+        pred_mm = ctx.test.rows.network_to_camera(next(iter(preds.values())), ctx.frames)  # [N, S, J, 3]
+        gt = torch.from_numpy(ctx.test.pose_cam).float()[:, None].expand_as(pred_mm)
+        miss = prep.info["missing"][:, None].expand(pred_mm.shape[:3])
+        dist = joint_distances(pred_mm, gt)
+        dist_pa = joint_distances(procrustes_align(pred_mm, gt), gt)
+        dist_root = joint_distances(root_relative(pred_mm), root_relative(gt))
+        rows = {"p1": dist.mean(-1), "p1_missing": masked_mean(dist, miss), "p2": dist_pa.mean(-1),
+                "p2_missing": masked_mean(dist_pa, miss), "p1_root_missing": masked_mean(dist_root, miss)}
+        return per_action({k: v.min(1).values.numpy() for k, v in rows.items()}, ctx.test.action_name)
+
+
+@register_task
+class Completion2D(_Completion):
+    name = "comp2d"
+    help = "completion from occluded 2D keypoints"
+
+    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
+        return completion_2d(ctx.test.cond2d(ctx.frames), missing)
+
+
+@register_task
+class Completion3D(_Completion):
+    name = "comp3d"
+    help = "completion of partial 3D poses"
+
+    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
+        return completion_3d(ctx.test.gt3d(ctx.frames), missing)

@@ -1,0 +1,90 @@
+"""Helpers shared by the test modules (fixtures are in conftest.py; both import from here only)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from configs.subvp.synthetic_small import get_config
+from lib.model import ScoreModelFC_Adv
+from lib.sde import expand_like
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"            # ../shared: golden outputs and real CMU data, when present
+GOLDEN = SHARED / "golden"
+CMU_PACK = SHARED / "data" / "cmu_h36m17.npz"
+needs_golden = pytest.mark.skipif(not (GOLDEN / "reference_outputs.npz").is_file(),
+                                  reason=f"golden outputs of the paper's sampler not found at {GOLDEN} (../shared "
+                                         f"next to the checkout)")
+needs_cmu = pytest.mark.skipif(not CMU_PACK.is_file(), reason=f"real CMU data not found at {CMU_PACK}")
+
+
+def tiny_config(data_root: Path):
+    """The small config shrunk to seconds: hidden 64, 30 steps, a 5-step monitor."""
+    config = get_config()
+    config.data.root = str(data_root)
+    config.model.hidden_dim = 64
+    config.model.embed_dim = 32
+    config.training.batch_size = 64
+    config.training.n_iters = 30
+    config.training.max_minutes = 0.0
+    config.training.log_every = 10
+    config.training.eval_every = 15
+    config.training.snapshot_every = 10
+    config.optim.warmup = 5
+    config.eval.train_steps = 5
+    config.eval.train_max_poses = 40
+    config.eval.batch_size = 64
+    config.sampling.steps = 20
+    return config
+
+
+def run_module(module: str, *args: str, torchrun: int = 0, timeout: int = 300, env: dict | None = None
+               ) -> subprocess.CompletedProcess:
+    """Run `python -m module args` (or under torchrun) from the repository root."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **(env or {}))
+    cmd = [sys.executable, "-m", module, *args]
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
+               "-m", module, *args]
+    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def overrides(config) -> list[str]:
+    """--config.x.y=value items that turn the small config into `config` (for sub-process tests)."""
+    base = get_config().to_dict()
+    out = []
+    for section, fields in config.to_dict().items():
+        if isinstance(fields, dict):
+            out += [f"--config.{section}.{k}={v}" for k, v in fields.items() if base[section][k] != v]
+    return out
+
+
+class GaussianEps(torch.nn.Module):
+    """Exact noise prediction for data N(mu, s^2 I): eps = sigma (x - alpha mu) / (alpha^2 s^2 + sigma^2)."""
+
+    def __init__(self, sde, mu, s):
+        super().__init__()
+        self.sde, self.mu, self.s = sde, mu, s
+
+    def forward(self, x, t, condition, mask):
+        a, sg = expand_like(self.sde.alpha(t), x), expand_like(self.sde.sigma(t), x)
+        return sg * (x - a * self.mu) / (a ** 2 * self.s ** 2 + sg ** 2)
+
+
+MU = torch.linspace(-1.0, 1.0, 51).reshape(17, 3)
+
+# A standing person facing world -Y (Z up): their left is +X. Joints in Human3.6M order, mm.
+POSE = np.array([[0, 0, 1000], [-130, 0, 1000], [-130, 0, 550], [-130, 0, 100], [130, 0, 1000], [130, 0, 550],
+                 [130, 0, 100], [0, 0, 1230], [0, 0, 1480], [0, -30, 1600], [0, 0, 1720], [170, 0, 1450],
+                 [170, 0, 1170], [170, 0, 920], [-170, 0, 1450], [-170, 0, 1170], [-170, 0, 920]], dtype=float)
+
+
+def random_model(hidden: int = 64, embed: int = 32) -> ScoreModelFC_Adv:
+    torch.manual_seed(0)
+    return ScoreModelFC_Adv(hidden_dim=hidden, embed_dim=embed).eval()
