@@ -90,6 +90,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
+    evaluation.reduce = "refined"          # the one pose made from S hypotheses: mean | median | jpma | refined
+    evaluation.refine_t = 0.2              # 'refined': the median moved by the drift from this time ...
+    evaluation.refine_steps = 5            # ... in this many network evaluations per input
     # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
     # the paper does (its drift, 1000 steps); by default its validated fast form.
     evaluation.train_method = "drift_2m"

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 import torch
 
+from lib.aggregate import AGGREGATORS, aggregate, uncertainty
 from lib.builders import (
     bf16_supported,
     build_score_fn,
@@ -34,7 +35,7 @@ from lib.builders import (
 from lib.camera import box_around_root, image_to_camera
 from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
-from lib.evaluate import sample_task
+from lib.evaluate import refine, sample_task
 from lib.model import ScoreFn
 from lib.sampling import SAMPLERS
 from lib.tasks import Task
@@ -162,6 +163,25 @@ class PosePrior:
             self._score_fns[bf16] = build_score_fn(self.model, self.sde, cfg)
         return self._score_fns[bf16]
 
+    def _finish(self, out: torch.Tensor, task: Task, reduce: str | None, back: tuple | None, ref, fast: bool,
+                input2d: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> ArrayLike | tuple:
+        """Hypotheses [N, S, J, 3] (normalised, or mm with a camera) as the input's array type; with `reduce` one
+        pose [N, J, 3] and its per-joint uncertainty [N, J] (lib/aggregate.py) instead."""
+        if reduce is None:
+            return self._like(out if back is None else self._to_mm(out, back), ref)
+        if reduce not in AGGREGATORS:
+            raise ToolkitError(f"reduce must be one of {', '.join(AGGREGATORS)} or None, got {reduce!r}")
+        refined = None
+        if reduce == "refined" and out.shape[1] > 1 and len(task):
+            e = self.config.eval
+            refined = refine(self._score_fn(fast), self.sde, task, out.median(1).values * self.frames.scale,
+                             e.refine_t, e.refine_steps, e.batch_size, self.device) / self.frames.scale
+        pose = aggregate(out, reduce, refined=refined, seen=seen,
+                         input2d=None if input2d is None else input2d / self.frames.scale)
+        if back is not None:
+            out, pose = self._to_mm(out, back), self._to_mm(pose[:, None], back)[:, 0]
+        return self._like(pose, ref), self._like(uncertainty(out), ref)
+
     def _run(self, task: Task, hypotheses: int, method: str | None, steps: int | None, fast: bool, pflow: bool,
              seed: int, deterministic: bool = False) -> torch.Tensor:
         """Sample [N, S, J, 3] normalised poses for a network-space task, in chunks of eval.batch_size rows."""
@@ -188,27 +208,36 @@ class PosePrior:
     # -------------------------------------------------------------------------------------------- tasks
     def estimate(self, keypoints: ArrayLike, hypotheses: int = 1, camera: Sequence[float] | None = None,
                  root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
-                 fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
-        """3D poses [N, S, J, 3] from 2D keypoints [N, J, 2] (normalised, or pixels with camera and root_depth)."""
+                 fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None
+                 ) -> ArrayLike | tuple:
+        """3D poses [N, S, J, 3] from 2D keypoints [N, J, 2] (normalised, or pixels with camera and root_depth);
+        with reduce ('refined', 'median', 'mean', 'jpma') one pose [N, J, 3] and its uncertainty [N, J]."""
         cond, back = self._input_2d(keypoints, camera, root_depth)
-        out = self._run(estimation(cond), hypotheses, method, steps, fast, pflow, seed)
-        return self._like(out if back is None else self._to_mm(out, back), keypoints)
+        task = estimation(cond)
+        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
+                            keypoints, fast, input2d=cond[..., :2])
 
     def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
                     root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
-                    fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
-        """3D poses [N, S, J, 3] from 2D keypoints with missing joints (their values are ignored)."""
+                    fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None
+                    ) -> ArrayLike | tuple:
+        """3D poses [N, S, J, 3] from 2D keypoints with missing joints (their values are ignored); reduce as
+        estimate."""
         cond, back = self._input_2d(keypoints, camera, root_depth)
-        task = completion_2d(cond, self._missing(missing, cond.shape[0]))
-        out = self._run(task, hypotheses, method, steps, fast, pflow, seed)
-        return self._like(out if back is None else self._to_mm(out, back), keypoints)
+        miss = self._missing(missing, cond.shape[0])
+        task = completion_2d(cond, miss)
+        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
+                            keypoints, fast, input2d=cond[..., :2], seen=~miss)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
-                    steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0) -> ArrayLike:
-        """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept."""
+                    steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0,
+                    reduce: str | None = None) -> ArrayLike | tuple:
+        """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept;
+        reduce as estimate."""
         p = self._tensor(pose, "pose", 3)
         task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]))
-        return self._like(self._run(task, hypotheses, method, steps, fast, pflow, seed), pose)
+        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
+                            fast)
 
     def generate(self, n: int, method: str | None = None, steps: int | None = None, fast: bool = False,
                  pflow: bool = False, seed: int = 0) -> np.ndarray:

@@ -143,6 +143,24 @@ def stored_config(state: dict, path: str | Path) -> ml_collections.ConfigDict:
     return config_from_json(state["config"])
 
 
+NETWORK_FIELDS = ("name", "hidden_dim", "embed_dim", "n_blocks", "num_groups", "num_scales", "beta_min", "beta_max",
+                  "sigma_min", "sigma_max")
+
+
+def check_same_network(config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict, path: str | Path,
+                       ) -> None:
+    """The network (and SDE) a config describes must be the one a checkpoint was trained with: one line names the
+    first field that differs."""
+    for key in NETWORK_FIELDS:
+        if config.model.get(key) != stored.model.get(key):
+            raise ToolkitError(f"model.{key} is {config.model.get(key)} here but {path} was trained with "
+                               f"{stored.model.get(key)}; use the config it was trained with (or drop --config: the "
+                               f"checkpoint carries its own)")
+    if config.training.sde != stored.training.sde:
+        raise ToolkitError(f"training.sde is {config.training.sde} here but {path} was trained with "
+                           f"{stored.training.sde}")
+
+
 def model_from_state(state: dict, config: ml_collections.ConfigDict, path: str | Path,
                      device: torch.device | str = "cpu", use_ema: bool = True) -> ScoreModelFC_Adv:
     """The network of `config` with the checkpoint's weights (EMA by default), in eval mode."""

@@ -12,6 +12,7 @@ from typing import Any
 import ml_collections
 
 from configs.default_h36m_configs import get_default_configs
+from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
 
 VERSION = 2  # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
@@ -151,7 +152,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
     "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
-    "eval.train_max_poses": _POS_INT,
+    "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
+    "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
 }
 
 

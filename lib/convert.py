@@ -82,8 +82,9 @@ class Collector:
         return next((s for s, subs in self.subjects.items() if subject in subs), None)
 
     def add(self, world: np.ndarray, cameras: list[Camera], meta: dict, split: str | None = None,
-            det: list[np.ndarray] | None = None, conf: list[np.ndarray] | None = None) -> None:
-        """Poses world [N, 17, 3] of one sequence, seen by each camera (cameraid = its index).
+            det: list[np.ndarray] | None = None, conf: list[np.ndarray] | None = None,
+            camera_ids: list[int] | None = None) -> None:
+        """Poses world [N, 17, 3] of one sequence, seen by each camera (cameraid = its index, or camera_ids).
 
         det / conf: per camera [N, 17, 2] pixels / [N, 17] detections aligned with world.
         """
@@ -95,7 +96,8 @@ class Collector:
         keep = np.arange(0, world.shape[0], self.every[split])
         out = self.splits[split]
         for c, cam in enumerate(cameras):
-            out.rows += camera_rows(world[keep], cam, {**meta, "cameraid": c}, keep)
+            cid = c if camera_ids is None else camera_ids[c]
+            out.rows += camera_rows(world[keep], cam, {**meta, "cameraid": cid}, keep)
             if det is not None:
                 out.det.append(det[c][keep])
                 out.conf.append(conf[c][keep])
@@ -152,8 +154,16 @@ def _h5():
     return h5py
 
 
+def _h5_text(raw: np.ndarray) -> str:
+    """A name stored as character codes (real cameras.h5: float64 [8, 1]), bytes or a string."""
+    if raw.dtype.kind in "iuf":
+        return "".join(map(chr, raw.ravel().astype(int)))
+    return raw.item().decode() if raw.dtype.kind == "S" else str(raw.item())
+
+
 def read_h5_cameras(path: Path, subject: int) -> list[Camera]:
-    """Cameras 1..4 of a subject from cameras.h5 (stored R is the transpose of world-to-camera)."""
+    """Cameras 1..4 of a subject from cameras.h5 (stored R is the transpose of world-to-camera; f, c [2, 1],
+    T, k [3, 1], p [2, 1], Name as character codes)."""
     h5py = _h5()
     if not path.is_file():
         raise ToolkitError(f"cameras file {path} not found; the 3d-pose-baseline layout has cameras.h5 next to "
@@ -163,28 +173,68 @@ def read_h5_cameras(path: Path, subject: int) -> list[Camera]:
         with h5py.File(path, "r") as f:
             for k in range(1, 5):
                 g = f[f"subject{subject}/camera{k}"]
-                fl, c = np.asarray(g["f"]).ravel(), np.asarray(g["c"]).ravel()
-                raw = np.asarray(g["Name"][()]) if "Name" in g else np.asarray(str(k))
-                name = ("".join(map(chr, raw.ravel().astype(int))) if raw.dtype.kind in "iu"  # stored as char codes
-                        else raw.item().decode() if raw.dtype.kind == "S" else str(raw.item()))
-                cams.append(Camera(rot=np.asarray(g["R"], dtype=np.float64).T,
+                fl, c = np.asarray(g["f"], dtype=np.float64).ravel(), np.asarray(g["c"], dtype=np.float64).ravel()
+                cams.append(Camera(rot=np.asarray(g["R"], dtype=np.float64).reshape(3, 3).T,
                                    centre=np.asarray(g["T"], dtype=np.float64).ravel(),
                                    intrinsics=np.array([fl[0], fl[1], c[0], c[1]], dtype=np.float64),
                                    k=np.asarray(g["k"], dtype=np.float64).ravel(),
-                                   p=np.asarray(g["p"], dtype=np.float64).ravel(), name=name))
-    except (OSError, KeyError) as e:
+                                   p=np.asarray(g["p"], dtype=np.float64).ravel(),
+                                   name=_h5_text(np.asarray(g["Name"][()])) if "Name" in g else str(k)))
+    except (OSError, KeyError, ValueError, IndexError) as e:
         raise ToolkitError(f"{path}: expected groups subject{subject}/camera1..4/{{R,T,f,c,k,p}} ({e})") from e
     return cams
 
 
+# Stacked Hourglass detections of the 3d-pose-baseline layout: S*/StackedHourglass/<Action>[_k].<camera id>.h5,
+# key 'poses' [N, 16, 2] in the order RFoot RKnee RHip LHip LKnee LFoot Hip Spine Thorax Head RWrist RElbow
+# RShoulder LShoulder LElbow LWrist; camera ids of cameras 1..4.
+SH_CAMERAS = ("54138969", "55011271", "58860488", "60457274")
+SH16_TO_H36M16 = (6, 2, 1, 0, 3, 4, 5, 7, 8, 9, 13, 14, 15, 12, 11, 10)  # SH index of H36M joints 0..16 but 9
+
+
+def insert_neck(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """16-joint detections in Human3.6M order without the neck/nose (joint 9) -> 17 joints [N, 17, 2] and
+    confidences [N, 17]: joint 9 is placed halfway between thorax and head top, with confidence 0."""
+    out = np.insert(d, 9, 0.5 * (d[:, 8] + d[:, 9]), axis=1)  # d[:, 9] is the head top before insertion
+    conf = np.ones(out.shape[:2])
+    conf[:, 9] = 0.0
+    return out, conf
+
+
+def read_sh_detections(folder: Path, name: str, n: int, where: str, notes: list[str]
+                       ) -> list[np.ndarray | None]:
+    """Per camera, the detections [n, 17, 2] of sequence `name` (None where the file is missing)."""
+    h5py = _h5()
+    out = []
+    for cam_id in SH_CAMERAS:
+        path = folder / f"{name.replace(' ', '_')}.{cam_id}.h5"
+        if not path.is_file():
+            out.append(None)
+            notes.append(f"{where}: no Stacked Hourglass file for camera {cam_id}; its rows are excluded")
+            continue
+        try:
+            with h5py.File(path, "r") as h:
+                poses = np.asarray(h["poses"], dtype=np.float64)
+        except (OSError, KeyError, ValueError) as e:
+            raise ToolkitError(f"{path}: cannot read dataset 'poses' ({e})") from e
+        if poses.ndim != 3 or poses.shape[1:] != (16, 2):
+            raise ToolkitError(f"{path}: 'poses' has shape {poses.shape}, expected (N, 16, 2) Stacked Hourglass joints")
+        if len(poses) != n:
+            notes.append(f"{where} camera {cam_id}: {len(poses)} detected frames for {n} 3D frames; the shorter kept")
+        out.append(insert_neck(poses[:, SH16_TO_H36M16])[0])
+    return out
+
+
 def convert_h36m_h5(root: str | Path, col: Collector) -> None:
-    """Read root/cameras.h5 and root/S*/MyPoses/3D_positions/*.h5 (key 3D_positions, [96, N], world mm)."""
+    """Read root/cameras.h5, root/S*/MyPoses/3D_positions/*.h5 (key 3D_positions, [96, N], world mm) and, where
+    the folder exists, the Stacked Hourglass detections root/S*/StackedHourglass/*.h5 (row-aligned)."""
     h5py = _h5()
     root = Path(root)
     folders = sorted(p for p in root.glob("S*/MyPoses/3D_positions") if p.is_dir())
     if not folders:
         raise ToolkitError(f"{root} is not in the 3d-pose-baseline layout: expected {root}/cameras.h5 and "
                            f"{root}/S1/MyPoses/3D_positions/*.h5")
+    detections = any((f.parents[1] / "StackedHourglass").is_dir() for f in folders)
     for folder in folders:
         subject = subject_id(folder.parents[1].name, str(folder))
         if col.split_of(subject) is None:
@@ -196,14 +246,24 @@ def convert_h36m_h5(root: str | Path, col: Collector) -> None:
             try:
                 with h5py.File(f, "r") as h:
                     pos = np.asarray(h["3D_positions"], dtype=np.float64)
-            except (OSError, KeyError) as e:
+            except (OSError, KeyError, ValueError) as e:
                 raise ToolkitError(f"{f}: cannot read dataset '3D_positions' ({e})") from e
             if pos.ndim != 2 or pos.shape[0] != 96:
                 raise ToolkitError(f"{f}: '3D_positions' has shape {pos.shape}, expected (96, frames) "
                                    f"for 32 joints x 3")
             world = pos.T.reshape(-1, 32, 3)[:, H36M_17_OF_32]
             a, sa = ids[f.stem]
-            col.add(world, cams, {"subject": subject, "action": a, "subaction": sa, "source": str(f)})
+            meta = {"subject": subject, "action": a, "subaction": sa, "source": str(f)}
+            if not detections:
+                col.add(world, cams, meta)
+                continue
+            det = read_sh_detections(folder.parents[1] / "StackedHourglass", f.stem, len(world),
+                                     f"S{subject}/{f.stem}", col.notes)
+            have = [c for c, d in enumerate(det) if d is not None]
+            n = min([len(world)] + [len(det[c]) for c in have])
+            conf = insert_neck(np.zeros((n, 16, 2)))[1]  # 1, and 0 for the interpolated neck/nose
+            col.add(world[:n], [cams[c] for c in have], meta, det=[det[c][:n] for c in have],
+                    conf=[conf] * len(have), camera_ids=have)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -251,17 +311,6 @@ def load_npz_object(path: Path, key: str) -> object:
     return obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
 
 
-def _detections_16_to_17(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """16-joint detections (Human3.6M order without the neck/nose joint 9) -> 17 joints.
-
-    Joint 9 is placed halfway between thorax and head top with confidence 0.
-    """
-    out = np.insert(d, 9, 0.5 * (d[:, 8] + d[:, 9]), axis=1)  # d[:, 9] is the head top before insertion
-    conf = np.ones(out.shape[:2])
-    conf[:, 9] = 0.0
-    return out, conf
-
-
 def convert_videopose3d(path_3d: str | Path, col: Collector, path_2d: str | Path | None = None) -> None:
     """positions_3d[subject][action] (N, 32, 3) world metres; optional positions_2d[subject][action][cam]."""
     path_3d = Path(path_3d)
@@ -300,7 +349,7 @@ def convert_videopose3d(path_3d: str | Path, col: Collector, path_2d: str | Path
                 for v in views:
                     v = np.asarray(v, dtype=np.float64)[:n, :, :2]
                     if v.shape[1] == 16:
-                        v, c = _detections_16_to_17(v)
+                        v, c = insert_neck(v)
                     elif v.shape[1] == 17:
                         c = np.ones(v.shape[:2])
                     else:

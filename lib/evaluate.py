@@ -4,6 +4,7 @@ What a task is and how it is scored lives in its unit (lib/tasks); this module o
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -64,6 +65,16 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
     return samples, traj_all, (score_fn.nfe - nfe_start) / max(1, c1 - c0)
 
 
+def refine(score_fn: ScoreFn, sde: SDE, task: Task, pose: torch.Tensor, t: float, steps: int, batch_size: int,
+           device: torch.device) -> torch.Tensor:
+    """Move poses [N, J, 3] (network space) to the prior's nearest mode under the task's condition: start at
+    alpha(t) x at time t and run the drift-only process (drift_2m, `steps` evaluations) to eps."""
+    start = dataclasses.replace(task, x_init=pose * float(sde.alpha(torch.tensor(t))), t_start=t)
+    out, _, _ = sample_task(score_fn, sde, start, SamplerConfig(method="drift_2m", steps=steps), 1, batch_size, 0,
+                            device, progress=False)
+    return out[:, 0]
+
+
 @dataclass
 class EvalSettings:
     """How a task is sampled (not what it is)."""
@@ -73,6 +84,8 @@ class EvalSettings:
     seed: int = 0
     save_every: int = 0          # keep every k-th diffusion state (0: final only)
     progress: bool = True        # progress bar on rank 0
+    refine_t: float = 0.2        # the 'refined' aggregate: start time and steps of its drift (eval.refine_*)
+    refine_steps: int = 5
 
 
 @dataclass
@@ -125,10 +138,13 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
         if k == 0:
             traj, nfe, seconds = t, n, time.monotonic() - start
     main = next(iter(preds.values()))
+    if unit.aggregates and settings.hypo > 1:
+        prep.info["refined"] = refine(score_fn, sde, prep.task, main.median(1).values, settings.refine_t,
+                                      settings.refine_steps, settings.batch_size, device)
     arrays = {"pred3d": ((traj if traj is not None else main[None]) / ctx.frames.scale).numpy()}
     if prep.has_gt:
         arrays["gt3d"] = (ctx.test.gt3d(ctx.frames) / ctx.frames.scale).numpy()[None, :, None]
-    arrays |= prep.arrays
+    arrays |= prep.arrays | unit.outputs(main, ctx, prep)
     return EvalResult(task=unit.name, title=prep.title, table=unit.metrics(preds, ctx, prep, opts),
                       titles=unit.titles, arrays=arrays, nfe=nfe, seconds=seconds,
                       samplers={label: describe(cfg) for label, cfg in samplers.items()})

@@ -81,6 +81,31 @@ def _base_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
+def _walk(p: dict[str, np.ndarray], i: np.ndarray, rng: np.random.Generator, amp: float) -> None:
+    """Legs in a walking cycle of amplitude amp, arms swinging against them."""
+    k, u = len(i), rng.uniform
+    phase = u(0, 2 * np.pi, k)
+    swing = amp * np.stack([np.sin(phase), -np.sin(phase)], -1)  # [k, 2]
+    p["hip_flex"][i] = swing
+    p["knee"][i] = 0.1 + 0.6 * np.clip(np.stack([np.cos(phase), -np.cos(phase)], -1), 0, None)
+    arm = -0.8 * swing  # arms swing against the legs
+    p["arm_elev"][i] = np.abs(arm) + 0.05
+    p["arm_azim"][i] = np.where(arm >= 0, np.pi / 2, -np.pi / 2)
+    p["elbow"][i] = u(0.2, 0.6, (k, 2))
+    p["trunk_flex"][i] = u(0.0, 0.12, k)
+
+
+def _sit(p: dict[str, np.ndarray], i: np.ndarray, rng: np.random.Generator, deep: bool) -> None:
+    k, u = len(i), rng.uniform
+    p["hip_flex"][i] = u(1.3, 1.7, (k, 2)) + (0.25 if deep else 0.0)
+    p["knee"][i] = u(1.2, 1.9, (k, 2))
+    p["hip_abd"][i] = u(0.0, 0.3, (k, 2))
+    p["trunk_flex"][i] = u(-0.15, 0.3, k) + (0.4 if deep else 0.0)
+    p["arm_elev"][i] = u(0.3, 0.8, (k, 2))
+    p["arm_azim"][i] = u(1.0, 1.6, (k, 2))
+    p["elbow"][i] = u(0.8, 1.7, (k, 2))
+
+
 def _family(p: dict[str, np.ndarray], name: str, i: np.ndarray, rng: np.random.Generator) -> None:
     """Overwrite the parameters of rows i with a posture family."""
     k, u = len(i), rng.uniform
@@ -92,24 +117,9 @@ def _family(p: dict[str, np.ndarray], name: str, i: np.ndarray, rng: np.random.G
         p["elbow"][i, side] = u(*elbow, k)
 
     if name in ("walk", "walk_slow"):
-        amp = 0.4 if name == "walk" else 0.25
-        phase = u(0, 2 * np.pi, k)
-        swing = amp * np.stack([np.sin(phase), -np.sin(phase)], -1)  # [k, 2]
-        p["hip_flex"][i] = swing
-        p["knee"][i] = 0.1 + 0.6 * np.clip(np.stack([np.cos(phase), -np.cos(phase)], -1), 0, None)
-        arm = -0.8 * swing  # arms swing against the legs
-        p["arm_elev"][i] = np.abs(arm) + 0.05
-        p["arm_azim"][i] = np.where(arm >= 0, np.pi / 2, -np.pi / 2)
-        p["elbow"][i] = u(0.2, 0.6, (k, 2))
-        p["trunk_flex"][i] = u(0.0, 0.12, k)
+        _walk(p, i, rng, 0.4 if name == "walk" else 0.25)
     elif name in ("sit", "sit_deep"):
-        p["hip_flex"][i] = u(1.3, 1.7, (k, 2)) + (0.25 if name == "sit_deep" else 0.0)
-        p["knee"][i] = u(1.2, 1.9, (k, 2))
-        p["hip_abd"][i] = u(0.0, 0.3, (k, 2))
-        p["trunk_flex"][i] = u(-0.15, 0.3, k) + (0.4 if name == "sit_deep" else 0.0)
-        p["arm_elev"][i] = u(0.3, 0.8, (k, 2))
-        p["arm_azim"][i] = u(1.0, 1.6, (k, 2))
-        p["elbow"][i] = u(0.8, 1.7, (k, 2))
+        _sit(p, i, rng, name == "sit_deep")
     elif name == "crouch":
         p["hip_flex"][i] = u(1.6, 2.2, (k, 2))
         p["knee"][i] = u(1.8, 2.4, (k, 2))

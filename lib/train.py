@@ -200,11 +200,12 @@ class RunFolder:
     """A run folder that is never overwritten by accident and never shared by two live runs (a lock file)."""
 
     def __init__(self, workdir: Path, resume: bool, overwrite: bool):
+        """Refuse (one line) a folder in use or holding a run that is neither resumed nor to be overwritten."""
         self.workdir, self.lock = workdir, workdir / ".lock"
         if dist.is_main():
-            self._claim(resume, overwrite)
+            self._check(resume, overwrite)
 
-    def _claim(self, resume: bool, overwrite: bool) -> None:
+    def _check(self, resume: bool, overwrite: bool) -> None:
         if self.lock.exists():
             pid = self.lock.read_text().strip()
             if pid.isdigit() and pid_alive(int(pid)):
@@ -214,9 +215,14 @@ class RunFolder:
         if done and not (resume or overwrite):
             raise ToolkitError(f"run folder {self.workdir} already holds {' and '.join(done)}; resume it with "
                                f"--restore-dir {self.workdir}, replace it with --overwrite, or choose another --name")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.workdir)
-        self.lock.write_text(str(os.getpid()))
+
+    def claim(self) -> None:
+        """Make the folder, clear what a killed run left, and hold the lock."""
+        if dist.is_main():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.workdir)
+            self.lock.write_text(str(os.getpid()))
+        dist.barrier()
 
     def release(self) -> None:
         if dist.is_main():
@@ -341,14 +347,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     t, ws = config.training, dist.world_size()
     if t.batch_size % ws:
         raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
+    folder = RunFolder(workdir, resume=restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve(),
+                       overwrite=overwrite)
     train_data, test_data = load_data(config, "train"), load_data(config, "test")
     if len(train_data) < t.batch_size:
         raise ToolkitError(f"the training set has {len(train_data)} rows, fewer than training.batch_size "
                            f"({t.batch_size}); lower the batch size or data.train_sample")
     monitor = Monitor(config, test_data, device)
-    folder = RunFolder(workdir, resume=restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve(),
-                       overwrite=overwrite)
-    dist.barrier()
+    folder.claim()
     try:
         return _train(config, workdir, restore_dir, device, train_data, test_data, monitor)
     finally:

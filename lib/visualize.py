@@ -42,6 +42,8 @@ class Scene:
     gt: np.ndarray | None            # [H, 17, 3]
     input2d: np.ndarray | None       # [H, 17, 3] the 2D input drawn in the image plane behind the person
     missing: np.ndarray | None       # [H, 17] bool
+    aggregate: np.ndarray | None = None    # [H, 17, 3] one pose made from the hypotheses (lib/aggregate.py)
+    uncertainty: np.ndarray | None = None  # [H, 17] its per-joint uncertainty (spread of the hypotheses)
 
 
 def to_view(pose: np.ndarray) -> np.ndarray:
@@ -49,8 +51,10 @@ def to_view(pose: np.ndarray) -> np.ndarray:
     return np.stack([pose[..., 0], pose[..., 2], -pose[..., 1]], -1)
 
 
-def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: bool) -> Scene:
-    """Read results.npz, check shapes, pick the first humans and hypotheses, make poses root-relative."""
+def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: bool, aggregate: str | None = None
+               ) -> Scene:
+    """Read results.npz, check shapes, pick the first humans and hypotheses, make poses root-relative; with
+    `aggregate`, also that aggregate pose and the per-joint uncertainty."""
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"{path} not found; make it with python -m run.eval_fc_mp_adv_3d ... "
@@ -63,7 +67,7 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ToolkitError(f"cannot read {path} as results.npz ({str(e).splitlines()[0][:160]})") from e
-    bad = [k for k, v in arrays.items() if v.dtype.kind not in "fiub"]
+    bad = [k for k, v in arrays.items() if k != "aggregate_names" and v.dtype.kind not in "fiub"]
     if bad:
         raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")
     if "pred3d" not in arrays:
@@ -76,10 +80,9 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
         raise ToolkitError(f"{path}: pred3d contains NaN/inf")
     _, n, s = pred.shape[:3]
     num_human = min(4, n) if num_human is None else num_human
-    if not 1 <= num_human <= n:
-        raise ToolkitError(f"--num-human {num_human}: the file holds {n} humans")
-    if not 1 <= num_hypo <= s:
-        raise ToolkitError(f"--num-hypo {num_hypo}: the file holds {s} hypotheses per human")
+    if num_human < 1 or num_hypo < 1:
+        raise ToolkitError("--num-human and --num-hypo must be >= 1")
+    num_human, num_hypo = min(num_human, n), min(num_hypo, s)  # as the paper's viewer: at most what is there
     pred = pred[:, :num_human, :num_hypo]
     gt = _optional(arrays, "gt3d", (1, n, 1, 17, 3), path)
     if vis_gt and gt is None:
@@ -98,8 +101,21 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
         xy = xy - xy[:, :1]  # [H, 17, 2]
         depth = view[..., 1].max(axis=(0, 2, 3)) + 0.05  # [H]
         scene_in = np.stack([xy[..., 0], np.broadcast_to(depth[:, None], xy.shape[:2]), -xy[..., 1]], -1)
-    return Scene(pred=view, gt=scene_gt, input2d=scene_in,
-                 missing=miss[0, :num_human, 0].astype(bool) if miss is not None else None)
+    scene = Scene(pred=view, gt=scene_gt, input2d=scene_in,
+                  missing=miss[0, :num_human, 0].astype(bool) if miss is not None else None)
+    if aggregate is not None:
+        scene.aggregate, scene.uncertainty = _aggregate(arrays, aggregate, n, num_human, path)
+    return scene
+
+
+def _aggregate(arrays: dict, name: str, n: int, humans: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    names = [str(v) for v in arrays.get("aggregate_names", [])]
+    if name not in names:
+        raise ToolkitError(f"--aggregate {name}: {path} holds {', '.join(names) or 'no aggregates'} (aggregates are "
+                           f"written by est / comp2d / comp3d evaluations)")
+    agg = _optional(arrays, "aggregates", (len(names), n, 17, 3), path)[names.index(name), :humans]
+    unc = _optional(arrays, "uncertainty", (n, 17), path)[:humans]
+    return to_view(agg - agg[:, :1]), unc
 
 
 def _optional(arrays: dict, key: str, shape: tuple[int, ...], path: Path) -> np.ndarray | None:
@@ -139,6 +155,7 @@ def render_images(scene: Scene, out: Path, per_line: int, fps: int = 10) -> int:
         ax.view_init(elev=12, azim=-70)
         axes.append(ax)
     alpha = max(0.15, 1.0 / np.sqrt(hypo))
+    vmax = float(scene.uncertainty.max()) if scene.uncertainty is not None else 1.0
 
     def draw(t: int) -> None:
         for h, ax in enumerate(axes):
@@ -157,6 +174,10 @@ def render_images(scene: Scene, out: Path, per_line: int, fps: int = 10) -> int:
                     ax.scatter(*scene.gt[h][scene.missing[h]].T, marker="x", color="black", s=25)
             for s in range(hypo):
                 _mpl_skeleton(ax, scene.pred[t, h, s], None, alpha, 1.5)
+            if scene.aggregate is not None:  # one pose, joints coloured by uncertainty (yellow: certain)
+                _mpl_skeleton(ax, scene.aggregate[h], "black", 0.9, 2.5)
+                ax.scatter(*scene.aggregate[h].T, c=scene.uncertainty[h], cmap="plasma_r", vmin=0, vmax=vmax, s=30,
+                           depthshade=False)
             ax.set_title(f"human {h}" + (f", step {t + 1}/{t_len}" if out.suffix != ".png" else ""), fontsize=9)
 
     if out.suffix == ".png":
@@ -197,13 +218,30 @@ def _segments(poses: np.ndarray, bones: list[tuple[int, int]]) -> list[list[floa
 def render_html(scene: Scene, out: Path, per_line: int) -> int:
     """Write one self-contained page: a 3D scene per human, a slider over diffusion steps, play / pause,
     toggles for hypotheses and ground truth. Returns the number of steps on the slider."""
-    t_len, humans, hypo = scene.pred.shape[:3]
+    t_len, humans = scene.pred.shape[:2]
     cols = min(per_line, humans)
     rows = -(-humans // cols)
     fig = make_subplots(rows=rows, cols=cols, specs=[[{"type": "scene"}] * cols] * rows,
                         subplot_titles=[f"human {h}" for h in range(humans)], horizontal_spacing=0.01,
                         vertical_spacing=0.04)
+    hyp_idx, gt_idx = _html_traces(fig, scene, cols)
     lim = _limits(scene)
+    axis = {"showticklabels": False, "title": ""}
+    for i in range(humans):
+        fig.layout[f"scene{i + 1 if i else ''}"].update(
+            xaxis={**axis, "range": list(lim[0])}, yaxis={**axis, "range": list(lim[1])},
+            zaxis={**axis, "range": list(lim[2])}, aspectmode="cube",
+            camera={"eye": {"x": 0.4, "y": -1.8, "z": 0.4}})
+    _html_controls(fig, t_len, rows, cols, hyp_idx, gt_idx)
+    write_text(out, fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False, div_id="poses",
+                                config={"displaylogo": False}))
+    return t_len
+
+
+def _html_traces(fig, scene: Scene, cols: int) -> tuple[list[int], list[int]]:
+    """Lines of every human (final step), its ground truth and 2D input, and one frame per diffusion step;
+    returns the trace indices of the hypotheses and of the ground truth."""
+    t_len, humans = scene.pred.shape[:2]
     hyp_idx, gt_idx = [], []
 
     def add(poses: np.ndarray, h: int, colour: str | None, group: str, width: float) -> list[int]:
@@ -219,25 +257,25 @@ def render_html(scene: Scene, out: Path, per_line: int) -> int:
 
     for h in range(humans):
         hyp_idx += add(scene.pred[-1, h], h, None, "hypotheses", 4)
+        if scene.aggregate is not None:
+            add(scene.aggregate[h][None], h, "black", "aggregate", 6)
+            fig.add_trace(go.Scatter3d(x=scene.aggregate[h, :, 0], y=scene.aggregate[h, :, 1],
+                                       z=scene.aggregate[h, :, 2], mode="markers", name="uncertainty",
+                                       marker={"size": 5, "color": scene.uncertainty[h], "colorscale": "Plasma",
+                                               "reversescale": True, "cmin": 0, "showscale": h == 0},
+                                       showlegend=False), row=h // cols + 1, col=h % cols + 1)
         if scene.gt is not None:
             gt_idx += add(scene.gt[h][None], h, COLOURS["gt"], "ground truth", 6)
         if scene.input2d is not None:
             add(scene.input2d[h][None], h, COLOURS["input"], "2D input", 3)
-    frames = []
-    for t in range(t_len):
-        data = []
-        for h in range(humans):
-            for bones in SIDES.values():
-                x, y, z = _segments(scene.pred[t, h], bones)
-                data.append(go.Scatter3d(x=x, y=y, z=z))
-        frames.append(go.Frame(data=data, traces=hyp_idx, name=str(t)))
-    fig.frames = frames
-    axis = {"showticklabels": False, "title": ""}
-    for i in range(humans):
-        fig.layout[f"scene{i + 1 if i else ''}"].update(
-            xaxis={**axis, "range": list(lim[0])}, yaxis={**axis, "range": list(lim[1])},
-            zaxis={**axis, "range": list(lim[2])}, aspectmode="cube",
-            camera={"eye": {"x": 0.4, "y": -1.8, "z": 0.4}})
+    fig.frames = [go.Frame(data=[go.Scatter3d(x=x, y=y, z=z) for h in range(humans) for bones in SIDES.values()
+                                 for x, y, z in [_segments(scene.pred[t, h], bones)]],
+                           traces=hyp_idx, name=str(t)) for t in range(t_len)]
+    return hyp_idx, gt_idx
+
+
+def _html_controls(fig, t_len: int, rows: int, cols: int, hyp_idx: list[int], gt_idx: list[int]) -> None:
+    """Play / pause, show / hide toggles and the step slider."""
     still = {"frame": {"duration": 0, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
     play = {"frame": {"duration": 120, "redraw": True}, "fromcurrent": True, "transition": {"duration": 0}}
     show = {True: "show", False: "hide"}
@@ -263,7 +301,3 @@ def render_html(scene: Scene, out: Path, per_line: int) -> int:
                   "steps": [{"label": str(t + 1), "method": "animate", "args": [[str(t)], still]}
                             for t in range(t_len)]}],
         legend={"orientation": "h", "y": 1.0 + 45 / (420 * rows), "x": 0.0, "yanchor": "bottom"})
-    write_text(out, fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False, div_id="poses",
-                                config={"displaylogo": False}))
-    return t_len
-

@@ -47,7 +47,7 @@ from lib.errors import ToolkitError
 from lib.io import check_writable, write_json, write_text
 from lib.sampling import SamplerConfig
 from lib.train import train
-from run.common import add_config_arg, collect_overrides, guarded, parse
+from run.common import Parser, add_config_arg, collect_overrides, guarded, parse
 
 SECTIONS = ("accuracy", "bf16", "sampling", "training")
 U3D = "configs/subvp/h36m_ncsnpp_deep_continuous.py"
@@ -55,7 +55,7 @@ CMU_CONFIG = "configs/subvp/cmu_small.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     add_config_arg(parser, required=False)
     parser.add_argument("--ckpt-dir", help="trained run for the accuracy sections (default: train one on CMU)")
     parser.add_argument("--paper-repo", help="checkout of github.com/Embracing/GFPose: the paper's code as baseline")

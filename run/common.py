@@ -12,6 +12,7 @@ command line; absl's flags are also process-global, which the in-process tests a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,26 +25,43 @@ from typing import Any
 import ml_collections
 
 from lib import dist
+from lib.aggregate import AGGREGATORS
 from lib.builders import (
     SAMPLER_FIELDS,
     build_sampler_config,
+    build_score_fn,
     build_sde,
+    check_same_network,
     checkpoint_path,
     choose_sampler,
+    frames_of,
+    load_data,
     model_from_state,
     stored_config,
 )
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
 from lib.errors import ToolkitError
-from lib.evaluate import EvalResult
+from lib.evaluate import EvalResult, EvalSettings, evaluate
 from lib.io import check_writable, write_json, write_npz, write_text
 from lib.metrics import format_table
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
-from lib.tasks import TaskUnit
+from lib.tasks import Context, TaskUnit
 from lib.train import RunInterruptedError
 
 ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): what was wrong, and where the options are listed."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message: str) -> None:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,8 @@ SAMPLER_FLAGS = (
 )
 EVAL_FLAGS = (
     ConfigFlag("--sample", "data.test_sample", int, "evaluate every k-th test row"),
+    ConfigFlag("--reduce", "eval.reduce", str, "the one pose made from S hypotheses (see README 'One pose')",
+               tuple(AGGREGATORS)),
     ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D instead of detections"),
     ConfigFlag("--seed", "seed", int, "random seed"),
     ConfigFlag("--batch", "eval.batch_size", int, "poses x hypotheses per network call"),
@@ -247,6 +267,8 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     config = load_config(args.config) if from_file else stored_config(state, path)
     overrides = collect_overrides(config, raw, args, flags)
     apply_overrides(config, overrides, None if from_file else _fixed_in_checkpoint(path))
+    if from_file and "config" in state:  # the paper passes --config to every command: it must match the network
+        check_same_network(config, stored_config(state, path), path)
     apply_mode(config, args.fast, args.pflow, deterministic, overrides)
     validate_config(config)
     sampler = build_sampler_config(config, build_sde(config))
@@ -264,14 +286,42 @@ def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return results, report
 
 
+def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, flags: tuple[ConfigFlag, ...],
+                     deterministic: bool = False, traj_frames: int = 0, hide: tuple[str, ...] = ()) -> None:
+    """The body of the evaluation commands: options, config (every override first), output paths checked, data,
+    sampling (sharded over ranks), metrics, files. The table shows the oracle and the --reduce aggregate, less
+    the rows whose id starts with `hide`; the JSON holds every row."""
+    opts = task_options(unit, args)
+    setup = eval_setup(args, raw, flags, deterministic)
+    results, json_path = output_paths(args)
+    config, sampler = setup.config, setup.sampler
+    train = load_data(config, "train") if unit.needs_train else None
+    e = config.eval
+    ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
+                  num_joints=config.data.num_joints, reduce=e.reduce)
+    save_every = max(1, sampler.steps // traj_frames) if traj_frames else 0
+    settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
+                            refine_steps=e.refine_steps)
+    sde = build_sde(config)
+    try:
+        result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config), sde, sampler, settings, config,
+                          setup.device)
+    finally:
+        dist.shutdown()
+    header = {"task": unit.name, "hypo": e.hypo, "reduce": e.reduce, "sampler": sampler.method,
+              "steps": sampler.steps, "options": dataclasses.asdict(opts)}
+    shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or f"@{e.reduce}" in k)]
+    report(result, results, json_path, header, shown)
+
+
 def report(result: EvalResult, results: Path, json_path: Path | None, header: dict[str, Any],
-           hide: tuple[str, ...] = ()) -> None:
-    """Rank 0 prints the table (less rows whose id starts with `hide`), writes results.npz, --json (all rows)
-    and the pointer run.visualize reads."""
+           shown: list[str] | None = None) -> None:
+    """Rank 0 prints the table (the `shown` rows), writes results.npz, --json (all rows) and the pointer
+    run.visualize reads."""
     if not dist.is_main():
         return
-    shown = {k: v for k, v in result.table.items() if not k.startswith(hide)} if hide else result.table
-    print(format_table(shown, result.titles, result.title))
+    table = result.table if shown is None else {k: result.table[k] for k in shown}
+    print(format_table(table, result.titles, result.title))
     print("samplers: " + "; ".join(f"{k}: {v}" for k, v in result.samplers.items()))
     print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
     write_npz(results, **result.arrays)

@@ -8,50 +8,28 @@ drift-only one (1000 steps of 1/N from --t). The table also shows the drift inte
 """
 from __future__ import annotations
 
-import argparse
-
-from lib import dist
-from lib.builders import build_score_fn, build_sde, frames_of, load_data
-from lib.evaluate import EvalSettings, evaluate
-from lib.tasks import TASKS, Context
+from lib.tasks import TASKS
 from run.common import (
+    EVAL_FLAGS,
+    Parser,
     add_eval_args,
     add_task_parsers,
-    eval_setup,
+    evaluate_command,
     guarded,
-    output_paths,
     parse,
     relaunch_workers,
-    report,
-    task_options,
 )
-
-MODULE = "run.denoise_fc_adv_3d"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     add_eval_args(parser)
     parser.add_argument("--save", action="store_true", help="accepted for the paper's command (results.npz is "
                                                              "always written)")
     add_task_parsers(parser, [TASKS["den"]])
     args, raw = parse(parser)
-    relaunch_workers(args.gpus, MODULE)
-    unit = TASKS["den"]
-    opts = task_options(unit, args)
-    setup = eval_setup(args, raw, deterministic=True)
-    results, json_path = output_paths(args)
-    config = setup.config
-    ctx = Context(frames_of(config), load_data(config, "test"), seed=config.seed, num_joints=config.data.num_joints)
-    settings = EvalSettings(1, config.eval.batch_size, config.seed)
-    sde = build_sde(config)
-    try:
-        result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config), sde, setup.sampler, settings,
-                          config, setup.device)
-    finally:
-        dist.shutdown()
-    report(result, results, json_path, {"task": "den", "noise_type": opts.noise_type, "std": opts.std, "t": opts.t,
-                                        "sampler": setup.sampler.method, "steps": setup.sampler.steps})
+    relaunch_workers(args.gpus, "run.denoise_fc_adv_3d")
+    evaluate_command(args, raw, TASKS["den"], EVAL_FLAGS, deterministic=True)
 
 
 if __name__ == "__main__":

@@ -13,32 +13,26 @@ from __future__ import annotations
 
 import argparse
 
-from lib import dist
-from lib.builders import build_score_fn, build_sde, frames_of, load_data
 from lib.errors import ToolkitError
-from lib.evaluate import EvalSettings, evaluate
-from lib.tasks import TASKS, Context
+from lib.tasks import TASKS
 from run.common import (
     EVAL_FLAGS,
     ConfigFlag,
+    Parser,
     add_eval_args,
     add_task_parsers,
-    eval_setup,
+    evaluate_command,
     guarded,
-    output_paths,
     parse,
     relaunch_workers,
-    report,
-    task_options,
 )
 
-MODULE = "run.eval_fc_mp_adv_3d"
 UNITS = [TASKS[name] for name in ("est", "comp2d", "comp3d", "gen")]
 FLAGS = EVAL_FLAGS + (ConfigFlag("--hypo", "eval.hypo", int, "hypotheses per input (S)"),)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     add_eval_args(parser, FLAGS)
     parser.add_argument("--proto2", action="store_true", help="also print the Protocol-2 rows (always in --json)")
     parser.add_argument("--save", choices=("results", "trajs"), default="results",
@@ -50,26 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args, raw = parse(build_parser())
-    relaunch_workers(args.gpus, MODULE)
+    relaunch_workers(args.gpus, "run.eval_fc_mp_adv_3d")
     if args.traj_frames < 1:
         raise ToolkitError(f"--traj-frames must be >= 1, got {args.traj_frames}")
-    unit = TASKS[args.task]
-    opts = task_options(unit, args)
-    setup = eval_setup(args, raw, FLAGS)
-    results, json_path = output_paths(args)
-    config, sampler = setup.config, setup.sampler
-    ctx = Context(frames_of(config), load_data(config, "test"), load_data(config, "train") if unit.needs_train
-                  else None, hypo=config.eval.hypo, seed=config.seed, num_joints=config.data.num_joints)
-    save_every = max(1, sampler.steps // args.traj_frames) if args.save == "trajs" else 0
-    settings = EvalSettings(config.eval.hypo, config.eval.batch_size, config.seed, save_every)
-    sde = build_sde(config)
-    try:
-        result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config), sde, sampler, settings, config,
-                          setup.device)
-    finally:
-        dist.shutdown()
-    report(result, results, json_path, {"task": args.task, "hypo": config.eval.hypo, "sampler": sampler.method,
-                                        "steps": sampler.steps}, hide=() if args.proto2 else ("p2",))
+    evaluate_command(args, raw, TASKS[args.task], FLAGS, traj_frames=args.traj_frames if args.save == "trajs" else 0,
+                     hide=() if args.proto2 else ("p2",))
 
 
 if __name__ == "__main__":

@@ -18,16 +18,17 @@ from lib.convert import Collector, convert_cmu, convert_h36m_h5, convert_videopo
 from lib.data import TEST_SUBJECTS, TRAIN_SUBJECTS
 from lib.errors import ToolkitError
 from lib.synthetic import generate
-from run.common import guarded
+from run.common import Parser, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     sub = parser.add_subparsers(dest="source", required=True)
     syn = sub.add_parser("synthetic", help="the embedded synthetic dataset (no download)")
     syn.add_argument("--train-frames", type=int, default=32, help="frames per subject, action and subaction")
     syn.add_argument("--test-frames", type=int, default=16)
-    h5 = sub.add_parser("h36m-h5", help="Human3.6M as cameras.h5 + S*/MyPoses/3D_positions/*.h5")
+    h5 = sub.add_parser("h36m-h5", help="Human3.6M as cameras.h5 + S*/MyPoses/3D_positions/*.h5 "
+                                        "(+ S*/StackedHourglass/*.h5 detections)")
     h5.add_argument("--root", required=True, help="folder holding cameras.h5 and S1, S5, ...")
     vp = sub.add_parser("videopose3d", help="Human3.6M as VideoPose3D's data_3d_h36m.npz (+ 2D detections)")
     vp.add_argument("--npz", required=True, help="data_3d_h36m.npz")
@@ -81,7 +82,11 @@ def main() -> None:
     det_name, prefix, extra = None, "h36m", ""
     if args.source == "h36m-h5":
         convert_h36m_h5(args.root, col)
-        extra = " --config.data.use_gt_2d=true (no detections in this source)"
+        if any(split.det for split in col.splits.values()):  # S*/StackedHourglass was there
+            det_name = "h36m_sh_dt.pkl"
+            extra = f" --config.data.det_file={det_name}"
+        else:
+            extra = " --config.data.use_gt_2d=true (no S*/StackedHourglass detections in this source)"
     elif args.source == "videopose3d":
         convert_videopose3d(args.npz, col, args.det)
         if args.det:

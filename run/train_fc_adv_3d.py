@@ -10,16 +10,16 @@ import argparse
 from pathlib import Path
 
 from lib import dist
-from lib.builders import stored_config
+from lib.builders import check_same_network, stored_config
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config
 from lib.errors import ToolkitError
 from lib.train import train
-from run.common import TRAIN_FLAGS, add_config_arg, collect_overrides, guarded, parse
+from run.common import TRAIN_FLAGS, Parser, add_config_arg, collect_overrides, guarded, parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     add_config_arg(parser)
     parser.add_argument("--name", required=True, help="run name: writes CKPT_ROOT/NAME/")
     parser.add_argument("--restore-dir", help="resume from this run folder's checkpoint.pth")
@@ -36,13 +36,8 @@ def _check_resume(config, restore_dir: str) -> None:
     if not path.is_file():
         raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier run")
     state = load_checkpoint(path)
-    if "config" not in state:
-        return
-    stored = stored_config(state, path).model
-    for key, value in config.model.items():
-        if stored.get(key) != value and key not in ("dropout", "ema_rate"):
-            raise ToolkitError(f"model.{key} is {value} here but {path} was trained with {stored.get(key)}; "
-                               f"resume with the config it was trained with")
+    if "config" in state:
+        check_same_network(config, stored_config(state, path), path)
 
 
 def main() -> None:

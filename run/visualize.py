@@ -10,13 +10,12 @@ next to them (the paper's viewer is an interactive window).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from lib.errors import ToolkitError
 from lib.io import check_writable
 from lib.visualize import load_scene, render_html, render_images
-from run.common import LAST_RESULTS, guarded
+from run.common import LAST_RESULTS, Parser, guarded
 
 FORMATS = (".png", ".gif", ".mp4", ".html")
 
@@ -31,13 +30,15 @@ def _input(arg: str | None) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__)
     parser.add_argument("--input", help="results.npz of run.eval_fc_mp_adv_3d / run.denoise_fc_adv_3d "
                                         "(default: the last evaluation's)")
     parser.add_argument("--num-human", type=int, help="humans to draw, the first N (default: up to 4)")
     parser.add_argument("--num-hypo", type=int, default=1, help="hypotheses overlaid per human")
     parser.add_argument("--vis-gt", action="store_true", help="draw the ground truth (green)")
     parser.add_argument("--num-perline", type=int, default=4, help="humans per row of the grid")
+    parser.add_argument("--aggregate", help="also draw this aggregate pose (jpma, median, mean, prior), its joints "
+                                            "coloured by uncertainty (yellow certain, purple uncertain)")
     parser.add_argument("--fps", type=int, default=10, help="animation frames per second")
     parser.add_argument("--out", help=f"output file: {', '.join(FORMATS)} (default: an .html page next to the input)")
     args = parser.parse_args()
@@ -48,7 +49,10 @@ def main() -> None:
     if args.num_perline < 1 or args.fps < 1:
         raise ToolkitError("--num-perline and --fps must be >= 1")
     check_writable(out, "--out")
-    scene = load_scene(inp, args.num_human, args.num_hypo, args.vis_gt)
+    scene = load_scene(inp, args.num_human, args.num_hypo, args.vis_gt, args.aggregate)
+    humans, hypo = scene.pred.shape[1:3]
+    if (args.num_human or humans) > humans or args.num_hypo > hypo:
+        print(f"note: {inp} holds {humans} humans x {hypo} hypotheses; drawing those")
     if out.suffix in (".gif", ".mp4") and scene.pred.shape[0] < 2:
         raise ToolkitError(f"{inp} holds only the final step; rerun the evaluation with --save trajs "
                            f"to animate the diffusion, or write a .png")

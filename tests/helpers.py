@@ -44,15 +44,15 @@ def tiny_config(data_root: Path):
     return config
 
 
-def run_module(module: str, *args: str, torchrun: int = 0, timeout: int = 300, env: dict | None = None
-               ) -> subprocess.CompletedProcess:
-    """Run `python -m module args` (or under torchrun) from the repository root."""
+def run_module(module: str, *args: str, torchrun: int = 0, timeout: int = 300, env: dict | None = None,
+               cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python -m module args` (or under torchrun) from the repository root (or cwd)."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **(env or {}))
     cmd = [sys.executable, "-m", module, *args]
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
                "-m", module, *args]
-    return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def overrides(config) -> list[str]:

@@ -20,9 +20,10 @@ def test_tasks_end_to_end(trained_run, tmp_path):
     res = _eval(trained_run, "--hypo", "3", "--proto2", "--json", str(tmp_path / "est.json"), "--save", "trajs",
                 "--traj-frames", "4", "est")
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "P1 (min over S)" in res.stdout and "P2 (min over S)" in res.stdout and "Average" in res.stdout
+    assert "P1 oracle (min over S)" in res.stdout and "P2 oracle (min over S)" in res.stdout and "Average" in res.stdout
     metrics = json.loads((tmp_path / "est.json").read_text())
-    assert metrics["nfe"] == 8 and "diversity" in metrics["table"] and metrics["titles"]["p1"] == "P1 (min over S)"
+    assert metrics["nfe"] == 8 and "diversity" in metrics["table"]
+    assert metrics["titles"]["p1"] == "P1 oracle (min over S)" and "p1@jpma" in metrics["table"]
     npz = np.load(trained_run / "results.npz")
     n = npz["gt3d"].shape[1]
     assert npz["pred3d"].shape == (4, n, 3, 17, 3) and npz["gt3d"].shape == (1, n, 1, 17, 3)

@@ -10,6 +10,7 @@ import pytest
 from lib.camera import image_to_camera, project
 from lib.convert import (
     H36M_17_OF_32,
+    SH_CAMERAS,
     Collector,
     bvh_positions,
     bvh_to_h36m,
@@ -72,14 +73,20 @@ def _camera_h5(path: Path, subjects: list[int]) -> list[tuple[np.ndarray, np.nda
                 g["c"] = np.array([[512.0], [515.0]])
                 g["k"] = np.zeros((3, 1))
                 g["p"] = np.zeros((2, 1))
-                g["Name"] = np.frombuffer(f"cam{s}{k}".encode(), dtype=np.uint8)
+                # the real file's dtypes: the camera id as float64 character codes [8, 1]
+                g["Name"] = np.array([float(ord(ch)) for ch in SH_CAMERAS[k - 1]]).reshape(8, 1)
                 cams.append((rot, centre))
     return cams
 
 
-def _h36m_h5(root: Path) -> None:
+H36M_TO_SH = [3, 2, 1, 4, 5, 6, 0, 7, 8, 10, 16, 15, 14, 11, 12, 13]  # SH order: RFoot RKnee RHip LHip ... LWrist
+
+
+def _h36m_h5(root: Path, detections: bool = False) -> list:
+    """The 3d-pose-baseline layout; with detections, S*/StackedHourglass/<Action>[_k].<camera id>.h5 holding the
+    exact projections in SH order (float64 [N, 16, 2]), S9's TakingPhoto missing for camera 1 (as S11 Directions)."""
     root.mkdir(parents=True)
-    _camera_h5(root / "cameras.h5", [1, 9])
+    cams = _camera_h5(root / "cameras.h5", [1, 9])
     files = {1: {"Walking": 6, "Walking 1": 5, "Photo": 4}, 9: {"TakingPhoto 1": 3, "TakingPhoto": 4}}
     for s, seqs in files.items():
         folder = root / f"S{s}" / "MyPoses" / "3D_positions"
@@ -87,6 +94,19 @@ def _h36m_h5(root: Path) -> None:
         for name, n in seqs.items():
             with h5py.File(folder / f"{name}.h5", "w") as f:
                 f["3D_positions"] = _as_32(_sequence(n)).reshape(n, 96).T  # (96, N)
+            if not detections:
+                continue
+            (root / f"S{s}" / "StackedHourglass").mkdir(exist_ok=True)
+            for k, cam_id in enumerate(SH_CAMERAS):
+                if (s, name, k) == (9, "TakingPhoto", 0):
+                    continue
+                rot, centre = cams[(0 if s == 1 else 4) + k]
+                uv = project(np.einsum("ij,nkj->nki", rot, _sequence(n) - centre), np.array([[1145.0, 1144.0, 512.0,
+                                                                                              515.0]]))
+                with h5py.File(root / f"S{s}" / "StackedHourglass" / f"{name.replace(' ', '_')}.{cam_id}.h5",
+                               "w") as f:
+                    f["poses"] = uv[:, H36M_TO_SH].astype(np.float64)
+    return cams
 
 
 def test_h36m_h5_converter(tmp_path):
@@ -102,10 +122,28 @@ def test_h36m_h5_converter(tmp_path):
     first = train[0]
     assert first["cameraid"] == 0 and first["subject"] == 1
     assert np.allclose(first["joints_3d"], POSE) and first["joints_3d"][4, 0] > first["joints_3d"][1, 0]  # left: +X
-    assert first["camera_param"]["name"] == "cam11"
+    assert first["camera_param"]["name"] == "54138969"
     assert sorted({r["cameraid"] for r in train}) == [0, 1, 2, 3]
     data = load_split(tmp_path / "out", "h36m_train.pkl", "", "train", 1, use_gt_2d=True)
     assert len(data) == len(train) and set(data.action_name) == {"Walking", "Photo"}
+
+
+def test_h36m_h5_stacked_hourglass_detections_are_row_aligned(tmp_path):
+    _h36m_h5(tmp_path / "src", detections=True)
+    col = Collector([1], [9])
+    convert_h36m_h5(tmp_path / "src", col)
+    files = col.write(tmp_path / "out", "h36m", "h36m_sh_dt.pkl")
+    assert any("TakingPhoto" in n and "54138969" in n and "excluded" in n for n in col.notes)
+    test = load_split(tmp_path / "out", "h36m_test.pkl", "h36m_sh_dt.pkl", "test", 1, use_gt_2d=False)
+    assert len(test) == (3 * 4 + 4 * 3) and set(test.cameraid[test.subaction == 1]) == {1, 2, 3}  # camera 0 gone
+    train = load_split(tmp_path / "out", "h36m_train.pkl", "h36m_sh_dt.pkl", "train", 1, use_gt_2d=False)
+    for data in (train, test):
+        proj = project(data.pose_cam, data.cam)
+        keep = np.arange(17) != 9
+        assert np.abs(data.det2d[:, keep] - proj[:, keep]).max() < 1e-6  # each row's own camera and frame
+        assert np.allclose(data.det2d[:, 9], 0.5 * (proj[:, 8] + proj[:, 10]))
+        assert (data.det_conf[:, 9] == 0).all() and (data.det_conf[:, keep] == 1).all()
+    assert files["detections"].name == "h36m_sh_dt.pkl"
 
 
 def test_h36m_h5_bad_input(tmp_path):

@@ -53,16 +53,29 @@ def test_png_and_gif(results, tmp_path):
         assert not np.array_equal(first, np.asarray(gif.convert("L")))  # the diffusion moves
 
 
+def test_more_humans_or_hypotheses_than_held_draws_what_is_there(results, tmp_path):
+    """As the paper's viewer (its README asks for 80 hypotheses of a 1-hypothesis run)."""
+    res = run_module("run.visualize", "--input", str(results), "--num-human", "9", "--num-hypo", "80",
+                     "--out", str(tmp_path / "all.png"))
+    assert res.returncode == 0 and "holds 3 humans x 4 hypotheses" in res.stdout, res.stderr
+    assert (tmp_path / "all.png").is_file()
+
+
 def test_bad_input_is_refused(results, tmp_path):
     np.savez(tmp_path / "none.npz", gt3d=np.zeros((1, 2, 1, 17, 3)))
     np.savez(tmp_path / "shape.npz", pred3d=np.zeros((2, 17, 3)))
+    np.savez(tmp_path / "text.npz", pred3d=np.full((1, 2, 1, 17, 3), "a"))
+    (tmp_path / "notzip.npz").write_text("hello")
     final = tmp_path / "final.npz"
     np.savez(final, pred3d=np.zeros((1, 2, 1, 17, 3)))
     cases = [(("--input", str(tmp_path / "none.npz")), "no 'pred3d'"),
              (("--input", str(tmp_path / "shape.npz")), "expected [T, N, S, 17, 3]"),
-             (("--input", str(results), "--num-human", "9"), "holds 3 humans"),
-             (("--input", str(results), "--num-human", "2", "--num-hypo", "9"), "holds 4 hypotheses"),
+             (("--input", str(tmp_path / "text.npz")), "must hold numbers"),
+             (("--input", str(tmp_path / "notzip.npz")), "cannot read"),
+             (("--input", str(results), "--num-human", "0"), "must be >= 1"),
              (("--input", str(final), "--vis-gt"), "no gt3d"),
+             (("--input", str(final), "--out", str(tmp_path / "README.md")), "unknown format"),
+             (("--input", str(final), "--out", str(tmp_path)), "unknown format"),
              (("--input", str(tmp_path / "missing.npz")), "not found"),
              (("--input", str(final), "--out", str(tmp_path / "x.gif")), "only the final step")]
     for args, message in cases:

@@ -89,6 +89,7 @@ class Context:
     hypo: int = 1                      # hypotheses per input (S)
     seed: int = 0
     num_joints: int = 17
+    reduce: str = "refined"            # the aggregate whose error the uncertainty is scored against (eval.reduce)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class TaskUnit:
     Options: ClassVar[type] = NoOptions
     needs_test: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
+    aggregates: ClassVar[bool] = False        # S hypotheses are aggregated (lib/aggregate.py); see outputs()
     titles: ClassVar[dict[str, str]] = {}
     compare: ClassVar[tuple[str, ...]] = ()   # samplers ('paper', 'fast') whose results the table shows side by side
 
@@ -119,6 +121,10 @@ class TaskUnit:
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: Any) -> Table:
         """Metrics of network-space predictions [N, S, J, 3], by sampler label (the first is the main one)."""
         raise NotImplementedError
+
+    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict[str, np.ndarray]:
+        """Arrays for results.npz computed from the main predictions [N, S, J, 3] (e.g. the aggregates)."""
+        return {}
 
 
 TASKS: dict[str, TaskUnit] = {}

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from lib.errors import ToolkitError
-from lib.metrics import Table, joint_distances, masked_mean, per_action, procrustes_align, root_relative
+from lib.metrics import Table
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
 from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task, xyz_mask, zero_z
+from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
 
 
 def completion_2d(cond2d: torch.Tensor, missing: torch.Tensor) -> Task:
@@ -75,8 +76,8 @@ class CompletionOptions:
 
 class _Completion(TaskUnit):
     Options = CompletionOptions
-    titles = {"p1": "P1 all joints", "p1_missing": "P1 missing joints", "p2": "P2 all joints",
-              "p2_missing": "P2 missing joints", "p1_root_missing": "MPJPE root-aligned, missing joints"}
+    aggregates = True
+    titles = TITLES | {f"{k}_missing": f"{v}, missing joints" for k, v in TITLES.items() if not k.startswith("unc")}
 
     def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
         raise NotImplementedError
@@ -88,20 +89,21 @@ class _Completion(TaskUnit):
         if self.name == "comp2d":
             arrays["input2d"] = (task.condition[..., :2] / ctx.frames.scale).numpy()[None, :, None]
         title = f"{self.name}: {float(missing.sum(1).float().mean()):g} missing joints per pose, S = {ctx.hypo} (mm)"
-        return Prepared(task=task, title=title, arrays=arrays, info={"missing": missing})
+        info = {"missing": missing, "input2d": None, "seen": None}
+        if self.name == "comp2d":  # the 2D input of the observed joints (for jpma)
+            info |= {"input2d": task.condition[..., :2], "seen": ~missing}
+        return Prepared(task=task, title=title, arrays=arrays, info=info)
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
                 ) -> Table:
-        """Min over hypotheses of each error, over all joints and over the missing joints."""
-        pred_mm = ctx.test.rows.network_to_camera(next(iter(preds.values())), ctx.frames)  # [N, S, J, 3]
-        gt = torch.from_numpy(ctx.test.pose_cam).float()[:, None].expand_as(pred_mm)
-        miss = prep.info["missing"][:, None].expand(pred_mm.shape[:3])
-        dist = joint_distances(pred_mm, gt)
-        dist_pa = joint_distances(procrustes_align(pred_mm, gt), gt)
-        dist_root = joint_distances(root_relative(pred_mm), root_relative(gt))
-        rows = {"p1": dist.mean(-1), "p1_missing": masked_mean(dist, miss), "p2": dist_pa.mean(-1),
-                "p2_missing": masked_mean(dist_pa, miss), "p1_root_missing": masked_mean(dist_root, miss)}
-        return per_action({k: v.min(1).values.numpy() for k, v in rows.items()}, ctx.test.action_name)
+        """Every error over all joints and over the missing joints: oracle, aggregates, uncertainty."""
+        i = prep.info
+        return score_hypotheses(next(iter(preds.values())), ctx, i["input2d"], i["seen"], i.get("refined"),
+                                i["missing"])
+
+    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
+        i = prep.info
+        return outputs(pred, ctx, i["input2d"], i["seen"], i.get("refined"))
 
 
 @register_task

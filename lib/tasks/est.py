@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from lib.metrics import Table, mpjpe, mpjpe_root, pa_mpjpe, per_action
+from lib.metrics import Table, per_action
 from lib.tasks.base import Context, NoOptions, Prepared, Task, TaskUnit, register_task, xyz_mask, zero_z
+from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
 
 
 def estimation(cond2d: torch.Tensor) -> Task:
     """Condition on x, y of every joint; depth is free; start from the prior. cond2d: [B, J, 3]."""
     keep = torch.ones(cond2d.shape[:2], device=cond2d.device)
     return Task(condition=zero_z(cond2d), mask=xyz_mask(keep, (0, 1)))
-
-
-def hypothesis_errors(pred_mm: torch.Tensor, gt_mm: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-hypothesis P1, P2 and root-aligned MPJPE [N, S] of camera-frame poses pred [N, S, J, 3], gt [N, J, 3]."""
-    gt = gt_mm[:, None].expand_as(pred_mm)
-    return {"p1": mpjpe(pred_mm, gt), "p2": pa_mpjpe(pred_mm, gt), "p1_root": mpjpe_root(pred_mm, gt)}
 
 
 def diversity(pred_mm: torch.Tensor) -> torch.Tensor:
@@ -32,20 +27,20 @@ def diversity(pred_mm: torch.Tensor) -> torch.Tensor:
 class Estimation(TaskUnit):
     name = "est"
     help = "3D pose estimation from 2D keypoints"
-    titles = {
-        "p1": "P1 (min over S)", "p2": "P2 (min over S)", "p1_root": "MPJPE root-aligned (min over S)",
-        "p1_hyp_mean": "P1 mean of per-hypothesis errors", "p2_hyp_mean": "P2 mean of per-hypothesis errors",
-        "diversity": "diversity (RMS distance between hypotheses)",
-    }
+    aggregates = True
+    titles = TITLES | {"diversity": "diversity (RMS distance between hypotheses)"}
 
     def build(self, ctx: Context, opts: NoOptions) -> Prepared:
         cond = ctx.test.cond2d(ctx.frames)
         return Prepared(task=estimation(cond), title=f"est: 3D from {ctx.test.source_2d}, S = {ctx.hypo} (mm)",
-                        arrays={"input2d": (cond[..., :2] / ctx.frames.scale).numpy()[None, :, None]})
+                        arrays={"input2d": (cond[..., :2] / ctx.frames.scale).numpy()[None, :, None]},
+                        info={"input2d": cond[..., :2]})
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
-        pred_mm = ctx.test.rows.network_to_camera(next(iter(preds.values())), ctx.frames)  # [N, S, J, 3]
-        err = hypothesis_errors(pred_mm, torch.from_numpy(ctx.test.pose_cam).float())
-        rows = {k: v.min(1).values for k, v in err.items()}
-        rows |= {"p1_hyp_mean": err["p1"].mean(1), "p2_hyp_mean": err["p2"].mean(1), "diversity": diversity(pred_mm)}
-        return per_action({k: v.numpy() for k, v in rows.items()}, ctx.test.action_name)
+        pred = next(iter(preds.values()))
+        table = score_hypotheses(pred, ctx, prep.info["input2d"], None, prep.info.get("refined"))
+        spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()
+        return table | per_action({"diversity": spread}, ctx.test.action_name)
+
+    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
+        return outputs(pred, ctx, prep.info["input2d"], None, prep.info.get("refined"))
