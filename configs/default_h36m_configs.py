@@ -29,6 +29,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     model.dropout = 0.25
     model.num_groups = 32
     model.ema_rate = 0.9999
+    model.ema_halflife = 0.0               # > 0: EMA decay with a half-life of this fraction of n_iters
     model.sigma_min = 0.01                 # only the VE SDE and the legacy `sigmas` buffer use these
     model.sigma_max = 50.0
     model.num_scales = 1000
@@ -40,6 +41,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     training.batch_size = 1000             # global batch, split over ranks under torchrun
     training.n_iters = 200_000             # stop after this many optimiser steps
     training.max_minutes = 0.0             # stop after this wall-clock time (0 = no limit)
+    training.budget_minutes = 0.0          # > 0: set n_iters from the measured step time to end in this budget
+                                           # (schedules that depend on n_iters then fit the budget)
     training.eps = 1e-5                    # t ~ U(eps, 1)
     training.log_every = 100
     training.eval_every = 5000             # steps between evaluations (best checkpoint by P1)
@@ -57,6 +60,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
     optim.eps = 1e-8
     optim.weight_decay = 0.0
     optim.warmup = 5000
+    optim.warmup_frac = 0.0                # > 0: warm-up over this fraction of n_iters instead
+    optim.schedule = "constant"            # constant (the paper's: warm-up, then constant) | cosine
+    optim.lr_final = 0.0                   # cosine: the final learning rate as a fraction of optim.lr
     optim.grad_clip = 1.0
 
     config.sampling = sampling = ml_collections.ConfigDict()
@@ -99,4 +105,14 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.train_steps = 20
     evaluation.train_schedule = "auto"
     evaluation.train_max_poses = 2000      # test poses used by that evaluation
+
+    # run.lift / PosePrior.lift: keypoints of any 2D detector to 3D in camera millimetres (lib/lift.py)
+    config.lift = lift = ml_collections.ConfigDict()
+    lift.min_conf = 0.3                    # joints below this detector confidence are missing (completed)
+    lift.min_joints = 6                    # people with fewer usable joints are skipped
+    lift.hypotheses = 10                   # S per person, reduced to one pose by eval.reduce (1: the --pflow sampler)
+    lift.smooth = False                    # video: a second pass from the neighbouring frames' poses
+    lift.smooth_t = 0.3                    # ... starting at this time
+    lift.smooth_steps = 10                 # ... and denoised in this many network evaluations
+    lift.smooth_window = 9                 # frames over which the root depth of a track is averaged
     return config

@@ -30,12 +30,15 @@ from lib.builders import (
     checkpoint_path,
     choose_sampler,
     frames_of,
-    load_model,
+    model_from_state,
+    stored_config,
 )
 from lib.camera import box_around_root, image_to_camera
+from lib.checkpoint import load_checkpoint
 from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
 from lib.evaluate import refine, sample_task
+from lib.lift import DEFAULT_POSE_STATS, LiftResult, keypoints_from, lift_keypoints
 from lib.model import ScoreFn
 from lib.sampling import SAMPLERS
 from lib.tasks import Task
@@ -64,8 +67,10 @@ def _time(value, name: str, low: float, closed: bool = False) -> float:
 
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, pose_stats: dict | None = None):
+        """pose_stats: the training skeleton (bone lengths) that lifting assumes; checkpoints of ours carry it."""
         validate_config(config)
+        self.pose_stats = pose_stats or DEFAULT_POSE_STATS
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.config = config
@@ -85,8 +90,9 @@ class PosePrior:
         file = checkpoint_path(path, best) if path.is_dir() else path
         if isinstance(config, (str, Path)):
             config = load_config(config)
-        model, config = load_model(file, config)
-        return cls(model, config, device)
+        state = load_checkpoint(file)
+        config = config if config is not None else stored_config(state, file)
+        return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"))
 
     # ------------------------------------------------------------------------------------------ inputs
     def _tensor(self, x: ArrayLike, name: str, last: int) -> torch.Tensor:
@@ -182,9 +188,10 @@ class PosePrior:
             out, pose = self._to_mm(out, back), self._to_mm(pose[:, None], back)[:, 0]
         return self._like(pose, ref), self._like(uncertainty(out), ref)
 
-    def _run(self, task: Task, hypotheses: int, method: str | None, steps: int | None, fast: bool, pflow: bool,
-             seed: int, deterministic: bool = False) -> torch.Tensor:
-        """Sample [N, S, J, 3] normalised poses for a network-space task, in chunks of eval.batch_size rows."""
+    def run_task(self, task: Task, hypotheses: int = 1, method: str | None = None, steps: int | None = None,
+                 fast: bool = False, pflow: bool = False, seed: int = 0, deterministic: bool = False) -> torch.Tensor:
+        """Sample any Task (network space, lib/tasks) -> normalised poses [N, S, J, 3], in chunks of
+        eval.batch_size rows. deterministic: the task is deterministic by nature (the paper's drift by default)."""
         hypotheses, seed = _int(hypotheses, "hypotheses", 1), _int(seed, "seed")
         if method is not None and method not in SAMPLERS:
             raise ToolkitError(f"unknown method {method!r}; choose one of {', '.join(SAMPLERS)}")
@@ -214,7 +221,7 @@ class PosePrior:
         with reduce ('refined', 'median', 'mean', 'jpma') one pose [N, J, 3] and its uncertainty [N, J]."""
         cond, back = self._input_2d(keypoints, camera, root_depth)
         task = estimation(cond)
-        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
+        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
                             keypoints, fast, input2d=cond[..., :2])
 
     def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
@@ -226,7 +233,7 @@ class PosePrior:
         cond, back = self._input_2d(keypoints, camera, root_depth)
         miss = self._missing(missing, cond.shape[0])
         task = completion_2d(cond, miss)
-        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
+        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
                             keypoints, fast, input2d=cond[..., :2], seen=~miss)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
@@ -236,14 +243,14 @@ class PosePrior:
         reduce as estimate."""
         p = self._tensor(pose, "pose", 3)
         task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]))
-        return self._finish(self._run(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
+        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
                             fast)
 
     def generate(self, n: int, method: str | None = None, steps: int | None = None, fast: bool = False,
                  pflow: bool = False, seed: int = 0) -> np.ndarray:
         """n new normalised poses [n, J, 3]."""
         task = generation(_int(n, "n"), self.num_joints)
-        return self._run(task, 1, method, steps, fast, pflow, seed)[:, 0].numpy()
+        return self.run_task(task, 1, method, steps, fast, pflow, seed)[:, 0].numpy()
 
     def denoise(self, pose: ArrayLike, t: float = 0.05, method: str | None = None, steps: int | None = None,
                 fast: bool = False, seed: int = 0) -> ArrayLike:
@@ -251,8 +258,21 @@ class PosePrior:
         (the paper's: 1000 steps of 1/N; fast=True: the drift integrated from t to eps)."""
         t = _time(t, "t", self.config.sampling.eps)
         p = self._tensor(pose, "pose", 3)
-        out = self._run(denoising(p * self.frames.scale, t), 1, method, steps, fast, False, seed, deterministic=True)
+        out = self.run_task(denoising(p * self.frames.scale, t), 1, method, steps, fast, seed=seed, deterministic=True)
         return self._like(out[:, 0], pose)
+
+    def lift(self, keypoints, format: str = "h36m", image_size: tuple[float, float] | None = None,  # noqa: A002
+             camera: Sequence[float] | None = None, fast: bool = True, seed: int = 0) -> LiftResult:
+        """Keypoints of any 2D detector -> 3D poses in camera millimetres (lib/lift.py): a file of `format` (coco,
+        openpose, h36m), or an array [T, K, 2 or 3] / [T, P, K, 2 or 3] in that format's joint order. The camera
+        is optional (default intrinsics from image_size); the root depth is estimated from bone lengths."""
+        kps = keypoints_from(keypoints, format)
+        cam = None
+        if camera is not None:
+            cam = np.asarray(camera, dtype=np.float64).reshape(-1)
+            if cam.shape != (4,) or not (np.isfinite(cam).all() and (cam[:2] > 0).all()):
+                raise ToolkitError("camera must be (fx, fy, cx, cy) with finite numbers and fx, fy > 0")
+        return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _int(seed, "seed"))
 
     @torch.inference_mode()
     def score(self, pose: ArrayLike, t: float, condition: ArrayLike | None = None,

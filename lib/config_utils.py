@@ -147,13 +147,17 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "training.mask_whole_p": _PROB, "training.mask_part_p": _PROB, "training.mask_joint_p": _PROB,
     "training.cond_3d_p": _PROB,
     "optim.lr": _POS, "optim.beta1": _num(0.0, 1.0, hi_open=True), "optim.eps": _POS, "optim.weight_decay": _num(0.0),
-    "optim.warmup": _NONNEG_INT, "optim.grad_clip": _num(0.0),
+    "optim.warmup": _NONNEG_INT, "optim.grad_clip": _num(0.0), "optim.warmup_frac": _num(0.0, 0.5),
+    "optim.schedule": _one_of("constant", "cosine"), "optim.lr_final": _PROB, "model.ema_halflife": _num(0.0, 1.0),
+    "training.budget_minutes": _num(0.0),
     "sampling.steps": _POS_INT, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
     "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
     "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
+    "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True), "lift.hypotheses": _POS_INT,
+    "lift.smooth_t": _num(0.0, 1.0, lo_open=True), "lift.smooth_steps": _POS_INT, "lift.smooth_window": _POS_INT,
 }
 
 

@@ -40,7 +40,8 @@ from lib.data import PoseData
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
 from lib.evaluate import sample_task
-from lib.io import pid_alive, remove_stale_temps, write_text
+from lib.io import pid_alive, remove_stale_temps, write_json, write_text
+from lib.lift import pose_stats
 from lib.losses import Batch, get_loss_fn
 from lib.metrics import mpjpe, mpjpe_root, per_action
 from lib.model import ScoreFn
@@ -48,6 +49,7 @@ from lib.sampling import SamplerConfig
 from lib.sde import SDE
 from lib.skeleton import flip_pose
 from lib.tasks.est import estimation
+from lib.visualize import plot_learning_curves
 
 log = logging.getLogger("gfpose")
 
@@ -65,10 +67,25 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 4099 + rank) % (2 ** 63)
 
 
-def learning_rate(config: ml_collections.ConfigDict, step: int) -> float:
-    """The paper's schedule: linear warm-up over optim.warmup steps, then constant (a python float)."""
+def warmup_steps(config: ml_collections.ConfigDict) -> int:
     o = config.optim
-    return float(o.lr * min((step + 1) / max(o.warmup, 1), 1.0))
+    return int(o.warmup_frac * config.training.n_iters) if o.warmup_frac > 0 else o.warmup
+
+
+def learning_rate(config: ml_collections.ConfigDict, step: int) -> float:
+    """Linear warm-up, then constant (the paper's optim.schedule) or a cosine decay to optim.lr_final * lr at
+    training.n_iters (a python float, so checkpoints load with weights_only=True)."""
+    o, warm = config.optim, max(warmup_steps(config), 1)
+    if step + 1 < warm or o.schedule == "constant":
+        return float(o.lr * min((step + 1) / warm, 1.0))
+    progress = min((step + 1 - warm) / max(config.training.n_iters - warm, 1), 1.0)
+    return float(o.lr * (o.lr_final + (1.0 - o.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+
+
+def ema_decay(config: ml_collections.ConfigDict) -> float:
+    """model.ema_rate, or with model.ema_halflife > 0 the decay whose half-life is that fraction of the run."""
+    h = config.model.ema_halflife
+    return config.model.ema_rate if h <= 0 else 0.5 ** (1.0 / max(h * config.training.n_iters, 1.0))
 
 
 @dataclass
@@ -80,17 +97,20 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     step: int = 0
     best: float = math.inf
+    pose_stats: dict | None = None    # the training skeleton, for lifting (lib/lift.pose_stats)
 
     @classmethod
     def create(cls, config: ml_collections.ConfigDict, device: torch.device) -> TrainState:
         torch.manual_seed(config.seed)  # identical initial weights on every rank and in every run
         model = build_model(config).to(device)
-        return cls(model, ExponentialMovingAverage(model.parameters(), config.model.ema_rate),
+        return cls(model, ExponentialMovingAverage(model.parameters(), ema_decay(config)),
                    build_optimizer(config, model.parameters()))
 
     def checkpoint(self, config: ml_collections.ConfigDict, epoch: int, with_optimizer: bool) -> dict:
         state = {"model_state_dict": self.model.state_dict(), "ema": self.ema.state_dict(), "epoch": epoch,
                  "step": self.step, "config": config_to_json(config), "best_metric": self.best}
+        if self.pose_stats is not None:
+            state["pose_stats"] = self.pose_stats
         if with_optimizer:
             state["optimizer_state_dict"] = self.optimizer.state_dict()
         return state
@@ -271,6 +291,10 @@ class _Loop:
         self.writer = SummaryWriter(str(workdir / "tb")) if dist.is_main() else None
         self.losses: list[torch.Tensor] = []
         self.last = (time.monotonic(), state.step)
+        self.start = time.monotonic()
+        self.history: list[dict[str, float]] = []   # the monitor over wall-clock time (learning curve)
+        self.eval_spent, self.eval_time = 0.0, None   # seconds in evaluations, and the last one's
+        self.fit_mark: tuple[int, float] | None = None   # (step, time without evaluations) the step time counts from
 
     def save(self, name: str) -> None:
         if dist.is_main():
@@ -290,7 +314,13 @@ class _Loop:
         log.info("step %d: loss %.4f, %.0f samples/s", step, loss, rate)
 
     def evaluate(self) -> float:
+        tick = time.monotonic()
         scores = self.monitor(self.state.ema_model())
+        self.eval_time = time.monotonic() - tick
+        self.eval_spent += self.eval_time
+        self.history.append({"step": self.state.step, "minutes": (time.monotonic() - self.start) / 60, **scores})
+        if dist.is_main():
+            write_json(self.workdir / "monitor.json", self.history)
         log.info("step %d: P1 %.2f mm (root-aligned MPJPE %.2f) on %s", self.state.step, scores["p1"],
                  scores["p1_root"], self.monitor.describe())
         if self.writer is not None:
@@ -303,6 +333,40 @@ class _Loop:
             self.state.best = scores["p1"]
             self.save("best_model.pth")
         return scores["p1"]
+
+
+    def fit_budget(self, bar: tqdm) -> None:
+        """training.budget_minutes: from the measured time per step (after the first 10, evaluations excluded) and
+        per evaluation, set n_iters (and what depends on it: warm-up, decay, EMA half-life) so that the run ends
+        within the budget. Called at step 30 (with a first evaluation to time it) and at each log until half the
+        budget has passed, then fixed."""
+        t, state = self.config.training, self.state
+        if self.eval_time is None:
+            self.evaluate()
+        now = time.monotonic()
+        if self.fit_mark is None or state.step <= self.fit_mark[0]:
+            self.fit_mark = (state.step, now - self.eval_spent)
+            return
+        step_time = (now - self.eval_spent - self.fit_mark[1]) / (state.step - self.fit_mark[0])
+        per_step = step_time + (self.eval_time / t.eval_every if t.eval_every else 0.0)
+        remaining = 60.0 * t.budget_minutes - (now - self.start) - self.eval_time  # the final evaluation
+        n_iters = state.step + max(int(dist.all_reduce_mean(torch.tensor(remaining / per_step))), 1)
+        if abs(n_iters - t.n_iters) > 0.01 * t.n_iters:  # (re-fits that change little are not worth a log line)
+            t.n_iters, bar.total = n_iters, n_iters
+            state.ema.decay = ema_decay(self.config)
+            if dist.is_main():
+                write_text(self.workdir / "config.json", config_to_json(self.config))
+            log.info("budget %.1f min: %.3f s per step, %.2f s per evaluation -> n_iters %d, warm-up %d, EMA decay "
+                     "%.5f", t.budget_minutes, step_time, self.eval_time, n_iters, warmup_steps(self.config),
+                     state.ema.decay)
+
+    def fitting(self) -> bool:
+        t = self.config.training
+        return t.budget_minutes > 0 and time.monotonic() - self.start < 30.0 * t.budget_minutes
+
+    def draw(self) -> None:
+        if dist.is_main() and self.history:
+            plot_learning_curves({self.workdir.name: self.history}, self.workdir / "learning_curve.png")
 
 
 def _should_stop(start: float, max_minutes: float, stop: StopSignals) -> tuple[bool, bool]:
@@ -320,9 +384,13 @@ def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSi
     with logging_redirect_tqdm([log]), tqdm(total=t.n_iters, initial=state.step, desc="training", dynamic_ncols=True,
                                              disable=None if dist.is_main() else True) as bar:
         net.train()
+        fit_steps = (state.step + 10, state.step + 30)  # the step time counts from the 10th step
         while state.step < t.n_iters:
             loop.losses.append(step_fn(state, loop.batches(state.step)))
             bar.update(1)
+            if loop.fitting() and (state.step in fit_steps or state.step % t.log_every == 0):
+                loop.fit_budget(bar)
+                net.train()
             if state.step % t.log_every == 0:
                 loop.log_loss(bar)
             if t.eval_every and state.step % t.eval_every == 0:
@@ -331,11 +399,12 @@ def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSi
             if t.snapshot_every and state.step % t.snapshot_every == 0:
                 loop.save("checkpoint.pth")
             if state.step % 10 == 0:
-                out_of_time, signalled = _should_stop(start, t.max_minutes, stop)
+                limit = t.max_minutes or t.budget_minutes * 1.1  # a budget run ends on time even if mis-estimated
+                out_of_time, signalled = _should_stop(start, limit, stop)
                 if signalled:
                     return "signal"
                 if out_of_time:
-                    return f"max_minutes ({t.max_minutes})"
+                    return f"time limit ({limit:g} min)"
     return "n_iters"
 
 
@@ -365,6 +434,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
            train_data: PoseData, test_data: PoseData, monitor: Monitor) -> dict[str, float]:
     setup_logging(workdir)
     state = TrainState.create(config, device)
+    state.pose_stats = pose_stats(train_data.pose_cam, train_data.pose_img)
     if restore_dir is not None:
         path = Path(restore_dir) / "checkpoint.pth"
         if not path.is_file():
@@ -401,5 +471,6 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
         log.info("stopped at step %d (%s) after %.1f min, %.0f training samples/s; best P1 %.2f mm",
                  state.step, reason, elapsed / 60, rate, state.best)
         loop.writer.close()
+    loop.draw()
     dist.barrier()
     return {"step": state.step, "p1": p1, "best_p1": state.best, "samples_per_s": rate, "mean_pose_p1": baseline}

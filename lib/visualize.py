@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 from matplotlib import animation
 from matplotlib.figure import Figure
-from plotly.subplots import make_subplots
 
 from lib.errors import ToolkitError
 from lib.io import atomic_path, atomic_write, write_text
@@ -40,7 +38,8 @@ class Scene:
 
     pred: np.ndarray                 # [T, H, S, 17, 3] hypotheses over the saved diffusion steps
     gt: np.ndarray | None            # [H, 17, 3]
-    input2d: np.ndarray | None       # [H, 17, 3] the 2D input drawn in the image plane behind the person
+    input2d: np.ndarray | None       # [H, 17, 3] (or [T, H, 17, 3] per frame) the 2D input, drawn in an image plane
+                                     # behind the person
     missing: np.ndarray | None       # [H, 17] bool
     aggregate: np.ndarray | None = None    # [H, 17, 3] one pose made from the hypotheses (lib/aggregate.py)
     uncertainty: np.ndarray | None = None  # [H, 17] its per-joint uncertainty (spread of the hypotheses)
@@ -67,12 +66,14 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ToolkitError(f"cannot read {path} as results.npz ({str(e).splitlines()[0][:160]})") from e
-    bad = [k for k, v in arrays.items() if k != "aggregate_names" and v.dtype.kind not in "fiub"]
+    bad = [k for k, v in arrays.items() if k not in ("aggregate_names", "frames") and v.dtype.kind not in "fiub"]
     if bad:
         raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")
+    if "pose3d" in arrays:
+        return _lift_scene(arrays, num_human, path)
     if "pred3d" not in arrays:
         raise ToolkitError(f"{path} has no 'pred3d' (found {', '.join(arrays) or 'nothing'}); expected the "
-                           f"results.npz of run.eval_fc_mp_adv_3d or run.denoise_fc_adv_3d")
+                           f"results.npz of run.eval_fc_mp_adv_3d / run.denoise_fc_adv_3d or run.lift's poses.npz")
     pred = arrays["pred3d"]
     if pred.ndim != 5 or pred.shape[-2:] != (17, 3):
         raise ToolkitError(f"{path}: pred3d has shape {pred.shape}, expected [T, N, S, 17, 3]")
@@ -106,6 +107,28 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
     if aggregate is not None:
         scene.aggregate, scene.uncertainty = _aggregate(arrays, aggregate, n, num_human, path)
     return scene
+
+
+def _lift_scene(arrays: dict, num_human: int | None, path: Path) -> Scene:
+    """run.lift's poses.npz: the frames as the animation steps, each person root-relative in metres, and the 2D
+    input per frame (pixels at the root's depth) in a plane behind it. Frames where a person is absent repeat its
+    last pose."""
+    pose, valid = arrays["pose3d"], arrays["valid"].astype(bool)  # [T, P, 17, 3] mm, [T, P]
+    if pose.ndim != 4 or pose.shape[2:] != (17, 3) or valid.shape != pose.shape[:2] or not valid.any():
+        raise ToolkitError(f"{path}: pose3d {pose.shape} / valid {valid.shape} are not run.lift's [T, P, 17, 3] / "
+                           f"[T, P] with someone in them")
+    humans = min(num_human or 4, pose.shape[1])
+    pose, valid, kps = pose[:, :humans], valid[:, :humans], arrays["keypoints2d"][:, :humans]
+    depth, focal = arrays["root_depth"][:, :humans], arrays["camera"][0]
+    last = np.maximum.accumulate(np.where(valid, np.arange(len(pose))[:, None], -1), axis=0)  # forward fill
+    last = np.where(last < 0, valid.argmax(0)[None], last)
+    pose, kps, depth = (np.take_along_axis(a, last.reshape(last.shape + (1,) * (a.ndim - 2)), 0)
+                        for a in (pose, kps, depth))
+    rel = (pose - pose[:, :, :1]) / 1000.0
+    view = to_view(rel)[:, :, None]  # [T, H, 1, 17, 3]
+    xy = np.nan_to_num((kps - kps[:, :, :1]) * depth[..., None, None] / focal / 1000.0)  # [T, H, 17, 2] metres
+    plane = np.broadcast_to(view[..., 1].max(axis=(0, 2, 3))[None, :, None] + 0.3, xy.shape[:3])
+    return Scene(pred=view, gt=None, input2d=np.stack([xy[..., 0], plane, -xy[..., 1]], -1), missing=None)
 
 
 def _aggregate(arrays: dict, name: str, n: int, humans: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +190,7 @@ def render_images(scene: Scene, out: Path, per_line: int, fps: int = 10) -> int:
             ax.set_yticklabels([])
             ax.set_zticklabels([])
             if scene.input2d is not None:
-                _mpl_skeleton(ax, scene.input2d[h], COLOURS["input"], 0.9, 1.0)
+                _mpl_skeleton(ax, _input_at(scene, t)[h], COLOURS["input"], 0.9, 1.0)
             if scene.gt is not None:
                 _mpl_skeleton(ax, scene.gt[h], COLOURS["gt"], 0.9, 2.0)
                 if scene.missing is not None and scene.missing[h].any():  # completion: mark what was hidden
@@ -218,6 +241,8 @@ def _segments(poses: np.ndarray, bones: list[tuple[int, int]]) -> list[list[floa
 def render_html(scene: Scene, out: Path, per_line: int) -> int:
     """Write one self-contained page: a 3D scene per human, a slider over diffusion steps, play / pause,
     toggles for hypotheses and ground truth. Returns the number of steps on the slider."""
+    from plotly.subplots import make_subplots  # plotly is only needed here (import cost stays out of training)
+
     t_len, humans = scene.pred.shape[:2]
     cols = min(per_line, humans)
     rows = -(-humans // cols)
@@ -241,8 +266,10 @@ def render_html(scene: Scene, out: Path, per_line: int) -> int:
 def _html_traces(fig, scene: Scene, cols: int) -> tuple[list[int], list[int]]:
     """Lines of every human (final step), its ground truth and 2D input, and one frame per diffusion step;
     returns the trace indices of the hypotheses and of the ground truth."""
+    import plotly.graph_objects as go
+
     t_len, humans = scene.pred.shape[:2]
-    hyp_idx, gt_idx = [], []
+    hyp_idx, gt_idx, in_idx = [], [], []
 
     def add(poses: np.ndarray, h: int, colour: str | None, group: str, width: float) -> list[int]:
         idx = []
@@ -267,11 +294,19 @@ def _html_traces(fig, scene: Scene, cols: int) -> tuple[list[int], list[int]]:
         if scene.gt is not None:
             gt_idx += add(scene.gt[h][None], h, COLOURS["gt"], "ground truth", 6)
         if scene.input2d is not None:
-            add(scene.input2d[h][None], h, COLOURS["input"], "2D input", 3)
+            in_idx += add(_input_at(scene, -1)[h][None], h, COLOURS["input"], "2D input", 3)
+    per_frame = scene.input2d is not None and scene.input2d.ndim == 4  # a video: its 2D input moves too
     fig.frames = [go.Frame(data=[go.Scatter3d(x=x, y=y, z=z) for h in range(humans) for bones in SIDES.values()
-                                 for x, y, z in [_segments(scene.pred[t, h], bones)]],
-                           traces=hyp_idx, name=str(t)) for t in range(t_len)]
+                                 for x, y, z in [_segments(scene.pred[t, h], bones)]]
+                           + ([go.Scatter3d(x=x, y=y, z=z) for h in range(humans) for bones in SIDES.values()
+                               for x, y, z in [_segments(scene.input2d[t, h][None], bones)]] if per_frame else []),
+                           traces=hyp_idx + (in_idx if per_frame else []), name=str(t)) for t in range(t_len)]
     return hyp_idx, gt_idx
+
+
+def _input_at(scene: Scene, t: int) -> np.ndarray:
+    """The 2D input [H, 17, 3] drawn at step or frame t."""
+    return scene.input2d[t] if scene.input2d.ndim == 4 else scene.input2d
 
 
 def _html_controls(fig, t_len: int, rows: int, cols: int, hyp_idx: list[int], gt_idx: list[int]) -> None:
@@ -301,3 +336,23 @@ def _html_controls(fig, t_len: int, rows: int, cols: int, hyp_idx: list[int], gt
                   "steps": [{"label": str(t + 1), "method": "animate", "args": [[str(t)], still]}
                             for t in range(t_len)]}],
         legend={"orientation": "h", "y": 1.0 + 45 / (420 * rows), "x": 0.0, "yanchor": "bottom"})
+
+
+def plot_learning_curves(curves: dict[str, list[dict[str, float]]], out: Path, key: str = "p1") -> None:
+    """The monitor's P1 (and root-aligned MPJPE, dashed) against wall-clock minutes, one line per run."""
+    fig = Figure(figsize=(6.0, 3.6), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    for (label, history), colour in zip(curves.items(), ("#d62728", "#1f77b4", "#2ca02c", "#9467bd"), strict=False):
+        minutes = [h["minutes"] for h in history]
+        ax.plot(minutes, [h[key] for h in history], "-o", color=colour, markersize=3, label=f"{label}: P1")
+        if "p1_root" in history[0]:
+            ax.plot(minutes, [h["p1_root"] for h in history], "--", color=colour, alpha=0.6,
+                    label=f"{label}: MPJPE root-aligned")
+    ax.set_xlabel("minutes of training")
+    ax.set_ylabel("single-hypothesis error (mm)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_write(out) as f:
+        fig.savefig(f, format="png")

@@ -253,6 +253,7 @@ class EvalSetup:
     model: Any
     sampler: SamplerConfig
     device: Any
+    pose_stats: dict | None = None     # the training skeleton the checkpoint carries (lifting)
 
 
 def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
@@ -273,7 +274,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     validate_config(config)
     sampler = build_sampler_config(config, build_sde(config))
     device = dist.init()
-    return EvalSetup(config, model_from_state(state, config, path, device), sampler, device)
+    return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"))
 
 
 LAST_RESULTS = Path("checkpoint") / ".last_results"  # where run.visualize finds the last evaluation's results

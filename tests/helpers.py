@@ -33,6 +33,7 @@ def tiny_config(data_root: Path):
     config.training.batch_size = 64
     config.training.n_iters = 30
     config.training.max_minutes = 0.0
+    config.training.budget_minutes = 0.0
     config.training.log_every = 10
     config.training.eval_every = 15
     config.training.snapshot_every = 10
@@ -88,3 +89,43 @@ POSE = np.array([[0, 0, 1000], [-130, 0, 1000], [-130, 0, 550], [-130, 0, 100], 
 def random_model(hidden: int = 64, embed: int = 32) -> ScoreModelFC_Adv:
     torch.manual_seed(0)
     return ScoreModelFC_Adv(hidden_dim=hidden, embed_dim=embed).eval()
+
+
+def cmu_clip(action: str = "walking", frames: int = 60, step: int = 1) -> np.ndarray:
+    """World poses [T, 17, 3] (mm, Z up) of the first test clip of an action in the real CMU pack."""
+    with np.load(CMU_PACK) as z:
+        clip = next(c for c in range(len(z["clip_names"])) if z["action"][c] == action and z["split"][c] == "test")
+        return z["poses_3d"][z["clip"] == clip][:frames * step:step].astype(np.float64)
+
+
+def film(world: np.ndarray, focal: float = 1500.0, size: tuple[int, int] = (1920, 1080), distance: float = 4500.0):
+    """A camera 1.5 m high, `distance` from the clip's mean pelvis, looking at it: (camera-frame poses [T, 17, 3],
+    pixels [T, 17, 2], intrinsics [4])."""
+    from lib.camera import Camera, look_at, project
+
+    target = world[:, 0].mean(0)
+    centre = target + np.array([0.0, -distance, 1500.0 - target[2]])
+    cam = Camera(rot=look_at(centre, target), centre=centre,
+                 intrinsics=np.array([focal, focal, size[0] / 2.0, size[1] / 2.0]))
+    pose = cam.world_to_camera(world)
+    return pose, project(pose, np.broadcast_to(cam.intrinsics, (len(pose), 4))), cam.intrinsics
+
+
+# COCO-17 index <- Human3.6M joint (eyes and ears are made from the head joints, see coco_from_h36m)
+H36M_OF_COCO = {0: 9, 5: 11, 6: 14, 7: 12, 8: 15, 9: 13, 10: 16, 11: 4, 12: 1, 13: 5, 14: 2, 15: 6, 16: 3}
+
+
+def coco_from_h36m(pose_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """COCO-17 keypoints [T, 17, 2] of camera-frame Human3.6M poses: the mapped joints, and eyes / ears placed
+    on the head (between neck/nose and head top, 35 / 75 mm to each side along the shoulder line)."""
+    from lib.camera import project
+
+    out = np.zeros(pose_cam.shape[:-2] + (17, 3))
+    for c, h in H36M_OF_COCO.items():
+        out[..., c, :] = pose_cam[..., h, :]
+    side = pose_cam[..., 11, :] - pose_cam[..., 14, :]
+    side /= np.linalg.norm(side, axis=-1, keepdims=True)  # towards the subject's left
+    head = 0.5 * (pose_cam[..., 9, :] + pose_cam[..., 10, :])
+    for c, offset in ((1, 35.0), (2, -35.0), (3, 75.0), (4, -75.0)):  # left eye, right eye, left ear, right ear
+        out[..., c, :] = head + offset * side
+    return project(out, np.broadcast_to(intrinsics, (out.shape[0], 4)))

@@ -49,6 +49,8 @@ def test_training_writes_run_and_loss_decreases(trained_run):
 
 def test_resume_is_exact(tmp_path, data_root):
     config = tiny_config(data_root)
+    # a schedule that does not depend on n_iters (the paper's), so that a 10-step run is the first half of a 20
+    config.optim.schedule, config.model.ema_halflife = "constant", 0.0
     config.training.n_iters = 20
     config.training.eval_every = 0
     straight = train(config, tmp_path / "straight")
@@ -154,3 +156,56 @@ def test_run_folder_is_never_overwritten_by_accident(trained_run, data_root, tmp
     train(config, work)
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
     assert load_checkpoint(work / "checkpoint.pth")["step"] == 2
+
+
+def _fast_learner(data_root, n_iters: int):
+    """A small recipe that learns placement quickly (the budget recipe's settings, data scale 5)."""
+    config = tiny_config(data_root)
+    config.model.hidden_dim, config.model.embed_dim = 128, 64
+    config.data.scale, config.data.use_gt_2d = 5.0, True
+    config.training.batch_size, config.training.n_iters, config.training.log_every = 256, n_iters, 100
+    config.training.eval_every = n_iters // 4
+    config.optim.lr, config.optim.schedule, config.optim.warmup_frac = 3e-3, "cosine", 0.05
+    config.model.ema_halflife = 0.05
+    config.eval.train_steps, config.eval.train_max_poses = 20, 120
+    return config
+
+
+def test_the_monitor_falls_and_ends_far_below_the_mean_pose(tmp_path, data_root):
+    """The monitor samples with the deterministic sampler (drift_2m, the fast form of the paper's --pflow) and
+    scores the paper's P1; the best checkpoint is the one it ranks first."""
+    summary = train(_fast_learner(data_root, 1200), tmp_path / "run")
+    history = json.loads((tmp_path / "run" / "monitor.json").read_text())
+    p1 = [h["p1"] for h in history]
+    assert len(p1) == 4 and p1[-1] < p1[0] / 5 and p1[-1] < 0.5 * summary["mean_pose_p1"], (p1, summary)
+    assert summary["best_p1"] == min(p1) and (tmp_path / "run" / "learning_curve.png").is_file()
+    best = load_checkpoint(tmp_path / "run" / "best_model.pth")
+    assert best["best_metric"] == min(p1) and "pose_stats" in best
+
+
+def test_a_budget_sets_the_schedule_and_ends_on_time(tmp_path, data_root):
+    config = _fast_learner(data_root, 1_000_000)
+    config.training.budget_minutes, config.training.eval_every = 0.1, 200
+    start = time.monotonic()
+    summary = train(config, tmp_path / "run")
+    assert time.monotonic() - start < 0.1 * 60 * 1.1 + 10  # the budget, its 10 % hard stop, start-up
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "budget 0.1 min" in log and "-> n_iters" in log and summary["step"] < 1_000_000
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["n_iters"]
+    assert stored < 1_000_000  # the fitted n_iters is what the run carries (and a resume uses)
+
+
+def test_learning_rate_schedules():
+    from lib.train import ema_decay, learning_rate, warmup_steps
+
+    config = tiny_config("x")
+    config.training.n_iters, config.optim.lr, config.optim.warmup = 100, 1.0, 10
+    config.optim.schedule, config.optim.warmup_frac, config.model.ema_halflife = "constant", 0.0, 0.0
+    assert learning_rate(config, 0) == 0.1 and learning_rate(config, 9) == 1.0 and learning_rate(config, 99) == 1.0
+    config.optim.schedule, config.optim.lr_final = "cosine", 0.1
+    assert learning_rate(config, 9) == 1.0 and abs(learning_rate(config, 99) - 0.1) < 1e-9
+    assert abs(learning_rate(config, 54) - (0.1 + 0.9 * 0.5)) < 1e-9  # half way through the decay
+    config.optim.warmup_frac = 0.2
+    assert warmup_steps(config) == 20
+    config.model.ema_halflife = 0.1
+    assert abs(ema_decay(config) ** 10 - 0.5) < 1e-9  # half-life of 10 % of 100 steps

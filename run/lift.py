@@ -1,0 +1,80 @@
+"""Lift keypoints of any 2D detector to 3D poses in camera millimetres, and draw them.
+
+    python -m run.lift detections.json --format coco --ckpt-dir checkpoint/demo --best --image-size 1920 1080 \\
+        --fast --out lifted                                       # COCO results JSON (MMPose, ViTPose, YOLO-pose)
+    python -m run.lift openpose_json/ --format openpose --ckpt-dir DIR --image-size 1280 720 --smooth --out video
+    python -m run.lift kps.npy --format h36m --ckpt-dir DIR --camera 1145 1144 512 515 --out lifted
+
+Writes OUT/poses.npz (pose3d [T, P, 17, 3] mm, completed, uncertainty, root_depth, keypoints2d, valid, track,
+camera) and OUT/poses.json, and draws OUT/poses.png (or --draw gif / html / none). Without --camera the
+intrinsics come from the image size (f = max(W, H), centred principal point); the root depth is estimated from
+bone lengths (README 'Lift your own keypoints' says what that assumes).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lib.api import PosePrior
+from lib.errors import ToolkitError
+from lib.io import check_writable
+from lib.lift import READERS, keypoints_from
+from lib.visualize import load_scene, render_html, render_images
+from run.common import ConfigFlag, Parser, eval_setup, guarded, parse
+
+FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1: the deterministic sampler)"),
+         ConfigFlag("--smooth", "lift.smooth", None, "video: second pass from the neighbouring frames' poses"),
+         ConfigFlag("--min-conf", "lift.min_conf", float, "joints below this confidence are completed"),
+         ConfigFlag("--seed", "seed", int, "random seed"))
+
+
+def build_parser() -> Parser:
+    parser = Parser(description=__doc__)
+    parser.add_argument("input", help="keypoints: a COCO JSON, an OpenPose JSON file or folder, or an .npy")
+    parser.add_argument("--format", required=True, choices=tuple(READERS), help="the input's keypoint layout")
+    parser.add_argument("--config", help="config file (official checkpoints carry none)")
+    parser.add_argument("--ckpt-dir", required=True, help="run folder with best_model.pth / checkpoint.pth")
+    parser.add_argument("--best", action="store_true", help="use best_model.pth")
+    parser.add_argument("--image-size", type=float, nargs=2, metavar=("W", "H"), help="image size in pixels")
+    parser.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="known intrinsics")
+    parser.add_argument("--fast", action="store_true", help="the validated fast samplers (and bf16 where native)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--draw", choices=("png", "gif", "html", "none"), default="png", help="picture of the result")
+    for f in FLAGS:
+        f.add_to(parser)
+    return parser
+
+
+def main() -> None:
+    args, raw = parse(build_parser())
+    out = check_writable(args.out, "--out", is_dir=True)
+    kps = keypoints_from(args.input, args.format)
+    args.gpus, args.pflow = None, False
+    setup = eval_setup(args, raw, FLAGS)
+    prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats)
+    result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
+                        fast=args.fast, seed=setup.config.seed)
+    for path in result.save(out):
+        print(f"wrote {path}")
+    people = int(result.valid.sum())
+    print(f"{people} people in {len(result.frames)} frames; camera {'given' if result.camera_given else 'default'} "
+          f"{[round(float(v), 1) for v in result.camera]}; root depth {np.nanmedian(result.root_depth):.0f} mm "
+          f"(median)")
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.draw != "none":
+        _draw(out, args.draw, len(result.frames))
+
+
+def _draw(out: Path, kind: str, frames: int) -> None:
+    if kind == "gif" and frames < 2:
+        raise ToolkitError("--draw gif needs a sequence of frames; use --draw png")
+    scene = load_scene(out / "poses.npz", None, 1, False)
+    path = out / f"poses.{kind}"
+    n = render_html(scene, path, 4) if kind == "html" else render_images(scene, path, 4)
+    print(f"wrote {path} ({n} frame{'s' if n > 1 else ''})")
+
+
+if __name__ == "__main__":
+    guarded(main)
