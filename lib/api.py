@@ -33,7 +33,7 @@ from lib.builders import (
     model_from_state,
     stored_config,
 )
-from lib.camera import box_around_root, image_to_camera
+from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
@@ -143,7 +143,7 @@ class PosePrior:
         if not (torch.isfinite(depth).all() and (depth > 0).all()):
             raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
         # the root sits at its keypoint at root_depth; the box is the 2 m square around it (DESIGN.md section 3)
-        root = torch.cat([(kps[:, 0].double() - cam[:, 2:]) / cam[:, :2] * depth[:, None], depth[:, None]], -1)
+        root = unproject(kps[:, 0].double(), depth, cam)
         return cam, box_around_root(root, cam), depth
 
     def _input_2d(self, keypoints, camera, root_depth) -> tuple[torch.Tensor, tuple | None]:

@@ -103,10 +103,6 @@ class Frames:
     def to_image(self, pose_net: Array) -> Array:
         return self.denormalise(pose_net / self.scale)
 
-    def px_per_unit(self) -> float:
-        """Pixels per network unit."""
-        return self.image_size / 2.0 / self.scale
-
 
 @dataclass
 class RowCameras:

@@ -1,5 +1,15 @@
-"""The one exception type that command lines turn into a clear one-line message."""
+"""The exceptions that command lines turn into one clear line and an exit status."""
+import signal
 
 
 class ToolkitError(ValueError):
     """Bad input or state a user can fix; the message says what was wrong and how to fix it."""
+
+
+class RunInterruptedError(Exception):
+    """Training stopped by a signal after saving checkpoint.pth; `code` is the exit status to use (128 + signal)."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint.pth saved "
+                         f"(resume with --restore-dir)")
+        self.code = 128 + signum

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lib.camera import Frames, RowCameras, box_around_root, unproject
 from lib.errors import ToolkitError
+from lib.io import write_json, write_npz
 from lib.skeleton import BONES, bone_lengths
+from lib.tasks.completion import completion_2d
 
 NUM_JOINTS = 17
 Mid = tuple[int, int]  # a joint made as the midpoint of two source joints
@@ -71,6 +74,21 @@ class Keypoints:
     image_size: tuple[float, float] | None = None   # (W, H) when the file says
     empty_frames: int = 0                   # frames with nobody in them (kept, with no valid person)
     notes: list[str] = field(default_factory=list)
+
+
+def coco_from_h36m(xy: np.ndarray) -> np.ndarray:
+    """Human3.6M 2D joints [..., 17, 2] -> COCO-17 [..., 17, 2] (examples and tests): the mapped joints, and the
+    eyes and ears, which Human3.6M lacks, placed around the head (between neck/nose and head top, across by a
+    tenth and a fifth of the shoulder width)."""
+    out = np.zeros(xy.shape[:-2] + (17, 2))
+    for h, src in COCO17.items():
+        if isinstance(src, int):
+            out[..., src, :] = xy[..., h, :]
+    head = 0.5 * (xy[..., 9, :] + xy[..., 10, :])
+    across = xy[..., 11, :] - xy[..., 14, :]  # right shoulder to left shoulder
+    for c, k in ((1, 0.1), (2, -0.1), (3, 0.2), (4, -0.2)):  # left eye, right eye, left ear, right ear
+        out[..., c, :] = head + k * across
+    return out
 
 
 def map_joints(xy: np.ndarray, conf: np.ndarray, table: Table) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +299,6 @@ class LiftResult:
 
     def save(self, out: Path) -> list[Path]:
         """OUT/poses.npz and OUT/poses.json (per frame and person: 17 x 3 mm, completed joints, uncertainty)."""
-        from lib.io import write_json, write_npz
-
         arrays = {k: getattr(self, k) for k in ("pose3d", "completed", "uncertainty", "root_depth", "keypoints2d",
                                                  "valid", "track", "camera")}
         write_npz(out / "poses.npz", **arrays, frames=np.array(self.frames))
@@ -315,7 +331,7 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
         raise ToolkitError(f"no person has {lc.min_joints} joints with confidence >= lift.min_conf ({lc.min_conf}); "
                            f"lower --config.lift.min_conf or check the input")
     idx = np.nonzero(keep)
-    rays = (np.nan_to_num(kps.xy[idx]) - cam[2:]) / cam[:2]  # [M, 17, 2]
+    rays = unproject(np.nan_to_num(kps.xy[idx]), np.ones(kps.xy[idx].shape[:-1]), cam)[..., :2]  # [M, 17, 2] at Z=1
     sn = seen[idx]
     root, focal = root_of(rays, sn), canonical_scale(rays, sn, stats)
     size = prior.frames.image_size
@@ -325,10 +341,11 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     out = prior.complete_2d(norm, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,
                             reduce=prior.config.eval.reduce)
     pose, unc = (torch.as_tensor(v) for v in out)
-    depth = estimate_depth(prior, pose, focal, stats)
     if lc.smooth:
         pose = _smooth(prior, pose, norm, sn, idx, kps.track, seed)
-        depth = smooth_depth(estimate_depth(prior, pose, focal, stats), _tracks(idx, kps.track), lc.smooth_window)
+    depth = estimate_depth(prior, pose, focal, stats)
+    if lc.smooth:
+        depth = smooth_depth(depth, _tracks(idx, kps.track), lc.smooth_window)
     mm = place(prior, pose, root, focal, depth)
     return _assemble(kps, idx, mm, depth, unc.numpy() * size / 2.0 * depth[:, None] / focal[:, None], sn, keep, cam,
                      given, notes)
@@ -344,8 +361,6 @@ def _size(image_size, kps: Keypoints) -> tuple[float, float]:
 
 def _virtual_rows(prior, focal: np.ndarray, depth: np.ndarray):
     """The virtual cameras (focal, centred) with each root on the optical axis at `depth` (DESIGN.md section 3)."""
-    from lib.camera import RowCameras, box_around_root
-
     c = np.full_like(focal, prior.frames.image_size / 2.0)
     cam = np.stack([focal, focal, c, c], -1)
     return RowCameras(cam, box_around_root(np.stack([0 * depth, 0 * depth, depth], -1), cam), depth)
@@ -354,8 +369,6 @@ def _virtual_rows(prior, focal: np.ndarray, depth: np.ndarray):
 def estimate_depth(prior, pose: torch.Tensor, focal: np.ndarray, stats: dict) -> np.ndarray:
     """Root depths [M] at which normalised poses [M, 17, 3] seen by the virtual cameras have the training set's
     mean bone lengths: weak perspective first, then corrected twice with the exact mapping."""
-    from lib.camera import Frames
-
     frames = Frames(prior.frames.image_size, 1.0)
     depth = depth_from_bones(frames.to_image(pose.double()), focal, stats)
     for _ in range(2):
@@ -366,8 +379,6 @@ def estimate_depth(prior, pose: torch.Tensor, focal: np.ndarray, stats: dict) ->
 
 def place(prior, pose: torch.Tensor, root: np.ndarray, focal: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Normalised poses [M, 17, 3] -> camera mm [M, 17, 3], the root on its ray [M, 2] at `depth`."""
-    from lib.camera import Frames
-
     mm = _virtual_rows(prior, focal, depth).network_to_camera(pose, Frames(prior.frames.image_size, 1.0))
     return mm.double().numpy() + np.concatenate([root * depth[:, None], np.zeros_like(depth[:, None])], -1)[:, None]
 
@@ -392,11 +403,7 @@ def smooth_depth(depth: np.ndarray, where: dict[tuple[int, int], int], window: i
 def _smooth(prior, pose: torch.Tensor, norm: np.ndarray, seen: np.ndarray, idx: tuple, track: np.ndarray,
             seed: int) -> torch.Tensor:
     """Second pass for video: each person starts from the average of its first-pass poses in the frames before and
-    after (the same track id; the only slot when there is one person and no ids), noised to lift.smooth_t."""
-    from dataclasses import replace
-
-    from lib.tasks.completion import completion_2d
-
+    after (the same track id; the only slot when there is one person and no ids), at time lift.smooth_t."""
     lc, sde, scale = prior.config.lift, prior.sde, prior.frames.scale
     where = _tracks(idx, track)
     if not where:

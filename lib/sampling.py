@@ -62,11 +62,6 @@ class SamplerConfig:
         return (self.method, self.steps, self.grid_name, self.eps, self.eta if self.spec.uses_eta else 0.0,
                 self.corrector, self.noise_removal)
 
-    @property
-    def stochastic(self) -> bool:
-        """Whether the dynamics draw noise (imputation of completion tasks may draw noise in any case)."""
-        return self.spec.is_stochastic(self)
-
     def validate(self, sde: SDE) -> SamplerSpec:
         if self.method not in SAMPLERS:
             raise ToolkitError(f"unknown sampler '{self.method}'; choose one of {', '.join(SAMPLERS)}")
@@ -179,7 +174,6 @@ class SamplerSpec:
     impute: str | None = None             # 'fresh' | 'fixed' noise; None: fresh if stochastic else fixed
     uses_eta: bool = False
     needs: Callable[[SDE], bool] | None = None   # whether an SDE can run this sampler
-    doc: str = ""
 
     def is_stochastic(self, cfg: SamplerConfig) -> bool:
         return cfg.eta > 0 if self.stochastic is None else self.stochastic
@@ -195,9 +189,8 @@ def register_sampler(name: str, adaptive: bool = False, **kwargs):
     """Register a step function (run, x, i) -> (x, mean), or with adaptive=True a solver (run, x) -> x,
     under `name`, with the other SamplerSpec fields in kwargs."""
     def deco(fn):
-        doc = (fn.__doc__ or "").strip().splitlines()[0]
         SAMPLERS[name] = SamplerSpec(name=name, step=None if adaptive else fn, solve=fn if adaptive else None,
-                                     doc=doc, **kwargs)
+                                     **kwargs)
         return fn
     return deco
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.camera import Camera, look_at
+from lib.camera import Camera, look_at, project
 from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS, camera_rows
+from lib.io import write_json
 from lib.safe_pickle import save_pickle
 
 # Mean Human3.6M bone lengths in mm (17-joint skeleton).
@@ -265,3 +266,27 @@ def generate(out: str | Path, seed: int = 0, train_frames: int = 32, test_frames
         counts[split] = len(rows)
     save_pickle(dets, out / "synthetic_dt.pkl")
     return counts
+
+
+def coco_example(out: str | Path, seed: int = 0, images: int = 8) -> Path:
+    """A COCO keypoint results file to try run.lift on: synthetic test subjects in `images` 1920 x 1080 photos
+    (f = 1400 px), one person each and a second one in the first half, as a 2D detector would write it."""
+    from lib.lift import coco_from_h36m
+
+    rng = np.random.default_rng(seed)
+    cam = Camera(rot=look_at(np.array([0.0, -4500.0, 1500.0]), np.array([0.0, 0.0, 1000.0])),
+                 centre=np.array([0.0, -4500.0, 1500.0]), intrinsics=np.array([1400.0, 1400.0, 960.0, 540.0]))
+    detections = []
+    for person, count in ((0, images), (1, images // 2)):
+        world = sample_poses(14 if person == 0 else 3, count, subject_bones(9, seed), rng)
+        world[..., 0] += -400.0 if person == 0 else 1100.0
+        pix = project(cam.world_to_camera(world), np.broadcast_to(cam.intrinsics, (count, 4)))
+        kps = coco_from_h36m(pix)
+        for i in range(count):
+            vis = np.full((17, 1), 0.9)
+            detections.append({"image_id": i, "category_id": 1, "score": 0.95 - 0.1 * person, "track_id": person,
+                               "keypoints": np.round(np.concatenate([kps[i], vis], -1), 2).ravel().tolist()})
+    path = Path(out) / "coco_keypoints.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, detections)
+    return path

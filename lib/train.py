@@ -38,7 +38,7 @@ from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import config_to_json, validate_config
 from lib.data import PoseData
 from lib.ema import ExponentialMovingAverage
-from lib.errors import ToolkitError
+from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import sample_task
 from lib.io import pid_alive, remove_stale_temps, write_json, write_text
 from lib.lift import pose_stats
@@ -52,15 +52,6 @@ from lib.tasks.est import estimation
 from lib.visualize import plot_learning_curves
 
 log = logging.getLogger("gfpose")
-
-
-class RunInterruptedError(Exception):
-    """Training stopped by a signal after saving checkpoint.pth; `code` is the exit status to use."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint.pth saved "
-                         f"(resume with --restore-dir)")
-        self.code = 128 + signum
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

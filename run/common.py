@@ -41,13 +41,12 @@ from lib.builders import (
 )
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
-from lib.errors import ToolkitError
+from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalResult, EvalSettings, evaluate
 from lib.io import check_writable, write_json, write_npz, write_text
 from lib.metrics import format_table
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
 from lib.tasks import Context, TaskUnit
-from lib.train import RunInterruptedError
 
 ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
 

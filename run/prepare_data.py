@@ -17,7 +17,7 @@ from pathlib import Path
 from lib.convert import Collector, convert_cmu, convert_h36m_h5, convert_videopose3d, parse_subjects
 from lib.data import TEST_SUBJECTS, TRAIN_SUBJECTS
 from lib.errors import ToolkitError
-from lib.synthetic import generate
+from lib.synthetic import coco_example, generate
 from run.common import Parser, guarded
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn = sub.add_parser("synthetic", help="the embedded synthetic dataset (no download)")
     syn.add_argument("--train-frames", type=int, default=32, help="frames per subject, action and subaction")
     syn.add_argument("--test-frames", type=int, default=16)
+    ex = sub.add_parser("example", help="a COCO keypoint results file to try run.lift on (data/example)")
     h5 = sub.add_parser("h36m-h5", help="Human3.6M as cameras.h5 + S*/MyPoses/3D_positions/*.h5 "
                                         "(+ S*/StackedHourglass/*.h5 detections)")
     h5.add_argument("--root", required=True, help="folder holding cameras.h5 and S1, S5, ...")
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmu.add_argument("--bvh", nargs="*", default=[], help="BVH files or folders of them")
     cmu.add_argument("--pack", help="cmu_h36m17.npz (its own train/test split)")
     cmu.add_argument("--bvh-step", type=int, default=4, help="keep every k-th BVH frame (120 Hz -> 30 Hz)")
-    for p in (syn, h5, vp, cmu):
+    for p in (syn, ex, h5, vp, cmu):
         p.add_argument("--out", help="output folder (default: data/<source>)")
         p.add_argument("--seed", type=int, default=0)
     for p in (h5, vp, cmu):
@@ -68,6 +69,11 @@ def main() -> None:
     args = build_parser().parse_args()
     start = time.monotonic()
     out = Path(args.out or f"data/{args.source.split('-')[0]}")
+    if args.source == "example":
+        path = coco_example(out, args.seed)
+        print(f"wrote {path}: COCO keypoint results of 8 images (1920 x 1080); lift them with python -m run.lift "
+              f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
+        return
     if args.source == "synthetic":
         if args.train_frames < 1 or args.test_frames < 1:
             raise ToolkitError("--train-frames and --test-frames must be >= 1")

@@ -56,6 +56,20 @@ def run_module(module: str, *args: str, torchrun: int = 0, timeout: int = 300, e
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_main(module, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run a command line's main in-process, as `python -m` runs it (under `guarded`): exit code, stdout, stderr."""
+    from run.common import guarded
+
+    monkeypatch.setattr(sys, "argv", ["python", *argv])
+    try:
+        guarded(module.main)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def overrides(config) -> list[str]:
     """--config.x.y=value items that turn the small config into `config` (for sub-process tests)."""
     base = get_config().to_dict()
@@ -111,21 +125,9 @@ def film(world: np.ndarray, focal: float = 1500.0, size: tuple[int, int] = (1920
     return pose, project(pose, np.broadcast_to(cam.intrinsics, (len(pose), 4))), cam.intrinsics
 
 
-# COCO-17 index <- Human3.6M joint (eyes and ears are made from the head joints, see coco_from_h36m)
-H36M_OF_COCO = {0: 9, 5: 11, 6: 14, 7: 12, 8: 15, 9: 13, 10: 16, 11: 4, 12: 1, 13: 5, 14: 2, 15: 6, 16: 3}
-
-
 def coco_from_h36m(pose_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """COCO-17 keypoints [T, 17, 2] of camera-frame Human3.6M poses: the mapped joints, and eyes / ears placed
-    on the head (between neck/nose and head top, 35 / 75 mm to each side along the shoulder line)."""
+    """COCO-17 keypoints [T, 17, 2] of camera-frame Human3.6M poses (lib/lift.coco_from_h36m on the projection)."""
     from lib.camera import project
+    from lib.lift import coco_from_h36m as to_coco
 
-    out = np.zeros(pose_cam.shape[:-2] + (17, 3))
-    for c, h in H36M_OF_COCO.items():
-        out[..., c, :] = pose_cam[..., h, :]
-    side = pose_cam[..., 11, :] - pose_cam[..., 14, :]
-    side /= np.linalg.norm(side, axis=-1, keepdims=True)  # towards the subject's left
-    head = 0.5 * (pose_cam[..., 9, :] + pose_cam[..., 10, :])
-    for c, offset in ((1, 35.0), (2, -35.0), (3, 75.0), (4, -75.0)):  # left eye, right eye, left ear, right ear
-        out[..., c, :] = head + offset * side
-    return project(out, np.broadcast_to(intrinsics, (out.shape[0], 4)))
+    return to_coco(project(pose_cam, np.broadcast_to(intrinsics, (pose_cam.shape[0], 4))))

@@ -5,28 +5,20 @@ tests/test_cli.py runs them as real processes.
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 from lib.api import PosePrior
 from lib.errors import ToolkitError
 from run import denoise_fc_adv_3d, eval_fc_mp_adv_3d, train_fc_adv_3d
-from run.common import guarded
-from tests.helpers import overrides, tiny_config
+from tests.helpers import overrides, run_main, tiny_config
 
 SMALL_TRAIN = ["--config", "configs/subvp/synthetic_small.py", "--name", "bad"]
 
 
 def _cli(module, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["python", *argv])
-    try:
-        guarded(module.main)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(module, argv, monkeypatch, capsys)
+    return code, err
 
 
 def _one_line_error(code: int, err: str, message: str) -> None:

@@ -45,6 +45,18 @@ def test_torchrun_sampling_equals_single_process(trained_run, tmp_path):
     assert np.array_equal(a["pred3d"], b["pred3d"]) and np.array_equal(a["missing"], b["missing"])
 
 
+@pytest.mark.slow
+def test_gen_num_under_torchrun_and_gpus(trained_run, tmp_path):
+    """torchrun's own parser takes --num for --numa-binding: --num-poses works under it, and --gpus relaunches
+    with the arguments out of its reach, so --num works there too."""
+    res = _eval(trained_run, "gen", "--num-poses", "12", out=tmp_path / "a", torchrun=2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = _eval(trained_run, "--gpus", "2", "gen", "--num", "12", out=tmp_path / "b")
+    assert res.returncode == 0, res.stderr[-3000:]
+    for run in ("a", "b"):
+        assert np.load(tmp_path / run / "results.npz")["pred3d"].shape == (1, 12, 1, 17, 3)
+
+
 @pytest.mark.parametrize("args,message", [
     (("--hypo", "0", "est"), "eval.hypo = 0 must be >= 1"),
     (("comp2d", "--randj", "9"), "--randj must be between 1 and 8"),

@@ -3,7 +3,6 @@ known camera, the unknown-camera path, video smoothing, the command line and its
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -12,10 +11,10 @@ import torch
 from lib.api import PosePrior
 from lib.errors import ToolkitError
 from lib.lift import BODY25, COCO18, jitter, keypoints_from
+from lib.lift import coco_from_h36m as to_coco
 from lib.metrics import pa_mpjpe
 from run import lift as lift_cli
-from run.common import guarded
-from tests.helpers import GOLDEN, POSE, cmu_clip, coco_from_h36m, film, needs_cmu, needs_golden
+from tests.helpers import GOLDEN, POSE, cmu_clip, coco_from_h36m, film, needs_cmu, needs_golden, run_main
 
 KNOWN = [0, 1, 2, 3, 4, 5, 6, 9, 11, 12, 13, 14, 15, 16]  # counterparts in every format (8 is the neck / mid-shoulders)
 
@@ -95,14 +94,7 @@ def _frames(n: int = 5) -> np.ndarray:
 
 
 def _lift(argv, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["python", *argv])
-    try:
-        guarded(lift_cli.main)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(lift_cli, argv, monkeypatch, capsys)
 
 
 def test_lift_command_writes_poses_and_a_picture(trained_run, tmp_path, monkeypatch, capsys):
@@ -110,12 +102,7 @@ def test_lift_command_writes_poses_and_a_picture(trained_run, tmp_path, monkeypa
     kps[2, 13] = 0.0  # a wrist the detector lost: (0, 0, 0)
     conf = np.ones(kps.shape[:2])
     conf[2, 13] = 0.0
-    coco = np.zeros((5, 17, 2))
-    from tests.helpers import H36M_OF_COCO
-
-    for c, h in H36M_OF_COCO.items():
-        coco[:, c] = kps[:, h]
-    coco[:, 1:5] = kps[:, 10:11]  # eyes and ears at the head top
+    coco = to_coco(kps)
     coco_conf = np.ones((5, 17))
     coco_conf[2, 9] = 0.0  # COCO left wrist (Human3.6M 13)
     _coco_json(coco, tmp_path / "det.json", coco_conf)
@@ -131,6 +118,11 @@ def test_lift_command_writes_poses_and_a_picture(trained_run, tmp_path, monkeypa
     report = json.loads((out / "poses.json").read_text())
     assert len(report["frames"]) == 5 and len(report["frames"][0]["people"][0]["pose3d_mm"]) == 17
     assert (out / "poses.png").is_file() and "5 people in 5 frames" in stdout
+    from run import visualize
+
+    code, stdout, err = run_main(visualize, ["--input", str(out / "poses.npz"), "--out", str(out / "video.gif")],
+                                 monkeypatch, capsys)
+    assert code == 0 and "5 frames" in stdout, err  # the video frames, the 2D input beside the 3D
 
 
 @pytest.mark.parametrize("write,args,message", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from lib.camera import Frames, RowCameras, box_around_root, camera_to_image, image_to_camera, project, unproject
@@ -105,3 +106,17 @@ def test_generation_figures_hand_computed():
     assert table["bone_error"]["a"] == 0.0 and table["asymmetry"]["a"] == 0.0
     assert table["nearest_train"]["b"] == 0.0 and table["within_limits"]["a"] == 100.0
     assert torch.allclose(approx_mm(torch.ones(1, 2, 3) * 30, Frames(), 0.5)[0, 1], torch.zeros(3))
+
+
+def test_jitter_hand_computed():
+    from lib.lift import jitter
+
+    t = np.arange(6, dtype=float)
+    poses = np.zeros((6, 17, 3))
+    poses[..., 0] = 3.0 * t[:, None] ** 2  # constant acceleration: second difference 6 mm / frame^2
+    assert jitter(poses, np.ones(6, bool)) == pytest.approx(6.0)
+    poses[..., 1] = 10.0 * t[:, None]  # a constant velocity adds nothing
+    assert jitter(poses, np.ones(6, bool)) == pytest.approx(6.0)
+    valid = np.ones(6, bool)
+    valid[2] = False  # only triples of valid frames count: (3, 4, 5)
+    assert jitter(poses, valid) == pytest.approx(6.0) and np.isnan(jitter(poses, np.zeros(6, bool)))
