@@ -86,7 +86,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     config.fast = fast = ml_collections.ConfigDict()
     fast.deterministic = "drift_2m"        # replaces drift (--pflow) with 1000 steps
     fast.deterministic_steps = 20
-    fast.deterministic_schedule = "uniform"
+    fast.deterministic_schedule = "uniform"   # at data scale 30; the budget recipe (scale 5) uses logsnr
     fast.stochastic = "ddim"               # replaces em with 1000 steps (eta 1: the reverse SDE)
     fast.stochastic_steps = 50
     fast.stochastic_schedule = "logsnr"
@@ -97,8 +97,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
     evaluation.reduce = "refined"          # the one pose made from S hypotheses: mean | median | jpma | refined
-    evaluation.refine_t = 0.2              # 'refined': the median moved by the drift from this time ...
-    evaluation.refine_steps = 5            # ... in this many network evaluations per input
+    evaluation.refine_t = 0.2              # 'refined': the mean moved by the drift from this time ...
+    evaluation.refine_steps = 10           # ... in this many network evaluations per input
     # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
     # the paper does (its drift, 1000 steps); by default its validated fast form.
     evaluation.train_method = "drift_2m"

@@ -7,7 +7,7 @@ needs one pose; these aggregators make it from the hypotheses alone (all vectori
   jpma     per joint, the hypothesis whose x, y lies closest to the 2D input (D3DP's joint-wise reprojection-based
            multi-hypothesis aggregation; x, y are image coordinates here, so no camera is needed); joints without
            a 2D input (missing in comp2d, every joint of comp3d) take the median
-  refined  the median moved by the prior itself to its nearest mode: the drift-only process (the paper's --pflow, fast
+  refined  the mean moved by the prior itself to its nearest mode: the drift-only process (the paper's --pflow, fast
            form) from a small time t (eval.refine_t) with the task's own condition, eval.refine_steps network
            evaluations per input (not per hypothesis); computed by lib/evaluate.refine
 Observed joints of completion tasks are the same in every hypothesis, so every aggregate keeps them.
@@ -59,9 +59,9 @@ def jpma_pose(hyps: torch.Tensor, input2d: torch.Tensor | None = None, seen: tor
 
 @register_aggregator("refined")
 def refined_pose(hyps: torch.Tensor, refined: torch.Tensor | None = None, **_) -> torch.Tensor:
-    """The median refined by the prior (`refined` [N, J, 3], made by lib/evaluate.refine); the median itself
-    where it was not computed (S = 1)."""
-    return median_pose(hyps) if refined is None else refined
+    """The mean refined by the prior (`refined` [N, J, 3], made by lib/evaluate.refine); the mean itself where it
+    was not computed (S = 1)."""
+    return mean_pose(hyps) if refined is None else refined
 
 
 def aggregate(hyps: torch.Tensor, name: str, **inputs) -> torch.Tensor:

@@ -180,7 +180,7 @@ class PosePrior:
         refined = None
         if reduce == "refined" and out.shape[1] > 1 and len(task):
             e = self.config.eval
-            refined = refine(self._score_fn(fast), self.sde, task, out.median(1).values * self.frames.scale,
+            refined = refine(self._score_fn(fast), self.sde, task, out * self.frames.scale,
                              e.refine_t, e.refine_steps, e.batch_size, self.device) / self.frames.scale
         pose = aggregate(out, reduce, refined=refined, seen=seen,
                          input2d=None if input2d is None else input2d / self.frames.scale)

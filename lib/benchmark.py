@@ -167,7 +167,6 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     return rows
 
 
-
 def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: Context,
                     base: dict[str, float]) -> Row:
     """The paper's code (--pflow, N = 1000) on the setting's inputs, scored by the task's own metrics."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ToolkitError(f"checkpoint {path} not found; train one with python -m run.train_fc_adv_3d "
                            f"--config CFG --name NAME, or pass the folder that holds it")
     try:
-        with torch.serialization.safe_globals(_LEGACY_GLOBALS):
+        # torch warns about a raw pickle (not a zip checkpoint) before failing on it; the error below says it all
+        with torch.serialization.safe_globals(_LEGACY_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
         if "unsupported global" in str(e).lower():  # a class or function: code could run on unpickling

@@ -65,11 +65,12 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
     return samples, traj_all, (score_fn.nfe - nfe_start) / max(1, c1 - c0)
 
 
-def refine(score_fn: ScoreFn, sde: SDE, task: Task, pose: torch.Tensor, t: float, steps: int, batch_size: int,
+def refine(score_fn: ScoreFn, sde: SDE, task: Task, hyps: torch.Tensor, t: float, steps: int, batch_size: int,
            device: torch.device) -> torch.Tensor:
-    """Move poses [N, J, 3] (network space) to the prior's nearest mode under the task's condition: start at
-    alpha(t) x at time t and run the drift-only process (drift_2m, `steps` evaluations) to eps."""
-    start = dataclasses.replace(task, x_init=pose * float(sde.alpha(torch.tensor(t))), t_start=t)
+    """The 'refined' aggregate (lib/aggregate.py): the mean of the hypotheses [N, S, J, 3] (network space) moved to
+    the prior's nearest mode under the task's condition: start at alpha(t) x at time t and run the drift-only
+    process (drift_2m, `steps` evaluations) to eps. [N, J, 3]"""
+    start = dataclasses.replace(task, x_init=hyps.mean(1) * float(sde.alpha(torch.tensor(t))), t_start=t)
     out, _, _ = sample_task(score_fn, sde, start, SamplerConfig(method="drift_2m", steps=steps), 1, batch_size, 0,
                             device, progress=False)
     return out[:, 0]
@@ -85,7 +86,7 @@ class EvalSettings:
     save_every: int = 0          # keep every k-th diffusion state (0: final only)
     progress: bool = True        # progress bar on rank 0
     refine_t: float = 0.2        # the 'refined' aggregate: start time and steps of its drift (eval.refine_*)
-    refine_steps: int = 5
+    refine_steps: int = 10
 
 
 @dataclass
@@ -139,7 +140,7 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
             traj, nfe, seconds = t, n, time.monotonic() - start
     main = next(iter(preds.values()))
     if unit.aggregates and settings.hypo > 1:
-        prep.info["refined"] = refine(score_fn, sde, prep.task, main.median(1).values, settings.refine_t,
+        prep.info["refined"] = refine(score_fn, sde, prep.task, main, settings.refine_t,
                                       settings.refine_steps, settings.batch_size, device)
     arrays = {"pred3d": ((traj if traj is not None else main[None]) / ctx.frames.scale).numpy()}
     if prep.has_gt:

@@ -404,7 +404,6 @@ def _rk45(run: Run, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-
 # Other stochastic predictors -----------------------------------------------------------------------------
 
 

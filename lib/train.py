@@ -325,7 +325,6 @@ class _Loop:
             self.save("best_model.pth")
         return scores["p1"]
 
-
     def fit_budget(self, bar: tqdm) -> None:
         """training.budget_minutes: from the measured time per step (after the first 10, evaluations excluded) and
         per evaluation, set n_iters (and what depends on it: warm-up, decay, EMA half-life) so that the run ends

@@ -34,7 +34,7 @@ def test_symmetric_sets_have_a_known_mean_and_median():
     assert (aggregate(skewed, "median") - centre).abs().max() < 1.01
     refined = torch.zeros(2, 17, 3)
     assert torch.equal(aggregate(hyps, "refined", refined=refined), refined)
-    assert torch.equal(aggregate(hyps, "refined"), aggregate(hyps, "median"))  # not computed (S = 1): the median
+    assert torch.equal(aggregate(hyps, "refined"), aggregate(hyps, "mean"))  # not computed (S = 1): the mean
     with pytest.raises(ValueError, match="unknown aggregate"):
         aggregate(hyps, "magic")
 
