@@ -215,17 +215,19 @@ def markdown(rows: list[Row], info: dict) -> str:
     """docs/benchmark.md: one table per section, written by the run that measured it."""
     out = [f"# Benchmark\n\nWritten by `{info['command']}` on {info['device']} (torch {info['torch']}); every row "
            f"comes from that one run ({info['json']}). Ratios are to the first row of each setting: the paper's "
-           f"sampler (accuracy) or the paper's own code (speed; ours alone when it was not given).\n"]
+           f"sampler (accuracy), the paper's own code (speed; ours alone when it was not given) or the paper's "
+           f"training recipe in the same minutes (budget).\n"]
     for section in dict.fromkeys(r.section for r in rows):
         sub = [r for r in rows if r.section == section]
         keys = list(dict.fromkeys(k for r in sub for k in r.extra if k != "seconds"))
-        out.append(f"\n## {section}\n\n| setting | sampler / loop | NFE | {sub[0].unit} | x baseline | "
-                   + " | ".join(keys) + " | seconds |\n|" + " --- |" * (6 + len(keys)))
+        head = ["setting", "sampler / loop", "NFE", sub[0].unit, "x baseline", *keys, "seconds"]
+        out.append(f"\n## {section}\n\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
         for r in sub:
-            cells = [f"{r.extra[k]:.3f}" if k in r.extra else "" for k in keys]
-            sec = f"{r.extra['seconds']:.1f}" if "seconds" in r.extra else ""
-            out.append(f"| {r.setting} | {r.variant} | {r.nfe:.0f} | {r.value:,.1f} | "
-                       f"{'' if r.ratio is None else f'{r.ratio:.3f}'} | " + " | ".join(cells) + f" | {sec} |")
+            cells = [r.setting, r.variant, f"{r.nfe:.0f}" if r.nfe else "", f"{r.value:,.1f}",
+                     "" if r.ratio is None else f"{r.ratio:.3f}",
+                     *(f"{r.extra[k]:.3f}" if k in r.extra else "" for k in keys),
+                     f"{r.extra['seconds']:.1f}" if "seconds" in r.extra else ""]
+            out.append("| " + " | ".join(cells) + " |")
         if section == "budget":
             out.append("\n![P1 against minutes of training](budget_curve.png)")
     return "\n".join(out) + "\n"

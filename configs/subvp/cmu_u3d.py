@@ -6,13 +6,18 @@ import ml_collections
 from configs.default_h36m_configs import get_default_configs
 
 
-def get_config() -> ml_collections.ConfigDict:
-    config = get_default_configs()
+def cmu_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The data section for the converted CMU pack (every CMU config uses it)."""
     config.data.root = "data/cmu"
     config.data.train_file = "cmu_train.pkl"
     config.data.test_file = "cmu_test.pkl"
     config.data.det_file = ""
     config.data.use_gt_2d = True
     config.data.flip = True               # one skeleton for all clips: mirrored poses double the variety
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = cmu_data(get_default_configs())
     config.eval.train_max_poses = 1000
     return config
