@@ -97,6 +97,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
     evaluation.reduce = "refined"          # the one pose made from S hypotheses: mean | median | jpma | refined
+    # comp2d / comp3d / lift: 'condition' (the paper's: the network is conditioned on the observed joints, which
+    # are also imputed) or 'impute' (no condition: the prior completes the imputed observation; README 'Completion')
+    evaluation.completion = "condition"
     evaluation.refine_t = 0.2              # 'refined': the mean moved by the drift from this time ...
     evaluation.refine_steps = 10           # ... in this many network evaluations per input
     # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
@@ -111,6 +114,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.min_conf = 0.3                    # joints below this detector confidence are missing (completed)
     lift.min_joints = 6                    # people with fewer usable joints are skipped
     lift.hypotheses = 10                   # S per person, reduced to one pose by eval.reduce (1: the --pflow sampler)
+    lift.completion = "condition"          # joints the detector lacks: as eval.completion ('impute' measured worse)
     lift.smooth = False                    # video: a second pass from the neighbouring frames' poses
     lift.smooth_t = 0.3                    # ... starting at this time
     lift.smooth_steps = 10                 # ... and denoised in this many network evaluations

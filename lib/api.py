@@ -127,6 +127,9 @@ class PosePrior:
                                f"got {joints}")
         return fixed_missing(n, joints, self.num_joints)
 
+    def _completion(self, completion: str | None) -> str:
+        return self.config.eval.completion if completion is None else completion
+
     def _camera(self, kps: torch.Tensor, camera, root_depth) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-row intrinsics [N, 4], box [N, 4] and root depth [N] for pixel keypoints [N, J, 2]."""
         n = kps.shape[0]
@@ -226,23 +229,23 @@ class PosePrior:
 
     def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
                     root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
-                    fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None
-                    ) -> ArrayLike | tuple:
+                    fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None,
+                    completion: str | None = None) -> ArrayLike | tuple:
         """3D poses [N, S, J, 3] from 2D keypoints with missing joints (their values are ignored); reduce as
-        estimate."""
+        estimate; completion 'condition' | 'impute' (default eval.completion, README 'Completion')."""
         cond, back = self._input_2d(keypoints, camera, root_depth)
         miss = self._missing(missing, cond.shape[0])
-        task = completion_2d(cond, miss)
+        task = completion_2d(cond, miss, self._completion(completion))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
                             keypoints, fast, input2d=cond[..., :2], seen=~miss)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
                     steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0,
-                    reduce: str | None = None) -> ArrayLike | tuple:
+                    reduce: str | None = None, completion: str | None = None) -> ArrayLike | tuple:
         """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept;
-        reduce as estimate."""
+        reduce and completion as complete_2d."""
         p = self._tensor(pose, "pose", 3)
-        task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]))
+        task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]), self._completion(completion))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
                             fast)
 

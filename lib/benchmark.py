@@ -152,7 +152,8 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
-        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed)
+        # completion as the paper's code runs it, whatever the recipe's (its own code checks ours)
+        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion="condition")
         base = None
         for c in st.candidates:
             res = evaluate(unit, opts, ctx, score_fns[c.bf16], sde, c.sampler,

@@ -147,5 +147,5 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
         arrays["gt3d"] = (ctx.test.gt3d(ctx.frames) / ctx.frames.scale).numpy()[None, :, None]
     arrays |= prep.arrays | unit.outputs(main, ctx, prep)
     return EvalResult(task=unit.name, title=prep.title, table=unit.metrics(preds, ctx, prep, opts),
-                      titles=unit.titles, arrays=arrays, nfe=nfe, seconds=seconds,
+                      titles=unit.titles_for(settings.hypo), arrays=arrays, nfe=nfe, seconds=seconds,
                       samplers={label: describe(cfg) for label, cfg in samplers.items()})

@@ -339,7 +339,7 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     norm = np.where(sn[..., None], prior.frames.normalise(virtual), 0.0)
     s = int(lc.hypotheses)
     out = prior.complete_2d(norm, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,
-                            reduce=prior.config.eval.reduce)
+                            reduce=prior.config.eval.reduce, completion=lc.completion)
     pose, unc = (torch.as_tensor(v) for v in out)
     if lc.smooth:
         pose = _smooth(prior, pose, norm, sn, idx, kps.track, seed)
@@ -413,7 +413,7 @@ def _smooth(prior, pose: torch.Tensor, norm: np.ndarray, seen: np.ndarray, idx: 
     avg = pose[near].mean(1)  # [R, 17, 3]: a missing neighbour counts as the frame itself
     x0 = sde.alpha(torch.tensor(lc.smooth_t)) * avg * scale  # the mean of the pose at that time, as den starts
     cond = torch.cat([torch.as_tensor(norm[rows]).float(), torch.zeros(len(rows), NUM_JOINTS, 1)], -1) * scale
-    task = replace(completion_2d(cond, torch.as_tensor(~seen[rows])), x_init=x0, t_start=lc.smooth_t)
+    task = replace(completion_2d(cond, torch.as_tensor(~seen[rows]), lc.completion), x_init=x0, t_start=lc.smooth_t)
     pose = pose.clone()
     pose[rows] = prior.run_task(task, 1, method="drift_2m", steps=lc.smooth_steps, seed=seed)[:, 0]
     return pose

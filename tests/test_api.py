@@ -31,6 +31,9 @@ def test_every_task_shapes_and_types(prior, test_data):
     assert out.shape == (4, 2, 17, 3) and np.allclose(out[:, :, [0, 1, 4], :2], kps[:, None, [0, 1, 4]], atol=1e-6)
     out = prior.complete_3d(pose, [13, 16], **kw)
     assert np.allclose(out[:, 0, :13], pose[:, :13], atol=1e-6)
+    paper = prior.complete_3d(pose, [13, 16], completion="condition", **kw)
+    alone = prior.complete_3d(pose, [13, 16], completion="impute", **kw)  # the prior alone completes them
+    assert np.allclose(alone[:, 0, :13], pose[:, :13], atol=1e-6) and not np.array_equal(alone, paper)
     assert prior.generate(5, **kw).shape == (5, 17, 3)
     assert prior.denoise(pose, t=0.05, **kw).shape == (4, 17, 3)
     assert prior.score(pose, 0.5).shape == (4, 17, 3)
@@ -63,3 +66,5 @@ def test_bad_input(prior):
         prior.denoise(np.zeros((2, 17, 3)), t=0.0)
     with pytest.raises(ToolkitError, match="unknown method"):
         prior.estimate(good, method="nope")
+    with pytest.raises(ToolkitError, match="completion must be one of"):
+        prior.complete_2d(good, [3], completion="guess")

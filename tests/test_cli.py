@@ -30,6 +30,12 @@ def test_tasks_end_to_end(trained_run, tmp_path):
     for args in (("comp2d", "--jlist", "right_leg,13"), ("comp3d", "--randj", "3"), ("gen", "--num", "20")):
         res = _eval(trained_run, "--pflow", *args, out=tmp_path)
         assert res.returncode == 0, res.stderr[-2000:]
+        if args[0] == "comp3d":  # one hypothesis: its error, no oracle, aggregate or uncertainty rows
+            assert " P1, missing joints " in res.stdout and "oracle" not in res.stdout, res.stdout
+            assert "uncertainty" not in res.stdout and "refined" not in res.stdout
+            assert "no model: nearest training pose on the seen joints, missing joints" in res.stdout
+    res = _eval(trained_run, "--completion", "impute", "comp2d", "--randj", "2", out=tmp_path)
+    assert res.returncode == 0 and "2 missing joints per pose, impute only" in res.stdout, res.stderr[-2000:]
     res = run_module("run.denoise_fc_adv_3d", "--ckpt-dir", str(trained_run), "--out", str(tmp_path),
                      "--steps", "100", "den", "--std", "10", "--t", "0.05")
     assert res.returncode == 0 and "P1 noisy input" in res.stdout, res.stderr[-2000:]

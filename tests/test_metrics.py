@@ -108,6 +108,23 @@ def test_generation_figures_hand_computed():
     assert torch.allclose(approx_mm(torch.ones(1, 2, 3) * 30, Frames(), 0.5)[0, 1], torch.zeros(3))
 
 
+def test_completion_baselines_hand_computed():
+    from lib.tasks.completion import completion_baselines
+
+    a = torch.zeros(17, 3)
+    a[3] = torch.tensor([0.0, 100.0, 0.0])
+    b = torch.zeros(17, 3)
+    b[:, 0] = 10.0 * torch.arange(17)
+    missing = torch.zeros(1, 17, dtype=torch.bool)
+    missing[0, 3] = True
+    base = completion_baselines((b + torch.tensor([500.0, -20.0, 7.0]))[None], torch.stack([a, b]), missing)
+    assert base["nearest"].item() == pytest.approx(0.0, abs=1e-4)  # b, translated onto the seen joints
+    # the mean pose (a + b) / 2 centred on the seen joints: its joint 3 is off by (a3 - b3) / 2 + c / 2, with c the
+    # centroid of b's 16 seen joints, (10 * (136 - 3) / 16, 0, 0)
+    c = 10.0 * (136 - 3) / 16
+    assert base["mean"].item() == pytest.approx(math.hypot(-15.0 + c / 2, 50.0), rel=1e-5)
+
+
 def test_jitter_hand_computed():
     from lib.lift import jitter
 

@@ -11,7 +11,7 @@ from lib.errors import ToolkitError
 from lib.model import ScoreFn, ScoreModelFC_Adv
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig, make_grid, sample
 from lib.sde import VESDE, VPSDE, SubVPSDE
-from lib.tasks.completion import completion_2d, completion_3d, random_missing
+from lib.tasks.completion import COMPLETIONS, completion_2d, completion_3d, random_missing
 from lib.tasks.den import denoising
 from lib.tasks.est import estimation
 from lib.tasks.gen import generation
@@ -138,12 +138,27 @@ def test_completion_keeps_observed_coordinates_exactly(method):
     fn = ScoreFn(random_model(), sde)
     pose = torch.randn(8, 17, 3) * 5
     missing = random_missing(8, 3, torch.Generator().manual_seed(0))
-    for task in (completion_3d(pose, missing), completion_2d(pose, missing)):
+    tasks = [make(pose, missing, how) for make in (completion_3d, completion_2d) for how in COMPLETIONS]
+    for task in tasks:
         x, _ = sample(fn, sde, task, SamplerConfig(method=method, steps=10, rtol=1e-3, atol=1e-3),
                       torch.Generator().manual_seed(0))
         keep = task.observed_mask > 0
         assert torch.equal(x[keep], task.observed[keep])
         assert not torch.equal(x[~keep], torch.zeros_like(x[~keep]))
+
+
+def test_impute_only_completion_hides_the_observation_from_the_network():
+    """'condition' (the paper's) shows the network the observed joints; 'impute' shows it nothing (the unconditional
+    prior) and keeps the same observed coordinates."""
+    pose = torch.randn(4, 17, 3) * 5
+    missing = random_missing(4, 2, torch.Generator().manual_seed(0))
+    for make in (completion_3d, completion_2d):
+        paper, impute = make(pose, missing, "condition"), make(pose, missing, "impute")
+        assert paper.mask.sum() > 0 and (paper.mask * paper.condition).abs().sum() > 0
+        assert not impute.mask.any() and not impute.condition.any()
+        assert torch.equal(paper.observed, impute.observed) and torch.equal(paper.observed_mask, impute.observed_mask)
+    with pytest.raises(ToolkitError, match="completion must be one of condition, impute"):
+        completion_3d(pose, missing, "both")
 
 
 def test_paper_grid_starts_completion_from_the_clean_observation():

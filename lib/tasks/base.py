@@ -90,6 +90,7 @@ class Context:
     seed: int = 0
     num_joints: int = 17
     reduce: str = "refined"            # the aggregate whose error the uncertainty is scored against (eval.reduce)
+    completion: str = "condition"      # how completion tasks use the observation (eval.completion)
 
 
 @dataclass
@@ -121,6 +122,12 @@ class TaskUnit:
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: Any) -> Table:
         """Metrics of network-space predictions [N, S, J, 3], by sampler label (the first is the main one)."""
         raise NotImplementedError
+
+    def titles_for(self, hypo: int) -> dict[str, str]:
+        """Display titles for S = hypo; with one hypothesis the 'oracle' (min over S) is just its error."""
+        if hypo > 1 or not self.aggregates:
+            return self.titles
+        return {k: v.replace(" oracle (min over S)", "").replace(", oracle", "") for k, v in self.titles.items()}
 
     def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict[str, np.ndarray]:
         """Arrays for results.npz computed from the main predictions [N, S, J, 3] (e.g. the aggregates)."""

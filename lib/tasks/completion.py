@@ -11,24 +11,36 @@ from dataclasses import dataclass
 import torch
 
 from lib.errors import ToolkitError
-from lib.metrics import Table
+from lib.metrics import Table, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
 from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task, xyz_mask, zero_z
 from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
 
+COMPLETIONS = ("condition", "impute")
 
-def completion_2d(cond2d: torch.Tensor, missing: torch.Tensor) -> Task:
+
+def _completion(observed: torch.Tensor, mask: torch.Tensor, completion: str) -> Task:
+    """'condition' (the paper's): the observation conditions the network and is imputed. 'impute': it is only
+    imputed, and the unconditional prior completes it. The paper's network sees x - condition times the mask, so
+    a hidden joint looks like one already on its target; briefly trained models then leave it near its initial
+    noise, and 'impute' does better (README 'Completion')."""
+    if completion not in COMPLETIONS:
+        raise ToolkitError(f"completion must be one of {', '.join(COMPLETIONS)}, got {completion!r}")
+    if completion == "condition":
+        return Task(condition=observed, mask=mask, observed=observed, observed_mask=mask)
+    none = torch.zeros_like(observed)
+    return Task(condition=none, mask=none.clone(), observed=observed, observed_mask=mask)
+
+
+def completion_2d(cond2d: torch.Tensor, missing: torch.Tensor, completion: str = "condition") -> Task:
     """Occluded 2D joints (missing [B, J] bool); observed x, y are imputed."""
     cond = zero_z(cond2d) * (~missing).float()[..., None]
-    mask = xyz_mask(~missing, (0, 1))
-    return Task(condition=cond, mask=mask, observed=cond, observed_mask=mask)
+    return _completion(cond, xyz_mask(~missing, (0, 1)), completion)
 
 
-def completion_3d(pose3d: torch.Tensor, missing: torch.Tensor) -> Task:
+def completion_3d(pose3d: torch.Tensor, missing: torch.Tensor, completion: str = "condition") -> Task:
     """Partial 3D pose; the observed joints are imputed, the missing ones sampled."""
-    cond = pose3d * (~missing).float()[..., None]
-    mask = xyz_mask(~missing)
-    return Task(condition=cond, mask=mask, observed=cond, observed_mask=mask)
+    return _completion(pose3d * (~missing).float()[..., None], xyz_mask(~missing), completion)
 
 
 def random_missing(n: int, k: int, generator: torch.Generator, num_joints: int = 17,
@@ -48,6 +60,30 @@ def fixed_missing(n: int, joints: list[int], num_joints: int = 17) -> torch.Tens
     missing = torch.zeros(n, num_joints, dtype=torch.bool)
     missing[:, joints] = True
     return missing
+
+
+def completion_baselines(gt_mm: torch.Tensor, train_mm: torch.Tensor, missing: torch.Tensor, max_ref: int = 20000,
+                         chunk: int = 32) -> dict[str, torch.Tensor]:
+    """Per-row error (mm) over the missing joints of two answers made without a model, the yardstick of comp3d:
+    the mean training pose, and the training pose nearest on the observed joints; each translated so that its
+    observed joints' centroid is the input's. gt_mm [N, J, 3], train_mm [M, J, 3] (camera mm), missing [N, J]."""
+    ref = train_mm[torch.linspace(0, len(train_mm) - 1, min(max_ref, len(train_mm))).long()]  # [R, J, 3]
+    seen = (~missing).float()[..., None]  # [N, J, 1]
+
+    def centred(pose: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # minus the centroid of the seen joints
+        return pose - (pose * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp_min(1.0)
+
+    target = centred(gt_mm, seen)  # [N, J, 3]
+    answers = {"mean": centred(ref.mean(0).expand_as(gt_mm), seen)}
+    nearest = []
+    for i in range(0, len(gt_mm), chunk):
+        w = seen[i:i + chunk, None]  # [n, 1, J, 1]
+        cand = centred(ref[None], w)  # [n, R, J, 3]
+        dist = ((cand - target[i:i + chunk, None]).square() * w).sum((-1, -2))  # [n, R]
+        nearest.append(cand[torch.arange(len(w)), dist.argmin(1)])
+    answers["nearest"] = torch.cat(nearest)
+    err = {k: (v - target).norm(dim=-1) for k, v in answers.items()}  # [N, J]
+    return {k: (v * missing).sum(1) / missing.sum(1).clamp_min(1) for k, v in err.items()}
 
 
 @dataclass
@@ -87,11 +123,13 @@ class _Completion(TaskUnit):
         task = self._task(ctx, missing)
         arrays = {"missing": missing.numpy()[None, :, None]}
         if self.name == "comp2d":
-            arrays["input2d"] = (task.condition[..., :2] / ctx.frames.scale).numpy()[None, :, None]
-        title = f"{self.name}: {float(missing.sum(1).float().mean()):g} missing joints per pose, S = {ctx.hypo} (mm)"
+            arrays["input2d"] = (task.observed[..., :2] / ctx.frames.scale).numpy()[None, :, None]
+        how = "" if ctx.completion == "condition" else f", {ctx.completion} only"
+        title = (f"{self.name}: {float(missing.sum(1).float().mean()):g} missing joints per pose{how}, S = {ctx.hypo}"
+                 f" (mm)")
         info = {"missing": missing, "input2d": None, "seen": None}
         if self.name == "comp2d":  # the 2D input of the observed joints (for jpma)
-            info |= {"input2d": task.condition[..., :2], "seen": ~missing}
+            info |= {"input2d": task.observed[..., :2], "seen": ~missing}
         return Prepared(task=task, title=title, arrays=arrays, info=info)
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
@@ -112,13 +150,28 @@ class Completion2D(_Completion):
     help = "completion from occluded 2D keypoints"
 
     def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
-        return completion_2d(ctx.test.cond2d(ctx.frames), missing)
+        return completion_2d(ctx.test.cond2d(ctx.frames), missing, ctx.completion)
 
 
 @register_task
 class Completion3D(_Completion):
     name = "comp3d"
     help = "completion of partial 3D poses"
+    needs_train = True
+    titles = _Completion.titles | {
+        "baseline_mean_missing": "no model: mean training pose, missing joints",
+        "baseline_nearest_missing": "no model: nearest training pose on the seen joints, missing joints"}
 
     def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
-        return completion_3d(ctx.test.gt3d(ctx.frames), missing)
+        return completion_3d(ctx.test.gt3d(ctx.frames), missing, ctx.completion)
+
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+                ) -> Table:
+        """The completion rows, and the error of the two answers made without a model (with training data)."""
+        table = super().metrics(preds, ctx, prep, opts)
+        if ctx.train is None:
+            return table
+        base = completion_baselines(torch.from_numpy(ctx.test.pose_cam).float(),
+                                    torch.from_numpy(ctx.train.pose_cam).float(), prep.info["missing"])
+        return table | per_action({f"baseline_{k}_missing": v.numpy() for k, v in base.items()},
+                                  ctx.test.action_name)

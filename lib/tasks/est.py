@@ -39,6 +39,8 @@ class Estimation(TaskUnit):
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
         pred = next(iter(preds.values()))
         table = score_hypotheses(pred, ctx, prep.info["input2d"], None, prep.info.get("refined"))
+        if pred.shape[1] == 1:
+            return table
         spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()
         return table | per_action({"diversity": spread}, ctx.test.action_name)
 

@@ -55,7 +55,10 @@ def score_hypotheses(pred: torch.Tensor, ctx: Context, input2d: torch.Tensor | N
     for suffix, joints in subsets.items():
         hyp = _errors(pred_mm, gt[:, None], None if joints is None else joints[:, None])  # [N, S] each
         rows |= {f"{k}{suffix}": v.min(1).values for k, v in hyp.items()}
-        rows |= {f"{k}_hyp_mean{suffix}": hyp[k].mean(1) for k in ("p1", "p2")}
+        if pred.shape[1] > 1:
+            rows |= {f"{k}_hyp_mean{suffix}": hyp[k].mean(1) for k in ("p1", "p2")}
+    if pred.shape[1] == 1:  # one hypothesis: no aggregate, spread or mean of errors to report
+        return per_action({k: v.numpy() for k, v in rows.items()}, ctx.test.action_name)
     poses = {name: aggregate(pred, name, input2d=input2d, seen=seen, refined=refined)
              for name in AGGREGATORS}
     for name, pose in poses.items():
