@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from lib.errors import ToolkitError
-from lib.metrics import Table, per_action
+from lib.metrics import Table, masked_mean, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
 from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task, xyz_mask, zero_z
 from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
@@ -83,7 +83,7 @@ def completion_baselines(gt_mm: torch.Tensor, train_mm: torch.Tensor, missing: t
         nearest.append(cand[torch.arange(len(w)), dist.argmin(1)])
     answers["nearest"] = torch.cat(nearest)
     err = {k: (v - target).norm(dim=-1) for k, v in answers.items()}  # [N, J]
-    return {k: (v * missing).sum(1) / missing.sum(1).clamp_min(1) for k, v in err.items()}
+    return {k: masked_mean(v, missing) for k, v in err.items()}
 
 
 @dataclass

@@ -51,13 +51,14 @@ def score_hypotheses(pred: torch.Tensor, ctx: Context, input2d: torch.Tensor | N
     pred_mm = ctx.test.rows.network_to_camera(pred, ctx.frames)  # [N, S, J, 3]
     gt = torch.from_numpy(ctx.test.pose_cam).float()
     subsets = {"": None} | ({"_missing": missing} if missing is not None else {})
+    single = pred.shape[1] == 1  # one hypothesis: its own error; no mean of errors, aggregate or spread
     rows: dict[str, torch.Tensor] = {}
     for suffix, joints in subsets.items():
         hyp = _errors(pred_mm, gt[:, None], None if joints is None else joints[:, None])  # [N, S] each
         rows |= {f"{k}{suffix}": v.min(1).values for k, v in hyp.items()}
-        if pred.shape[1] > 1:
+        if not single:
             rows |= {f"{k}_hyp_mean{suffix}": hyp[k].mean(1) for k in ("p1", "p2")}
-    if pred.shape[1] == 1:  # one hypothesis: no aggregate, spread or mean of errors to report
+    if single:
         return per_action({k: v.numpy() for k, v in rows.items()}, ctx.test.action_name)
     poses = {name: aggregate(pred, name, input2d=input2d, seen=seen, refined=refined)
              for name in AGGREGATORS}
