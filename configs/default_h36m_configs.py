@@ -1,10 +1,12 @@
-"""Default configuration: GFPose U3D on Human3.6M (DESIGN.md section 4). Every hyperparameter lives here."""
+"""Default configuration: GFPose U3D on Human3.6M (docs/design.md, 'Network and checkpoints').
+
+Every hyperparameter lives here."""
 import ml_collections
 
 
 def get_default_configs() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.version = 2                     # config layout version (lib/config_utils.py migrates older ones)
+    config.version = 3                     # config layout version (lib/config_utils.py migrates older ones)
     config.seed = 42
 
     config.data = data = ml_collections.ConfigDict()
@@ -19,6 +21,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
     data.use_gt_2d = False                 # condition on ground-truth 2D (True) or detections (False)
     data.train_sample = 1                  # keep every k-th training row
     data.test_sample = 1                   # keep every k-th test row (the paper evaluates with 640)
+    # Validation rows (training.select_on = 'val'): held out of the training split for model selection; every
+    # k-th training sequence (subject, action, subaction) with k = 1 / val_fraction, or every row of val_subjects.
+    data.val_fraction = 0.1
+    data.val_subjects = ""                 # e.g. "8": hold out a whole training subject instead
     data.flip = False                      # random horizontal flip during training
 
     config.model = model = ml_collections.ConfigDict()
@@ -29,7 +35,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     model.dropout = 0.25
     model.num_groups = 32
     model.ema_rate = 0.9999
-    model.ema_halflife = 0.0               # > 0: EMA decay with a half-life of this fraction of n_iters
+    model.ema_halflife = 0.0               # > 0: EMA with a half-life of this share of the run (steps or budget)
     model.sigma_min = 0.01                 # only the VE SDE and the legacy `sigmas` buffer use these
     model.sigma_max = 50.0
     model.num_scales = 1000
@@ -39,10 +45,11 @@ def get_default_configs() -> ml_collections.ConfigDict:
     config.training = training = ml_collections.ConfigDict()
     training.sde = "subvpsde"
     training.batch_size = 1000             # global batch, split over ranks under torchrun
-    training.n_iters = 200_000             # stop after this many optimiser steps
-    training.max_minutes = 0.0             # stop after this wall-clock time (0 = no limit)
-    training.budget_minutes = 0.0          # > 0: set n_iters from the measured step time to end in this budget
-                                           # (schedules that depend on n_iters then fit the budget)
+    training.n_iters = 200_000             # the run's length in optimiser steps (0 with a budget)
+    training.budget_minutes = 0.0          # > 0: the run's length in wall-clock minutes instead of n_iters; the
+                                           # schedules follow the share of the budget spent (lib/schedule.py)
+    training.max_minutes = 0.0             # a hard stop after this wall-clock time (0 = none)
+    training.select_on = "val"             # best_model.pth by the monitor on: val (data.val_*) | test (the paper's)
     training.eps = 1e-5                    # t ~ U(eps, 1)
     training.log_every = 100
     training.eval_every = 5000             # steps between evaluations (best checkpoint by P1)
@@ -60,7 +67,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     optim.eps = 1e-8
     optim.weight_decay = 0.0
     optim.warmup = 5000
-    optim.warmup_frac = 0.0                # > 0: warm-up over this fraction of n_iters instead
+    optim.warmup_frac = 0.0                # > 0: warm-up over this share of the run (steps or budget) instead
     optim.schedule = "constant"            # constant (the paper's: warm-up, then constant) | cosine
     optim.lr_final = 0.0                   # cosine: the final learning rate as a fraction of optim.lr
     optim.grad_clip = 1.0
@@ -107,7 +114,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.train_method = "drift_2m"
     evaluation.train_steps = 20
     evaluation.train_schedule = "auto"
-    evaluation.train_max_poses = 2000      # test poses used by that evaluation
+    evaluation.train_max_poses = 2000      # validation poses used by that evaluation
 
     # run.lift / PosePrior.lift: keypoints of any 2D detector to 3D in camera millimetres (lib/lift.py)
     config.lift = lift = ml_collections.ConfigDict()

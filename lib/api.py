@@ -7,10 +7,10 @@
     one = prior.estimate(kps_norm, pflow=True, fast=True)        # the paper's deterministic sampler, fast form
     mm = prior.estimate(kps_px, camera=(fx, fy, cx, cy), root_depth=depth)   # [N, 1, 17, 3] camera mm
 
-Normalised coordinates are those of DESIGN.md section 3 (x, y in [-1, 1] over a 1000 px image, z relative
-depth); the network sees them times data.scale. Inputs may be numpy arrays or tensors; the output has the
-input's type. Large inputs are sampled in chunks of eval.batch_size rows; bad input raises ToolkitError (a
-ValueError) with a one-line message.
+Normalised coordinates are those of docs/design.md, 'Data and coordinate frames' (x, y in [-1, 1] over a 1000 px
+image, z relative depth); the network sees them times data.scale. Inputs may be numpy arrays or tensors; the
+output has the input's type. Large inputs are sampled in chunks of eval.batch_size rows; bad input raises
+ToolkitError (a ValueError) with a one-line message.
 """
 from __future__ import annotations
 
@@ -145,7 +145,8 @@ class PosePrior:
             raise ToolkitError("camera must hold finite numbers with fx, fy > 0")
         if not (torch.isfinite(depth).all() and (depth > 0).all()):
             raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
-        # the root sits at its keypoint at root_depth; the box is the 2 m square around it (DESIGN.md section 3)
+        # the root sits at its keypoint at root_depth; the box is the 2 m square around it (docs/design.md,
+        # 'Data and coordinate frames')
         root = unproject(kps[:, 0].double(), depth, cam)
         return cam, box_around_root(root, cam), depth
 

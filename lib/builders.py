@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import ml_collections
+import numpy as np
 import torch
 
 from lib.camera import Frames
 from lib.checkpoint import check_compatible, clean_state_dict, load_checkpoint
 from lib.config_utils import config_from_json
-from lib.data import PoseData, load_split
+from lib.data import PoseData, load_split, parse_subjects, validation_mask
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
 from lib.model import ScoreFn, ScoreModelFC_Adv
@@ -116,10 +117,27 @@ def build_optimizer(config: ml_collections.ConfigDict, params) -> torch.optim.Op
 
 
 def load_data(config: ml_collections.ConfigDict, split: str) -> PoseData:
+    """The 'train' or 'test' rows (the training rows without the validation rows, see load_train_val)."""
+    if split == "train":
+        return load_train_val(config)[0]
     d = config.data
-    file = d.train_file if split == "train" else d.test_file
-    sample = d.train_sample if split == "train" else d.test_sample
-    return load_split(d.root, file, d.det_file, split, sample, d.use_gt_2d, d.num_joints)
+    return load_split(d.root, d.test_file, d.det_file, "test", d.test_sample, d.use_gt_2d, d.num_joints)
+
+
+def load_train_val(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseData | None]:
+    """Training rows and the validation rows held out of them for model selection: with training.select_on = 'val'
+    data.val_fraction of the training sequences, or every row of data.val_subjects; with 'test' (the paper's) all
+    training rows and no validation rows (the monitor then scores the test split)."""
+    d = config.data
+    rows = load_split(d.root, d.train_file, d.det_file, "train", 1, d.use_gt_2d, d.num_joints)
+    if config.training.select_on == "test":
+        return rows.subset(slice(None, None, d.train_sample)), None
+    held = validation_mask(rows, d.val_fraction, parse_subjects(d.val_subjects))
+    if not held.any() or held.all():
+        raise ToolkitError(f"data.val_subjects ({d.val_subjects or 'none'}) / data.val_fraction ({d.val_fraction}) "
+                           f"hold out {'no' if not held.any() else 'every'} row of {d.root}/{d.train_file}; choose "
+                           f"other validation subjects or a fraction, or select on the test rows (--select-on test)")
+    return rows.subset(np.flatnonzero(~held)[::d.train_sample]), rows.subset(np.flatnonzero(held))
 
 
 def checkpoint_path(ckpt_dir: str | Path, best: bool) -> Path:

@@ -1,6 +1,6 @@
 """Coordinate frames, the one home of every conversion (after VideoPose3D's common/camera.py).
 
-Frames (DESIGN.md section 3):
+Frames (docs/design.md, 'Data and coordinate frames'):
   world     millimetres, Z up (mocap)                        -> camera: `Camera.world_to_camera`
   camera    millimetres, camera frame (`joint_3d_camera`)     <-> image: `camera_to_image` / `image_to_camera`
   image     x, y pinhole pixels; z = ratio * (Z - Z_pelvis)   (`joint_3d_image`), ratio = (box width + 1) / 2000

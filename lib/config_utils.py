@@ -16,7 +16,9 @@ from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
 from lib.tasks.completion import COMPLETIONS
 
-VERSION = 2  # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
+# 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
+# 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
+VERSION = 3
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -143,14 +145,15 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "model.num_scales": _POS_INT, "model.beta_min": _POS, "model.beta_max": _POS, "model.sigma_min": _POS,
     "model.sigma_max": _POS,
     "training.sde": _one_of("subvpsde", "vpsde", "vesde"), "training.batch_size": _POS_INT,
-    "training.n_iters": _POS_INT, "training.max_minutes": _num(0.0), "training.eps": _num(0.0, 1.0, True, True),
+    "training.n_iters": _NONNEG_INT, "training.max_minutes": _num(0.0), "training.eps": _num(0.0, 1.0, True, True),
     "training.log_every": _POS_INT, "training.eval_every": _NONNEG_INT, "training.snapshot_every": _NONNEG_INT,
     "training.mask_whole_p": _PROB, "training.mask_part_p": _PROB, "training.mask_joint_p": _PROB,
     "training.cond_3d_p": _PROB,
     "optim.lr": _POS, "optim.beta1": _num(0.0, 1.0, hi_open=True), "optim.eps": _POS, "optim.weight_decay": _num(0.0),
     "optim.warmup": _NONNEG_INT, "optim.grad_clip": _num(0.0), "optim.warmup_frac": _num(0.0, 0.5),
     "optim.schedule": _one_of("constant", "cosine"), "optim.lr_final": _PROB, "model.ema_halflife": _num(0.0, 1.0),
-    "training.budget_minutes": _num(0.0),
+    "training.budget_minutes": _num(0.0), "training.select_on": _one_of("val", "test"),
+    "data.val_fraction": _num(0.0, 0.5, lo_open=True),
     "sampling.steps": _POS_INT, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
     "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
     "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
@@ -172,6 +175,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             continue
         if (need := check(value)) is not None:
             raise ToolkitError(f"config field {key} = {value!r} must be {need}")
+    t = config.training
+    if (t.n_iters > 0) == (t.budget_minutes > 0):
+        raise ToolkitError(f"training.n_iters ({t.n_iters}) and training.budget_minutes ({t.budget_minutes:g}) both "
+                           f"{'set' if t.n_iters else 'leave open'} the length of the run; give one of them and set "
+                           f"the other to 0")
     m = config.model
     if m.hidden_dim % m.num_groups:
         raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
@@ -189,15 +197,21 @@ _RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_r
 
 
 def _migrate(stored: dict) -> dict:
-    """Configs written before VERSION 2: old sampler names, and 'uniform' was the default grid of em then."""
-    if stored.get("version", 1) >= VERSION:
-        return stored
-    sampling = stored.get("sampling", {})
-    if sampling.get("method") in _RENAMED:
-        sampling["method"] = _RENAMED[sampling["method"]]
-    if sampling.get("schedule") == "uniform":
-        sampling["schedule"] = "auto"
-    stored.pop("eval", None)  # the old monitor settings (EM / probability-flow ODE) are replaced by the defaults
+    """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
+    Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted."""
+    version = stored.get("version", 1)
+    if version < 2:
+        sampling = stored.get("sampling", {})
+        if sampling.get("method") in _RENAMED:
+            sampling["method"] = _RENAMED[sampling["method"]]
+        if sampling.get("schedule") == "uniform":
+            sampling["schedule"] = "auto"
+        stored.pop("eval", None)  # the old monitor settings (EM / probability-flow ODE) are replaced by the defaults
+    if version < 3:
+        training = stored.setdefault("training", {})
+        training["select_on"] = "test"
+        if training.get("budget_minutes", 0) > 0:
+            training["n_iters"] = 0
     stored["version"] = VERSION
     return stored
 

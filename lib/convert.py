@@ -1,5 +1,6 @@
 """Converters from the forms people have (3d-pose-baseline h5, VideoPose3D npz, CMU BVH / npz) to the
-H36M-Toolbox pickle layout of DESIGN.md section 3, so that training and evaluation run unchanged.
+H36M-Toolbox pickle layout (docs/design.md, 'Data and coordinate frames'), so that training and evaluation run
+unchanged.
 
 Every converter yields world-frame poses in millimetres per (subject, action, subaction) and a camera for
 each view; `camera_rows` turns them into rows, and `Collector` writes the pickles atomically.
@@ -539,11 +540,3 @@ def _load_pack(path: Path) -> dict[str, np.ndarray]:
     if data["poses_3d"].ndim != 3 or data["poses_3d"].shape[1:] != (17, 3):
         raise ToolkitError(f"{path}: poses_3d has shape {data['poses_3d'].shape}, expected (N, 17, 3)")
     return data
-
-
-def parse_subjects(text: str) -> list[int]:
-    try:
-        return [int(s.strip().lstrip("S")) for s in text.split(",") if s.strip()]
-    except ValueError as e:
-        raise ToolkitError(f"subject list '{text}' should look like 1,5,6,7,8") from e
-

@@ -1,4 +1,4 @@
-"""Human3.6M-Toolbox pickle datasets (DESIGN.md section 3) as flat arrays.
+"""Human3.6M-Toolbox pickle datasets (docs/design.md, 'Data and coordinate frames') as flat arrays.
 
 Every source (Human3.6M, the synthetic default, CMU, your own) is brought into this layout, so one loader and
 one evaluator serve all. Coordinate conversions live in lib/camera.py.
@@ -75,7 +75,7 @@ def camera_rows(world: np.ndarray, cam: Camera, meta: dict, frames: np.ndarray |
     """Rows in the H36M-Toolbox layout for poses world [N, J, 3] (mm) seen by one camera.
 
     meta holds action, subject, subaction, cameraid (and optionally action_name); frames the frame numbers.
-    joint_3d_image and box follow DESIGN.md section 3 (lib/camera.py).
+    joint_3d_image and box follow docs/design.md, 'Data and coordinate frames' (lib/camera.py).
     """
     n = world.shape[0]
     intr = np.broadcast_to(cam.intrinsics, (n, 4))
@@ -125,7 +125,7 @@ def rows_to_posedata(rows: list[dict], path: Path, num_joints: int = 17) -> Pose
     missing = [f for f in REQUIRED_FIELDS if f not in rows[0]]
     if missing:
         raise ToolkitError(f"{path}: rows lack field(s) {', '.join(missing)}; expected the H36M-Toolbox layout "
-                           f"of DESIGN.md section 3")
+                           f"of docs/design.md, 'Data and coordinate frames'")
     try:
         cam = np.array([[np.asarray(r["camera_param"][k], dtype=np.float64).item() for k in ("fx", "fy", "cx", "cy")]
                         for r in rows], dtype=np.float64)
@@ -190,3 +190,27 @@ def load_split(root: str | Path, file: str, det_file: str, split: str, sample: i
                                f"run.prepare_data), or condition on ground-truth 2D with --gt (data.use_gt_2d=true)")
         data = attach_detections(data, load_pickle(det_path), split, det_path)
     return data.subset(slice(None, None, sample))
+
+
+def validation_mask(data: PoseData, fraction: float, subjects: tuple[int, ...]) -> np.ndarray:
+    """[N] bool: the training rows held out for validation (model selection), never test rows.
+
+    With `subjects`, every row of those subjects; else `fraction` of the sequences (subject, action, subaction), the
+    first ones of a fixed random order of them, so that the held-out sequences spread over subjects and actions and
+    do not change with the run's seed."""
+    if subjects:
+        return np.isin(data.subject, subjects)
+    seq = np.stack([data.subject, data.action, data.subaction], 1)
+    unique, inverse = np.unique(seq, axis=0, return_inverse=True)
+    order = np.random.default_rng(0).permutation(len(unique))
+    held = np.zeros(len(unique), bool)
+    held[order[:max(int(round(fraction * len(unique))), 1)]] = True
+    return held[inverse.reshape(-1)]
+
+
+def parse_subjects(text: str) -> tuple[int, ...]:
+    """'9,11' or 'S9, S11' -> (9, 11); '' -> ()."""
+    try:
+        return tuple(int(s.strip().upper().lstrip("S")) for s in text.split(",") if s.strip())
+    except ValueError as e:
+        raise ToolkitError(f"subject list '{text}' should look like 1,5,6,7,8") from e

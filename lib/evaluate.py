@@ -95,7 +95,7 @@ class EvalResult:
     title: str                                  # for display
     table: Table                                # metric id -> column -> value
     titles: dict[str, str]                      # metric id -> display title
-    arrays: dict[str, np.ndarray]               # results.npz content (DESIGN.md section 6)
+    arrays: dict[str, np.ndarray]               # results.npz content (docs/design.md, 'Results files')
     nfe: float                                  # network evaluations per sample (main sampler)
     seconds: float                              # sampling time (main sampler)
     samplers: dict[str, str] = field(default_factory=dict)   # label -> description of every sampler run

@@ -112,3 +112,10 @@ def check_writable(path: str | Path, what: str, is_dir: bool = False) -> Path:
     if not is_dir and path.exists() and not os.access(path, os.W_OK):
         raise ToolkitError(f"{what} {path} is read-only; choose another file")
     return path
+
+
+def last_results_pointer() -> Path:
+    """The per-user file that names the results.npz the last evaluation wrote (what a bare run.visualize draws):
+    $XDG_CACHE_HOME/gfpose/last_results, by default ~/.cache/gfpose/last_results."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "gfpose" / "last_results"

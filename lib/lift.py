@@ -1,7 +1,7 @@
 """From any 2D detector to 3D in camera millimetres: keypoint readers, skeleton mapping, unknown cameras, video.
 
 Pipeline (README 'Lift your own keypoints'):
- 1. Read the detector's file and map its joints to the 17 Human3.6M joints (tables below, DESIGN.md section 8).
+ 1. Read the detector's file and map its joints to the 17 Human3.6M joints (tables below, docs/design.md, 'Keypoint formats').
     Joints without a counterpart (spine and head top for COCO and OpenPose), below `lift.min_conf`, or dropped by
     the detector are missing: the prior completes them (comp2d semantics) and the output flags them.
  2. Camera: the given intrinsics, else a default from the image size: f = max(W, H) (a 53 degree field of view
@@ -38,7 +38,7 @@ NUM_JOINTS = 17
 Mid = tuple[int, int]  # a joint made as the midpoint of two source joints
 Table = dict[int, int | Mid | None]
 
-# Human3.6M joint <- source joint (DESIGN.md section 2 and 8); None: no counterpart (the prior completes it)
+# Human3.6M joint <- source joint (docs/design.md, 'Skeleton' and 'Keypoint formats'); None: no counterpart (the prior completes it)
 COCO17 = {0: (11, 12), 1: 12, 2: 14, 3: 16, 4: 11, 5: 13, 6: 15, 7: None, 8: (5, 6), 9: 0, 10: None, 11: 5, 12: 7,
           13: 9, 14: 6, 15: 8, 16: 10}
 BODY25 = {0: 8, 1: 9, 2: 10, 3: 11, 4: 12, 5: 13, 6: 14, 7: None, 8: 1, 9: 0, 10: None, 11: 5, 12: 6, 13: 7, 14: 2,
@@ -55,11 +55,13 @@ DEFAULT_POSE_STATS = {
     "bone_px": [21.0, 90.2, 94.9, 20.9, 90.2, 95.0, 50.7, 57.6, 24.8, 25.6, 24.6, 59.5, 50.3, 24.6, 59.5, 50.2]}
 
 
-def pose_stats(pose_cam: np.ndarray, pose_img: np.ndarray) -> dict[str, list[float]]:
-    """The skeleton statistics a checkpoint carries for lifting: mean 3D bone lengths (mm) and median 2D ones (px)."""
+def pose_stats(pose_cam: np.ndarray, pose_img: np.ndarray, cam: np.ndarray) -> dict[str, list[float]]:
+    """What a checkpoint carries for lifting: the training skeleton's mean 3D bone lengths (mm) and median 2D ones
+    (px), and the training cameras' median intrinsics (fx, fy, cx, cy), the virtual camera lifting maps onto."""
     px = np.concatenate([pose_img[..., :2], np.zeros_like(pose_img[..., :1])], -1)
     return {"bone_mm": bone_lengths(torch.from_numpy(pose_cam)).mean(0).tolist(),
-            "bone_px": bone_lengths(torch.from_numpy(px)).median(0).values.tolist()}
+            "bone_px": bone_lengths(torch.from_numpy(px)).median(0).values.tolist(),
+            "camera": np.median(cam, axis=0).tolist()}
 
 
 @dataclass
@@ -309,7 +311,7 @@ class LiftResult:
                    for p in range(self.valid.shape[1]) if self.valid[t, p]] for t in range(len(self.frames))]
         write_json(out / "poses.json", {"camera": {"fx": self.camera[0], "fy": self.camera[1], "cx": self.camera[2],
                                                    "cy": self.camera[3], "given": self.camera_given},
-                                        "joints": "Human3.6M 17 (DESIGN.md section 2)", "notes": self.notes,
+                                        "joints": "Human3.6M 17 (docs/design.md, 'Skeleton')", "notes": self.notes,
                                         "frames": [{"frame": f, "people": ps} for f, ps in zip(self.frames, people,
                                                                                                strict=True)]})
         return [out / "poses.npz", out / "poses.json"]
@@ -360,7 +362,7 @@ def _size(image_size, kps: Keypoints) -> tuple[float, float]:
 
 
 def _virtual_rows(prior, focal: np.ndarray, depth: np.ndarray):
-    """The virtual cameras (focal, centred) with each root on the optical axis at `depth` (DESIGN.md section 3)."""
+    """The virtual cameras (focal, centred) with each root on the optical axis at `depth` (docs/design.md, 'Data and coordinate frames')."""
     c = np.full_like(focal, prior.frames.image_size / 2.0)
     cam = np.stack([focal, focal, c, c], -1)
     return RowCameras(cam, box_around_root(np.stack([0 * depth, 0 * depth, depth], -1), cam), depth)

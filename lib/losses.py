@@ -1,4 +1,5 @@
-"""Denoising score matching with random condition masking (the GFPose training objective, DESIGN.md section 4)."""
+"""Denoising score matching with random condition masking: the GFPose training objective (docs/design.md,
+'Training')."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,6 +1,6 @@
 """Pose errors as the paper computes them, and per-action tables keyed by stable metric ids.
 
-Protocol 1 (`mpjpe`, DESIGN.md section 5): the mean joint distance in mm between the prediction mapped to the
+Protocol 1 (`mpjpe`, docs/design.md, 'Metrics'): the mean joint distance in mm between the prediction mapped to the
 camera frame and `joint_3d_camera`, **without** root alignment. Protocol 2 (`pa_mpjpe`): the same after a
 MATLAB-style Procrustes alignment (scale, rotation, translation, `reflection='best'`). `mpjpe_root` is the
 root-aligned MPJPE that most other papers call Protocol 1; the tables show it as a separate row.

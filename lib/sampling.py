@@ -1,11 +1,11 @@
 """Samplers for the reverse process, in a table; each is driven by a Task (condition, mask, imputation, start).
 
-The paper's two samplers (DESIGN.md section 5), on its grid t_i = linspace(T, eps, N) with a fixed step 1/N:
+The paper's two samplers (docs/design.md, 'Samplers'), on its grid t_i = linspace(T, eps, N) with a fixed step 1/N:
   'em'     Euler-Maruyama on the reverse SDE, x <- x + [f - g^2 s] dt + g sqrt(|dt|) z   (the default)
   'drift'  the paper's `--pflow`: the same drift with the *full* score and no noise, x <- x + [f - g^2 s] dt.
            It is not the probability-flow ODE; it is a deterministic, mode-seeking process.
 Fast forms, exact in the linear part (exponential integrators in the half log-SNR lambda = log(alpha/sigma),
-h = lambda' - lambda, D the data prediction (x - sigma eps) / alpha; Lu et al. 2022, DESIGN.md section 5):
+h = lambda' - lambda, D the data prediction (x - sigma eps) / alpha; Lu et al. 2022, docs/design.md, 'Samplers'):
   'drift_ddim', 'drift_2m'  the drift-only process: x' = (sigma'/sigma) e^{-h} x + alpha' (1 - e^{-2h}) D
                             (DDIM with eta 1 and the noise left out); 2m adds the 2nd-order multistep term.
   'ddim', 'dpm2m' with eta  x' = (sigma'/sigma) e^{-eta h} x + alpha' (1 - e^{-(1+eta) h}) D

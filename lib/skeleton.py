@@ -1,4 +1,4 @@
-"""Human3.6M 17-joint skeleton (DESIGN.md section 2)."""
+"""Human3.6M 17-joint skeleton (docs/design.md, 'Skeleton')."""
 from __future__ import annotations
 
 import torch

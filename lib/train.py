@@ -2,14 +2,15 @@
 
 Randomness of step k comes from a generator seeded with (seed, k, rank) and the data order of epoch e from
 (seed, e), so a resumed run continues exactly without storing RNG states. Under torchrun the global batch is
-split over ranks; rank 0 alone logs and writes.
+split over ranks; rank 0 alone logs and writes. The schedules follow the run's progress (lib/schedule.py); the
+monitor that picks best_model.pth scores the validation rows (lib/builders.load_train_val), never the test rows
+unless training.select_on = 'test' asks for the paper's behaviour.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from lib.builders import (
     build_sde,
     frames_of,
     load_data,
+    load_train_val,
     load_weights,
 )
 from lib.checkpoint import load_checkpoint, save_checkpoint
@@ -40,12 +42,14 @@ from lib.data import PoseData
 from lib.ema import ExponentialMovingAverage
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import sample_task
-from lib.io import pid_alive, remove_stale_temps, write_json, write_text
+from lib.io import write_json, write_text
 from lib.lift import pose_stats
 from lib.losses import Batch, get_loss_fn
 from lib.metrics import mpjpe, mpjpe_root, per_action
 from lib.model import ScoreFn
+from lib.run_folder import RunFolder, StopSignals, setup_logging
 from lib.sampling import SamplerConfig
+from lib.schedule import Progress, ema_decay, learning_rate
 from lib.sde import SDE
 from lib.skeleton import flip_pose
 from lib.tasks.est import estimation
@@ -58,27 +62,6 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 4099 + rank) % (2 ** 63)
 
 
-def warmup_steps(config: ml_collections.ConfigDict) -> int:
-    o = config.optim
-    return int(o.warmup_frac * config.training.n_iters) if o.warmup_frac > 0 else o.warmup
-
-
-def learning_rate(config: ml_collections.ConfigDict, step: int) -> float:
-    """Linear warm-up, then constant (the paper's optim.schedule) or a cosine decay to optim.lr_final * lr at
-    training.n_iters (a python float, so checkpoints load with weights_only=True)."""
-    o, warm = config.optim, max(warmup_steps(config), 1)
-    if step + 1 < warm or o.schedule == "constant":
-        return float(o.lr * min((step + 1) / warm, 1.0))
-    progress = min((step + 1 - warm) / max(config.training.n_iters - warm, 1), 1.0)
-    return float(o.lr * (o.lr_final + (1.0 - o.lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))))
-
-
-def ema_decay(config: ml_collections.ConfigDict) -> float:
-    """model.ema_rate, or with model.ema_halflife > 0 the decay whose half-life is that fraction of the run."""
-    h = config.model.ema_halflife
-    return config.model.ema_rate if h <= 0 else 0.5 ** (1.0 / max(h * config.training.n_iters, 1.0))
-
-
 @dataclass
 class TrainState:
     """Everything a step changes; its checkpoint is the official U3D layout plus our config and best metric."""
@@ -88,18 +71,22 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     step: int = 0
     best: float = math.inf
-    pose_stats: dict | None = None    # the training skeleton, for lifting (lib/lift.pose_stats)
+    elapsed: float = 0.0                  # training seconds of the runs this one resumes (budget runs)
+    pose_stats: dict | None = None        # the training skeleton, for lifting (lib/lift.pose_stats)
+    progress: Progress | None = None      # where the run is (lib/schedule.py); set by the loop
 
     @classmethod
     def create(cls, config: ml_collections.ConfigDict, device: torch.device) -> TrainState:
         torch.manual_seed(config.seed)  # identical initial weights on every rank and in every run
         model = build_model(config).to(device)
-        return cls(model, ExponentialMovingAverage(model.parameters(), ema_decay(config)),
+        return cls(model, ExponentialMovingAverage(model.parameters(), config.model.ema_rate),
                    build_optimizer(config, model.parameters()))
 
     def checkpoint(self, config: ml_collections.ConfigDict, epoch: int, with_optimizer: bool) -> dict:
+        elapsed = self.progress.elapsed() if self.progress is not None else self.elapsed
         state = {"model_state_dict": self.model.state_dict(), "ema": self.ema.state_dict(), "epoch": epoch,
-                 "step": self.step, "config": config_to_json(config), "best_metric": self.best}
+                 "step": self.step, "config": config_to_json(config), "best_metric": self.best,
+                 "elapsed_seconds": float(elapsed)}
         if self.pose_stats is not None:
             state["pose_stats"] = self.pose_stats
         if with_optimizer:
@@ -112,6 +99,7 @@ class TrainState:
         if "optimizer_state_dict" in state:
             self.optimizer.load_state_dict(state["optimizer_state_dict"])  # moves its state to the parameters
         self.step, self.best = int(state["step"]), float(state.get("best_metric", math.inf))
+        self.elapsed = float(state.get("elapsed_seconds", 0.0))
 
     def ema_model(self) -> torch.nn.Module:
         """A copy of the network holding the EMA weights, in eval mode."""
@@ -122,16 +110,19 @@ class TrainState:
 
 def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Module
                 ) -> Callable[[TrainState, Batch], torch.Tensor]:
-    """step_fn(state, batch): warm-up lr, DSM loss through `net` (the model, or its DDP wrapper), gradient clip,
-    Adam, EMA; returns the detached loss."""
+    """step_fn(state, batch): advance the run's progress, set the learning rate and EMA decay it gives
+    (lib/schedule.py), DSM loss through `net` (the model, or its DDP wrapper), gradient clip, Adam, EMA; returns
+    the detached loss."""
     loss_fn = get_loss_fn(sde, config.training)
     score_fn = ScoreFn(net, sde)
     amp = config.training.amp and bf16_supported(next(net.parameters()).device)
     clip = config.optim.grad_clip
 
     def step_fn(state: TrainState, batch: Batch) -> torch.Tensor:
+        advanced = state.progress.advance(state.step + 1)
         for group in state.optimizer.param_groups:
-            group["lr"] = learning_rate(config, state.step)
+            group["lr"] = learning_rate(config, state.step, state.progress.value)
+        state.ema.decay = ema_decay(config, advanced)
         with torch.autocast(batch.x0.device.type, dtype=torch.bfloat16, enabled=amp):
             loss = loss_fn(score_fn, batch)
         state.optimizer.zero_grad(set_to_none=True)
@@ -181,14 +172,16 @@ def mean_pose_p1(train: PoseData, test: PoseData) -> float:
 
 
 class Monitor:
-    """Single-hypothesis estimation on a fixed subset of the test rows with the deterministic monitor sampler;
-    P1 as the paper defines it (and the root-aligned MPJPE), averaged over actions."""
+    """Single-hypothesis estimation on a fixed subset of the selection rows (validation, or the test split with
+    training.select_on = 'test') with the deterministic monitor sampler; P1 as the paper defines it (and the
+    root-aligned MPJPE), averaged over actions."""
 
-    def __init__(self, config: ml_collections.ConfigDict, test: PoseData, device: torch.device):
+    def __init__(self, config: ml_collections.ConfigDict, rows: PoseData, device: torch.device):
         e = config.eval
         self.config, self.device, self.sde = config, device, build_sde(config)
-        self.data = test if len(test) <= e.train_max_poses else test.subset(
-            np.linspace(0, len(test) - 1, e.train_max_poses).round().astype(int))
+        self.split = "validation" if config.training.select_on == "val" else "test"
+        self.data = rows if len(rows) <= e.train_max_poses else rows.subset(
+            np.linspace(0, len(rows) - 1, e.train_max_poses).round().astype(int))
         self.sampler = SamplerConfig(method=e.train_method, steps=e.train_steps, schedule=e.train_schedule,
                                      eps=config.sampling.eps)
         self.sampler.validate(self.sde)
@@ -204,93 +197,27 @@ class Monitor:
         return {k: v["Average"] for k, v in table.items()}
 
     def describe(self) -> str:
-        return f"{len(self.data)} test poses, {self.sampler.method} {self.sampler.steps} steps"
-
-
-class RunFolder:
-    """A run folder that is never overwritten by accident and never shared by two live runs (a lock file)."""
-
-    def __init__(self, workdir: Path, resume: bool, overwrite: bool):
-        """Refuse (one line) a folder in use or holding a run that is neither resumed nor to be overwritten."""
-        self.workdir, self.lock = workdir, workdir / ".lock"
-        if dist.is_main():
-            self._check(resume, overwrite)
-
-    def _check(self, resume: bool, overwrite: bool) -> None:
-        if self.lock.exists():
-            pid = self.lock.read_text().strip()
-            if pid.isdigit() and pid_alive(int(pid)):
-                raise ToolkitError(f"run folder {self.workdir} is in use by a live run (process {pid}); wait for "
-                                   f"it or choose another --name")
-        done = [f for f in ("checkpoint.pth", "best_model.pth") if (self.workdir / f).exists()]
-        if done and not (resume or overwrite):
-            raise ToolkitError(f"run folder {self.workdir} already holds {' and '.join(done)}; resume it with "
-                               f"--restore-dir {self.workdir}, replace it with --overwrite, or choose another --name")
-
-    def claim(self) -> None:
-        """Make the folder, clear what a killed run left, and hold the lock."""
-        if dist.is_main():
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(self.workdir)
-            self.lock.write_text(str(os.getpid()))
-        dist.barrier()
-
-    def release(self) -> None:
-        if dist.is_main():
-            self.lock.unlink(missing_ok=True)
-
-
-class StopSignals:
-    """SIGINT and SIGTERM (what schedulers send) ask the loop to stop at the next step boundary; a second one
-    stops at once."""
-
-    def __enter__(self) -> StopSignals:
-        self.received: int | None = None
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-
-def setup_logging(workdir: Path | None) -> None:
-    """Rank 0 logs to the console and to workdir/log.txt; other ranks only warn."""
-    log.handlers.clear()
-    log.propagate = False
-    log.setLevel(logging.INFO if dist.is_main() else logging.WARNING)
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler()]
-    if workdir is not None and dist.is_main():
-        handlers.append(logging.FileHandler(workdir / "log.txt"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
+        return f"{len(self.data)} {self.split} poses, {self.sampler.method} {self.sampler.steps} steps"
 
 
 class _Loop:
     """The training loop's bookkeeping: logging, evaluation, checkpoints."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path, state: TrainState, batches: Batches,
-                 monitor: Monitor):
+                 monitor: Monitor, folder: RunFolder):
         self.config, self.workdir, self.state, self.batches, self.monitor = config, workdir, state, batches, monitor
+        self.folder = folder
         self.writer = SummaryWriter(str(workdir / "tb")) if dist.is_main() else None
         self.losses: list[torch.Tensor] = []
         self.last = (time.monotonic(), state.step)
-        self.start = time.monotonic()
         self.history: list[dict[str, float]] = []   # the monitor over wall-clock time (learning curve)
-        self.eval_spent, self.eval_time = 0.0, None   # seconds in evaluations, and the last one's
-        self.fit_mark: tuple[int, float] | None = None   # (step, time without evaluations) the step time counts from
 
     def save(self, name: str) -> None:
         if dist.is_main():
             epoch = self.state.step // self.batches.steps_per_epoch
             save_checkpoint(self.state.checkpoint(self.config, epoch, name == "checkpoint.pth"), self.workdir / name)
+            if name == "checkpoint.pth":
+                self.folder.saved()
 
     def log_loss(self, bar: tqdm) -> None:
         t, step = self.config.training, self.state.step
@@ -298,18 +225,20 @@ class _Loop:
         now = time.monotonic()
         rate = (step - self.last[1]) * t.batch_size / max(now - self.last[0], 1e-9)
         self.losses, self.last = [], (now, step)
+        lr = self.state.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.0f}")
         if self.writer is not None:
-            for k, v in (("loss", loss), ("samples_per_s", rate), ("lr", learning_rate(self.config, step - 1))):
+            for k, v in (("loss", loss), ("samples_per_s", rate), ("lr", lr), ("progress", self.state.progress.value)):
                 self.writer.add_scalar(f"train/{k}", v, step)
-        log.info("step %d: loss %.4f, %.0f samples/s", step, loss, rate)
+        log.info("step %d: loss %.4f, %.0f samples/s, lr %.3g, %.1f %% of the run", step, loss, rate, lr,
+                 100 * self.state.progress.value)
 
     def evaluate(self) -> float:
+        """Score the EMA weights; the best so far is best_model.pth. A budget run keeps the time of an evaluation
+        and a save in reserve, so that the final ones fit the budget."""
         tick = time.monotonic()
         scores = self.monitor(self.state.ema_model())
-        self.eval_time = time.monotonic() - tick
-        self.eval_spent += self.eval_time
-        self.history.append({"step": self.state.step, "minutes": (time.monotonic() - self.start) / 60, **scores})
+        self.history.append({"step": self.state.step, "minutes": self.state.progress.elapsed() / 60, **scores})
         if dist.is_main():
             write_json(self.workdir / "monitor.json", self.history)
         log.info("step %d: P1 %.2f mm (root-aligned MPJPE %.2f) on %s", self.state.step, scores["p1"],
@@ -323,36 +252,8 @@ class _Loop:
         if scores["p1"] < self.state.best:
             self.state.best = scores["p1"]
             self.save("best_model.pth")
+        self.state.progress.reserve = 2.0 * (time.monotonic() - tick)
         return scores["p1"]
-
-    def fit_budget(self, bar: tqdm) -> None:
-        """training.budget_minutes: from the measured time per step (after the first 10, evaluations excluded) and
-        per evaluation, set n_iters (and what depends on it: warm-up, decay, EMA half-life) so that the run ends
-        within the budget. Called at step 30 (with a first evaluation to time it) and at each log until half the
-        budget has passed, then fixed."""
-        t, state = self.config.training, self.state
-        if self.eval_time is None:
-            self.evaluate()
-        now = time.monotonic()
-        if self.fit_mark is None or state.step <= self.fit_mark[0]:
-            self.fit_mark = (state.step, now - self.eval_spent)
-            return
-        step_time = (now - self.eval_spent - self.fit_mark[1]) / (state.step - self.fit_mark[0])
-        per_step = step_time + (self.eval_time / t.eval_every if t.eval_every else 0.0)
-        remaining = 60.0 * t.budget_minutes - (now - self.start) - self.eval_time  # the final evaluation
-        n_iters = state.step + max(int(dist.all_reduce_mean(torch.tensor(remaining / per_step))), 1)
-        if abs(n_iters - t.n_iters) > 0.01 * t.n_iters:  # (re-fits that change little are not worth a log line)
-            t.n_iters, bar.total = n_iters, n_iters
-            state.ema.decay = ema_decay(self.config)
-            if dist.is_main():
-                write_text(self.workdir / "config.json", config_to_json(self.config))
-            log.info("budget %.1f min: %.3f s per step, %.2f s per evaluation -> n_iters %d, warm-up %d, EMA decay "
-                     "%.5f", t.budget_minutes, step_time, self.eval_time, n_iters, warmup_steps(self.config),
-                     state.ema.decay)
-
-    def fitting(self) -> bool:
-        t = self.config.training
-        return t.budget_minutes > 0 and time.monotonic() - self.start < 30.0 * t.budget_minutes
 
     def draw(self) -> None:
         if dist.is_main() and self.history:
@@ -368,19 +269,17 @@ def _should_stop(start: float, max_minutes: float, stop: StopSignals) -> tuple[b
 
 
 def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSignals) -> str:
-    """Steps until n_iters, max_minutes or a signal; returns why it stopped."""
+    """Steps until the run's progress reaches 1 (n_iters steps, or the budget spent), max_minutes or a signal;
+    returns why it stopped."""
     t, state = loop.config.training, loop.state
     start = time.monotonic()
-    with logging_redirect_tqdm([log]), tqdm(total=t.n_iters, initial=state.step, desc="training", dynamic_ncols=True,
+    total = None if state.progress.timed else t.n_iters
+    with logging_redirect_tqdm([log]), tqdm(total=total, initial=state.step, desc="training", dynamic_ncols=True,
                                              disable=None if dist.is_main() else True) as bar:
         net.train()
-        fit_steps = (state.step + 10, state.step + 30)  # the step time counts from the 10th step
-        while state.step < t.n_iters:
+        while not state.progress.done():
             loop.losses.append(step_fn(state, loop.batches(state.step)))
             bar.update(1)
-            if loop.fitting() and (state.step in fit_steps or state.step % t.log_every == 0):
-                loop.fit_budget(bar)
-                net.train()
             if state.step % t.log_every == 0:
                 loop.log_loss(bar)
             if t.eval_every and state.step % t.eval_every == 0:
@@ -389,42 +288,43 @@ def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSi
             if t.snapshot_every and state.step % t.snapshot_every == 0:
                 loop.save("checkpoint.pth")
             if state.step % 10 == 0:
-                limit = t.max_minutes or t.budget_minutes * 1.1  # a budget run ends on time even if mis-estimated
-                out_of_time, signalled = _should_stop(start, limit, stop)
+                out_of_time, signalled = _should_stop(start, t.max_minutes, stop)
                 if signalled:
                     return "signal"
                 if out_of_time:
-                    return f"time limit ({limit:g} min)"
-    return "n_iters"
+                    return f"time limit ({t.max_minutes:g} min)"
+    return f"budget of {t.budget_minutes:g} min" if state.progress.timed else "n_iters"
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None,
           overwrite: bool = False) -> dict[str, float]:
-    """Train (or resume) a prior; rank 0 writes checkpoint.pth, best_model.pth, config.json, log.txt, tb/."""
+    """Train (or resume) a prior; rank 0 writes checkpoint.pth, best_model.pth, config.json, log.txt, tb/.
+
+    The run folder is locked before anything else happens (lib/run_folder.py)."""
     validate_config(config)
     device, workdir = dist.init(), Path(workdir)
     t, ws = config.training, dist.world_size()
     if t.batch_size % ws:
         raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
-    folder = RunFolder(workdir, resume=restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve(),
-                       overwrite=overwrite)
-    train_data, test_data = load_data(config, "train"), load_data(config, "test")
-    if len(train_data) < t.batch_size:
-        raise ToolkitError(f"the training set has {len(train_data)} rows, fewer than training.batch_size "
-                           f"({t.batch_size}); lower the batch size or data.train_sample")
-    monitor = Monitor(config, test_data, device)
-    folder.claim()
-    try:
-        return _train(config, workdir, restore_dir, device, train_data, test_data, monitor)
-    finally:
-        folder.release()
+    resume = restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve()
+    with RunFolder(workdir, resume=resume, overwrite=overwrite) as folder:
+        train_data, val_data = load_train_val(config)
+        if len(train_data) < t.batch_size:
+            raise ToolkitError(f"the training set has {len(train_data)} rows, fewer than training.batch_size "
+                               f"({t.batch_size}); lower the batch size or data.train_sample")
+        selection = val_data if val_data is not None else load_data(config, "test")
+        return _train(config, workdir, restore_dir, device, train_data, selection, Monitor(config, selection, device),
+                      folder)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | Path | None, device: torch.device,
-           train_data: PoseData, test_data: PoseData, monitor: Monitor) -> dict[str, float]:
+           train_data: PoseData, selection: PoseData, monitor: Monitor, folder: RunFolder) -> dict[str, float]:
     setup_logging(workdir)
+    if folder.aside is not None:
+        log.info("--overwrite: the previous run's files wait in %s until this run saves its first checkpoint",
+                 folder.aside)
     state = TrainState.create(config, device)
-    state.pose_stats = pose_stats(train_data.pose_cam, train_data.pose_img)
+    state.pose_stats = pose_stats(train_data.pose_cam, train_data.pose_img, train_data.cam)
     if restore_dir is not None:
         path = Path(restore_dir) / "checkpoint.pth"
         if not path.is_file():
@@ -432,17 +332,21 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
                                f"run (checkpoint/NAME)")
         state.restore(path)
         log.info("resumed from %s at step %d", restore_dir, state.step)
+    state.progress = Progress(config, state.step, state.elapsed)
     ws = dist.world_size()
     net = (torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda"
                                                      else None) if ws > 1 else state.model)
     batches = Batches(config, train_data, device)
-    loop = _Loop(config, workdir, state, batches, monitor)
-    baseline = mean_pose_p1(train_data, test_data)
+    loop = _Loop(config, workdir, state, batches, monitor, folder)
+    baseline = mean_pose_p1(train_data, selection)
     if dist.is_main():
         write_text(workdir / "config.json", config_to_json(config))
-        log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters", len(train_data),
-                 batches.steps_per_epoch, ws, device, sum(p.numel() for p in state.model.parameters()))
-        log.info("baseline: the mean training pose at the true root gives P1 %.1f mm", baseline)
+        log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters; %s", len(train_data),
+                 batches.steps_per_epoch, ws, device, sum(p.numel() for p in state.model.parameters()),
+                 f"a budget of {config.training.budget_minutes:g} min" if state.progress.timed
+                 else f"{config.training.n_iters} steps")
+        log.info("model selection on %s; the mean training pose at the true root gives P1 %.1f mm there",
+                 monitor.describe(), baseline)
     start, start_step = time.monotonic(), state.step
     with StopSignals() as stop:
         reason = _run_loop(loop, get_step_fn(config, build_sde(config), net), net, stop)
@@ -455,12 +359,15 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
         same = dist.same_on_all_ranks(list(state.model.parameters()) + state.ema.shadow_params, device)
         log.info("parameters and EMA %s on all %d ranks", "identical" if same else "DIFFER", ws)
     p1 = loop.evaluate() if not (config.training.eval_every and state.step % config.training.eval_every == 0) \
-        else state.best
+        else loop.history[-1]["p1"] if loop.history else state.best
     rate = (state.step - start_step) * config.training.batch_size / max(elapsed, 1e-9)
     if dist.is_main():
-        log.info("stopped at step %d (%s) after %.1f min, %.0f training samples/s; best P1 %.2f mm",
-                 state.step, reason, elapsed / 60, rate, state.best)
+        log.info("stopped at step %d (%s) after %.1f min, %.0f training samples/s, lr %.3g at the end; final P1 "
+                 "%.2f mm, best %.2f mm (%s)", state.step, reason, elapsed / 60, rate,
+                 state.optimizer.param_groups[0]["lr"], p1, state.best, monitor.split)
         loop.writer.close()
     loop.draw()
     dist.barrier()
-    return {"step": state.step, "p1": p1, "best_p1": state.best, "samples_per_s": rate, "mean_pose_p1": baseline}
+    return {"step": state.step, "p1": p1, "best_p1": state.best, "samples_per_s": rate, "mean_pose_p1": baseline,
+            "minutes": state.progress.elapsed() / 60, "lr": state.optimizer.param_groups[0]["lr"],
+            "reason": reason}

@@ -1,4 +1,4 @@
-"""Headless pictures of results.npz (DESIGN.md section 6): PNG / GIF / MP4 with matplotlib, and one
+"""Headless pictures of results.npz (docs/design.md, 'Results files'): PNG / GIF / MP4 with matplotlib, and one
 self-contained interactive HTML page with plotly (library inlined, works offline).
 
 Viewing convention of the paper's viewer: network x stays horizontal, image y (pointing down) becomes

@@ -43,7 +43,7 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalResult, EvalSettings, evaluate
-from lib.io import check_writable, write_json, write_npz, write_text
+from lib.io import check_writable, last_results_pointer, write_json, write_npz, write_text
 from lib.metrics import format_table
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
 from lib.tasks import Context, TaskUnit
@@ -279,9 +279,6 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"))
 
 
-LAST_RESULTS = Path("checkpoint") / ".last_results"  # where run.visualize finds the last evaluation's results
-
-
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """results.npz and --json paths, checked (and their folders made) before any sampling starts."""
     results = check_writable(Path(args.out or args.ckpt_dir) / "results.npz", "results file")
@@ -329,11 +326,12 @@ def report(result: EvalResult, results: Path, json_path: Path | None, header: di
     print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
     write_npz(results, **result.arrays)
     print(f"wrote {results}")
+    pointer = last_results_pointer()
     try:
-        LAST_RESULTS.parent.mkdir(exist_ok=True)
-        write_text(LAST_RESULTS, str(results.resolve()))
-    except ToolkitError:
-        pass  # the pointer is a convenience; a read-only working folder must not fail the evaluation
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        write_text(pointer, str(results.resolve()))
+    except (OSError, ToolkitError):
+        pass  # the pointer is a convenience; a read-only cache must not fail the evaluation
     if json_path is not None:
         write_json(json_path, dict(header, nfe=result.nfe, seconds=result.seconds, title=result.title,
                                    samplers=result.samplers, titles=result.titles, table=result.table))

@@ -1,4 +1,5 @@
-"""Make datasets in the H36M-Toolbox pickle layout (DESIGN.md section 3) from the forms people have.
+"""Make datasets in the H36M-Toolbox pickle layout (docs/design.md, 'Data and coordinate frames') from the forms
+people have.
 
     python -m run.prepare_data synthetic --out data/synthetic
     python -m run.prepare_data h36m-h5 --root path/to/h36m --out data/h36m          # 3d-pose-baseline layout
@@ -14,8 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-from lib.convert import Collector, convert_cmu, convert_h36m_h5, convert_videopose3d, parse_subjects
-from lib.data import TEST_SUBJECTS, TRAIN_SUBJECTS
+from lib.convert import Collector, convert_cmu, convert_h36m_h5, convert_videopose3d
+from lib.data import TEST_SUBJECTS, TRAIN_SUBJECTS, parse_subjects
 from lib.errors import ToolkitError
 from lib.synthetic import coco_example, generate
 from run.common import Parser, guarded

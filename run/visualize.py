@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from lib.errors import ToolkitError
-from lib.io import check_writable
+from lib.io import check_writable, last_results_pointer
 from lib.visualize import load_scene, render_html, render_images
-from run.common import LAST_RESULTS, Parser, guarded
+from run.common import Parser, guarded
 
 FORMATS = (".png", ".gif", ".mp4", ".html")
 
@@ -23,10 +23,11 @@ FORMATS = (".png", ".gif", ".mp4", ".html")
 def _input(arg: str | None) -> Path:
     if arg:
         return Path(arg)
-    if not LAST_RESULTS.is_file():
-        raise ToolkitError(f"no --input and no earlier evaluation recorded in {LAST_RESULTS}; run "
+    pointer = last_results_pointer()
+    if not pointer.is_file():
+        raise ToolkitError(f"no --input and no earlier evaluation recorded in {pointer}; run "
                            f"python -m run.eval_fc_mp_adv_3d ... first, or pass --input results.npz")
-    return Path(LAST_RESULTS.read_text().strip())
+    return Path(pointer.read_text().strip())
 
 
 def main() -> None:

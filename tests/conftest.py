@@ -1,6 +1,7 @@
 """Session fixtures: a tiny synthetic dataset and a tiny trained run (CPU, seconds)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ from lib.synthetic import generate
 from tests.helpers import tiny_config
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory) -> None:
+    """The last-results pointer (a per-user cache) goes to a temporary folder, for sub-processes too."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,9 @@ from lib.model import ScoreModelFC_Adv
 from lib.sde import expand_like
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"            # ../shared: golden outputs and real CMU data, when present
-GOLDEN = SHARED / "golden"
+GOLDEN = ROOT / "tests" / "golden"        # outputs of the paper's own code on a small prior (tests/golden/README.md)
+SHARED = ROOT.parent / "shared"            # ../shared: real CMU data and detector statistics, when present
 CMU_PACK = SHARED / "data" / "cmu_h36m17.npz"
-needs_golden = pytest.mark.skipif(not (GOLDEN / "reference_outputs.npz").is_file(),
-                                  reason=f"golden outputs of the paper's sampler not found at {GOLDEN} (../shared "
-                                         f"next to the checkout)")
 needs_cmu = pytest.mark.skipif(not CMU_PACK.is_file(), reason=f"real CMU data not found at {CMU_PACK}")
 
 

@@ -51,11 +51,14 @@ def test_poses_are_plausible(data_root):
     left = bones[:, [3, 4, 5, 10, 11, 12]]
     right = bones[:, [0, 1, 2, 13, 14, 15]]
     assert ((left - right).abs() / right).max() < 0.03
-    # the subject's left hip is on the left: with forward from the spine and up the body axis
-    pose = torch.from_numpy(data.pose_cam)
-    up = pose[:, 8] - pose[:, 0]
-    hips = pose[:, 4] - pose[:, 1]  # right -> left
-    assert (hips.norm(dim=-1) > 200).all() and (up.norm(dim=-1) > 300).all()
+    # left joints are on the subject's left: forward is where the face points (the neck/nose sits in front of the
+    # thorax), up is world Z (the rows' world poses), left = up x forward (right-handed)
+    world = np.stack([r["joints_3d"] for r in load_pickle(data_root / "synthetic_train.pkl")])  # [N, 17, 3]
+    forward = world[:, 9] - world[:, 8]
+    forward[:, 2] = 0.0
+    left = np.cross(np.array([0.0, 0.0, 1.0]), forward)
+    for lj, rj in ((4, 1), (11, 14), (5, 2), (12, 15)):  # hips, shoulders, knees, elbows
+        assert np.mean(np.einsum("nk,nk->n", world[:, lj] - world[:, rj], left) > 0) > 0.97, (lj, rj)
 
 
 def test_flip_swaps_sides_and_negates_x():

@@ -14,7 +14,7 @@ from lib.lift import BODY25, COCO18, jitter, keypoints_from
 from lib.lift import coco_from_h36m as to_coco
 from lib.metrics import pa_mpjpe
 from run import lift as lift_cli
-from tests.helpers import GOLDEN, POSE, cmu_clip, coco_from_h36m, film, needs_cmu, needs_golden, run_main
+from tests.helpers import GOLDEN, POSE, cmu_clip, coco_from_h36m, film, needs_cmu, run_main
 
 KNOWN = [0, 1, 2, 3, 4, 5, 6, 9, 11, 12, 13, 14, 15, 16]  # counterparts in every format (8 is the neck / mid-shoulders)
 
@@ -64,7 +64,6 @@ def test_every_format_maps_joints_to_the_right_side(tmp_path):
 
 
 @needs_cmu
-@needs_golden
 def test_unknown_camera_and_video_smoothing_on_a_walking_clip(tmp_path):
     """P2 without intrinsics within 15 % of P2 with them; smoothing lowers the jitter without raising P2 > 5 %."""
     prior = PosePrior.from_checkpoint(GOLDEN / "prior_small.pth")

@@ -85,7 +85,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 
 def _reference_forward(sd: dict, x, t, condition, mask) -> torch.Tensor:
-    """Independent functional transcription of the official forward (DESIGN.md section 4)."""
+    """Independent functional transcription of the official forward (docs/design.md, 'Network and checkpoints')."""
     lin = lambda name, h: h @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]  # noqa: E731
     gn = lambda name, h: torch.nn.functional.group_norm(h, 32, sd[f"{name}.weight"], sd[f"{name}.bias"])  # noqa: E731
     b = x.shape[0]

@@ -1,7 +1,9 @@
 """Loss and masking, a short training run, exact resume, atomic checkpoints, DDP under torchrun."""
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ import torch
 
 from lib.builders import build_model
 from lib.checkpoint import load_checkpoint, save_checkpoint
-from lib.config_utils import apply_overrides, parse_override
+from lib.config_utils import apply_overrides, parse_override, validate_config
 from lib.errors import ToolkitError
 from lib.losses import random_condition_mask
 from lib.skeleton import PARTS
@@ -134,7 +136,19 @@ def test_signals_save_and_exit_with_their_code(tmp_path, data_root, sig, code):
     last = err.strip().splitlines()[-1]
     assert proc.returncode == code and last.startswith(f"stopped by {sig.name} at step"), err[-2000:]
     assert load_checkpoint(tmp_path / "stop" / "checkpoint.pth")["step"] >= 10
-    assert not (tmp_path / "stop" / ".lock").exists()
+    assert not _locked(tmp_path / "stop")  # the lock went with the process
+
+
+def _locked(workdir) -> bool:
+    """Whether a live process holds the run folder's lock."""
+    fd = os.open(workdir / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def test_run_folder_is_never_overwritten_by_accident(trained_run, data_root, tmp_path):
@@ -144,18 +158,67 @@ def test_run_folder_is_never_overwritten_by_accident(trained_run, data_root, tmp
     assert (trained_run / "best_model.pth").read_bytes() == before
     work = tmp_path / "locked"
     work.mkdir()
-    (work / ".lock").write_text(str(os.getpid()))  # a live run holds the folder
-    with pytest.raises(ToolkitError, match="in use by a live run"):
-        train(tiny_config(data_root), work)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(60)", str(work / ".lock")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"  # a live run holds the folder
+    try:
+        with pytest.raises(ToolkitError, match="in use by a live run"):
+            train(tiny_config(data_root), work)
+    finally:
+        holder.kill()
+        holder.wait()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (work / ".lock").write_text(str(dead.pid))  # a killed run's lock and half-written file
-    (work / f".checkpoint.tmp-{dead.pid}.pth").write_bytes(b"partial")
+    (work / f".checkpoint.tmp-{dead.pid}.pth").write_bytes(b"partial")  # a killed writer's half-written file
     config = tiny_config(data_root)
     config.training.n_iters, config.training.eval_every = 2, 0
     train(config, work)
-    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == [".lock"]
     assert load_checkpoint(work / "checkpoint.pth")["step"] == 2
+
+
+def test_two_starts_at_the_same_instant_cannot_share_a_folder(data_root, tmp_path):
+    """The lock is taken before the data are loaded: of two runs started together on one --name, one refuses."""
+    config = tiny_config(data_root)
+    config.training.n_iters, config.training.eval_every = 20, 0
+    cmd = [sys.executable, "-m", "run.train_fc_adv_3d", "--config", "configs/subvp/synthetic_small.py", "--name",
+           "same", "--ckpt-root", str(tmp_path), *overrides(config)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    codes = sorted(r[2] for r in results)
+    assert codes == [0, 2], results
+    refused = next(r for r in results if r[2] == 2)[1]
+    assert "in use by a live run" in refused or "already holds" in refused, refused
+    assert (tmp_path / "same" / "log.txt").read_text().count("training on") == 1
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_saves(trained_run, data_root, tmp_path, monkeypatch):
+    import shutil
+
+    import lib.train
+
+    work = tmp_path / "run"
+    shutil.copytree(trained_run, work)
+    old_best = (work / "best_model.pth").read_bytes()
+    config = tiny_config(data_root)
+    config.training.n_iters, config.training.eval_every, config.training.snapshot_every = 4, 0, 0
+
+    def crash(*args, **kwargs):
+        raise ToolkitError("simulated failure before the first checkpoint")
+
+    monkeypatch.setattr(lib.train, "get_step_fn", crash)
+    with pytest.raises(ToolkitError, match="simulated failure"):
+        train(config, work, overwrite=True)
+    assert (work / "best_model.pth").read_bytes() == old_best  # put back as it was
+    assert not [p for p in work.iterdir() if p.name.startswith(".replaced-")]
+    monkeypatch.undo()
+    train(config, work, overwrite=True)
+    assert load_checkpoint(work / "checkpoint.pth")["step"] == 4
+    assert load_checkpoint(work / "best_model.pth")["step"] == 4  # the new run's, not the old one beside it
+    assert not [p for p in work.iterdir() if p.name.startswith(".replaced-")]
 
 
 def _fast_learner(data_root, n_iters: int):
@@ -177,35 +240,67 @@ def test_the_monitor_falls_and_ends_far_below_the_mean_pose(tmp_path, data_root)
     summary = train(_fast_learner(data_root, 1200), tmp_path / "run")
     history = json.loads((tmp_path / "run" / "monitor.json").read_text())
     p1 = [h["p1"] for h in history]
-    assert len(p1) == 4 and p1[-1] < p1[0] / 5 and p1[-1] < 0.5 * summary["mean_pose_p1"], (p1, summary)
+    assert len(p1) == 4 and p1[-1] < p1[0] / 5 and p1[-1] < 0.6 * summary["mean_pose_p1"], (p1, summary)
     assert summary["best_p1"] == min(p1) and (tmp_path / "run" / "learning_curve.png").is_file()
     best = load_checkpoint(tmp_path / "run" / "best_model.pth")
     assert best["best_metric"] == min(p1) and "pose_stats" in best
 
 
-def test_a_budget_sets_the_schedule_and_ends_on_time(tmp_path, data_root):
-    config = _fast_learner(data_root, 1_000_000)
-    config.training.budget_minutes, config.training.eval_every = 0.1, 200
-    start = time.monotonic()
+def test_a_budget_run_ends_on_time_on_its_schedule_after_a_slow_start(tmp_path, data_root, monkeypatch):
+    """The schedule follows the share of the budget spent, not a step count fitted once: a first half of slow steps
+    (a busy machine) does not make the run end early or late, and its last step runs at the final learning rate."""
+    import lib.train
+
+    config = _fast_learner(data_root, 0)
+    config.training.budget_minutes, config.training.eval_every, config.training.log_every = 0.1, 100, 50
+    config.optim.lr_final = 0.1
+    real = lib.train.get_step_fn
+
+    def slow_first_half(*args):
+        step_fn = real(*args)
+
+        def step(state, batch):
+            if state.progress.value < 0.5:
+                time.sleep(0.05)  # ten times a step's own time on this data
+            return step_fn(state, batch)
+        return step
+
+    monkeypatch.setattr(lib.train, "get_step_fn", slow_first_half)
     summary = train(config, tmp_path / "run")
-    assert time.monotonic() - start < 0.1 * 60 * 1.1 + 10  # the budget, its 10 % hard stop, start-up
+    assert summary["reason"] == "budget of 0.1 min"
+    assert 0.9 * 0.1 < summary["minutes"] < 1.1 * 0.1, summary  # the run's own clock, evaluations included
+    assert abs(summary["lr"] - config.optim.lr * config.optim.lr_final) < 1e-9  # the cosine ended at its final value
     log = (tmp_path / "run" / "log.txt").read_text()
-    assert "budget 0.1 min" in log and "-> n_iters" in log and summary["step"] < 1_000_000
-    stored = json.loads((tmp_path / "run" / "config.json").read_text())["training"]["n_iters"]
-    assert stored < 1_000_000  # the fitted n_iters is what the run carries (and a resume uses)
+    assert "a budget of 0.1 min" in log and "(budget of 0.1 min)" in log
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["training"]["n_iters"] == 0
 
 
-def test_learning_rate_schedules():
-    from lib.train import ema_decay, learning_rate, warmup_steps
+def test_a_run_length_is_given_once():
+    config = tiny_config("x")
+    config.training.budget_minutes = 5.0
+    with pytest.raises(ToolkitError, match="both set the length of the run"):
+        validate_config(config)
+    config.training.n_iters, config.training.budget_minutes = 0, 0.0
+    with pytest.raises(ToolkitError, match="both leave open the length of the run"):
+        validate_config(config)
+
+
+def test_learning_rate_and_ema_schedules_follow_the_runs_progress():
+    from lib.schedule import ema_decay, learning_rate
 
     config = tiny_config("x")
-    config.training.n_iters, config.optim.lr, config.optim.warmup = 100, 1.0, 10
+    config.optim.lr, config.optim.warmup = 1.0, 10
     config.optim.schedule, config.optim.warmup_frac, config.model.ema_halflife = "constant", 0.0, 0.0
-    assert learning_rate(config, 0) == 0.1 and learning_rate(config, 9) == 1.0 and learning_rate(config, 99) == 1.0
-    config.optim.schedule, config.optim.lr_final = "cosine", 0.1
-    assert learning_rate(config, 9) == 1.0 and abs(learning_rate(config, 99) - 0.1) < 1e-9
-    assert abs(learning_rate(config, 54) - (0.1 + 0.9 * 0.5)) < 1e-9  # half way through the decay
-    config.optim.warmup_frac = 0.2
-    assert warmup_steps(config) == 20
+    # the paper's: warm-up over 10 steps, then constant
+    assert learning_rate(config, 0, 0.01) == 0.1 and learning_rate(config, 9, 0.1) == 1.0
+    assert learning_rate(config, 99, 1.0) == 1.0
+    config.optim.schedule, config.optim.lr_final = "cosine", 0.1  # a warm-up in steps: the decay spans all of p
+    assert abs(learning_rate(config, 9, 0.1) - (0.1 + 0.45 * (1 + math.cos(0.1 * math.pi)))) < 1e-12
+    assert abs(learning_rate(config, 99, 1.0) - 0.1) < 1e-12
+    config.optim.warmup_frac = 0.2  # warm-up over 20 % of the run, then half way through the decay at p = 0.6
+    assert abs(learning_rate(config, 5, 0.1) - 0.5) < 1e-12
+    assert abs(learning_rate(config, 50, 0.6) - (0.1 + 0.9 * 0.5)) < 1e-12
+    assert config.model.ema_rate == ema_decay(config, 0.01)
     config.model.ema_halflife = 0.1
-    assert abs(ema_decay(config) ** 10 - 0.5) < 1e-9  # half-life of 10 % of 100 steps
+    assert abs(ema_decay(config, 0.01) ** 10 - 0.5) < 1e-12  # ten steps of 1 % each: a half-life of 10 %
+    assert abs(ema_decay(config, 0.05) - 0.5 ** 0.5) < 1e-12  # a slow step (5 % of the run) decays more

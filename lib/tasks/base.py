@@ -1,6 +1,6 @@
 """Tasks as data for the sampler, and the task registry.
 
-A `Task` is what one sampler call needs (DESIGN.md section 5): the condition and its mask, the coordinates to
+A `Task` is what one sampler call needs (docs/design.md, 'Tasks'): the condition and its mask, the coordinates to
 impute, the initial state and the start time, all in network space, shaped [B, J, 3]. A `TaskUnit` is one
 task of the toolkit (est, comp2d, comp3d, gen, den, ...): its options, how it builds a Task from a dataset,
 and its metrics. Adding a task is one module with a `@register_task` class, imported in lib/tasks/__init__.py.

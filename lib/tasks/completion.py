@@ -1,4 +1,4 @@
-"""comp2d / comp3d: completion of occluded 2D or partial 3D poses (DESIGN.md section 5).
+"""comp2d / comp3d: completion of occluded 2D or partial 3D poses (docs/design.md, 'Tasks').
 
 The observed coordinates are imputed (replaced by the observation perturbed to the current noise level) after
 every step; the missing joints are sampled. The paper's --randj draws k joints among the limb ends per row,

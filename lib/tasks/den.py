@@ -1,6 +1,6 @@
 """den: denoise noisy 3D poses by starting the reverse process from them at a small time t.
 
-As the paper runs it (DESIGN.md section 5): the noise is added to `joint_3d_image` (std in its units: pixels
+As the paper runs it (docs/design.md, 'Tasks'): the noise is added to `joint_3d_image` (std in its units: pixels
 of the 1000-px frame for x, y and the same scale for z; uniform noise spans [-std/2, std/2] like the paper's),
 the state starts at the noisy pose itself, and the paper's sampler is the drift-only one with N = 1000 steps of
 1/N from T = t (it integrates the drift over a time of 1 while t moves from --t to eps). The table shows it

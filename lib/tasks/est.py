@@ -1,4 +1,4 @@
-"""est: 3D pose estimation from 2D keypoints, S hypotheses per input (DESIGN.md section 5)."""
+"""est: 3D pose estimation from 2D keypoints, S hypotheses per input (docs/design.md, 'Tasks')."""
 from __future__ import annotations
 
 import torch
