@@ -14,6 +14,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     data.train_file = "h36m_train.pkl"
     data.test_file = "h36m_test.pkl"
     data.det_file = "h36m_sh_dt_ft.pkl"     # detected 2D keypoints, rows aligned with the GT pickles
+    data.det_format = "sh"                 # their detector's joints (lib/keypoints.py): sh = Stacked Hourglass (its
+                                           # spine is another point, its neck/nose made up: not given); h36m = all
     data.num_joints = 17
     data.joint_dim = 3
     data.image_size = 1000.0               # images are treated as 1000 x 1000 for normalisation
@@ -104,9 +106,11 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
     evaluation.reduce = "refined"          # the one pose made from S hypotheses: mean | median | jpma | refined
-    # comp2d / comp3d / lift: 'condition' (the paper's: the network is conditioned on the observed joints, which
-    # are also imputed) or 'impute' (no condition: the prior completes the imputed observation; README 'Completion')
+    # comp2d / comp3d: how the observed coordinates are used (lib/tasks/observe.py): 'condition' (the paper's: the
+    # network is conditioned on them and they are imputed), 'impute' (imputed only: the unconditional prior completes
+    # them; README 'Completion') or 'condition-only' (conditioned only, as est is)
     evaluation.completion = "condition"
+    evaluation.min_conf = 0.0              # detected joints below this confidence are not given to the network
     evaluation.refine_t = 0.2              # 'refined': the mean moved by the drift from this time ...
     evaluation.refine_steps = 10           # ... in this many network evaluations per input
     # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
@@ -121,7 +125,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.min_conf = 0.3                    # joints below this detector confidence are missing (completed)
     lift.min_joints = 6                    # people with fewer usable joints are skipped
     lift.hypotheses = 10                   # S per person, reduced to one pose by eval.reduce (1: the --pflow sampler)
-    lift.completion = "condition"          # joints the detector lacks: as eval.completion ('impute' measured worse)
+    lift.completion = "condition-only"     # as est: the network is conditioned on the usable joints (README 'Lift')
     lift.smooth = False                    # video: a second pass from the neighbouring frames' poses
     lift.smooth_t = 0.3                    # ... starting at this time
     lift.smooth_steps = 10                 # ... and denoised in this many network evaluations

@@ -38,14 +38,16 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
 from lib.evaluate import refine, sample_task
-from lib.lift import DEFAULT_POSE_STATS, LiftResult, keypoints_from, lift_keypoints
+from lib.keypoints import keypoints_from
+from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
 from lib.model import ScoreFn
 from lib.sampling import SAMPLERS
 from lib.tasks import Task
-from lib.tasks.completion import completion_2d, completion_3d, fixed_missing
+from lib.tasks.completion import fixed_missing
 from lib.tasks.den import denoising
 from lib.tasks.est import estimation
 from lib.tasks.gen import generation
+from lib.tasks.observe import observe_2d, observe_3d
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -68,9 +70,10 @@ def _time(value, name: str, low: float, closed: bool = False) -> float:
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
                  device: torch.device | str | None = None, pose_stats: dict | None = None):
-        """pose_stats: the training skeleton (bone lengths) that lifting assumes; checkpoints of ours carry it."""
+        """pose_stats: the training skeleton (bone lengths) and cameras that lifting assumes; checkpoints of ours
+        carry them."""
         validate_config(config)
-        self.pose_stats = pose_stats or DEFAULT_POSE_STATS
+        self.pose_stats = {**DEFAULT_POSE_STATS, **(pose_stats or {})}  # older checkpoints carry no camera
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.config = config
@@ -236,7 +239,7 @@ class PosePrior:
         estimate; completion 'condition' | 'impute' (default eval.completion, README 'Completion')."""
         cond, back = self._input_2d(keypoints, camera, root_depth)
         miss = self._missing(missing, cond.shape[0])
-        task = completion_2d(cond, miss, self._completion(completion))
+        task = observe_2d(cond, ~miss, self._completion(completion))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
                             keypoints, fast, input2d=cond[..., :2], seen=~miss)
 
@@ -246,7 +249,7 @@ class PosePrior:
         """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept;
         reduce and completion as complete_2d."""
         p = self._tensor(pose, "pose", 3)
-        task = completion_3d(p * self.frames.scale, self._missing(missing, p.shape[0]), self._completion(completion))
+        task = observe_3d(p * self.frames.scale, self._missing(missing, p.shape[0]), self._completion(completion))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
                             fast)
 
@@ -266,17 +269,32 @@ class PosePrior:
         return self._like(out[:, 0], pose)
 
     def lift(self, keypoints, format: str = "h36m", image_size: tuple[float, float] | None = None,  # noqa: A002
-             camera: Sequence[float] | None = None, fast: bool = True, seed: int = 0) -> LiftResult:
-        """Keypoints of any 2D detector -> 3D poses in camera millimetres (lib/lift.py): a file of `format` (coco,
-        openpose, h36m), or an array [T, K, 2 or 3] / [T, P, K, 2 or 3] in that format's joint order. The camera
-        is optional (default intrinsics from image_size); the root depth is estimated from bone lengths."""
+             camera: Sequence[float] | None = None, fast: bool = True, seed: int = 0,
+             root_depth: ArrayLike | float | None = None) -> LiftResult:
+        """Keypoints of any 2D detector -> 3D poses in camera millimetres (lib/lift.py): a file of `format`
+        (lib/keypoints.py: coco, openpose, h36m, sh), or an array [T, K, 2 or 3] / [T, P, K, 2 or 3] in that
+        format's joint order. The camera is optional (default intrinsics from image_size); the root depth (mm, a
+        number, [T] or [T, P]) is estimated from bone lengths unless given."""
         kps = keypoints_from(keypoints, format)
         cam = None
         if camera is not None:
-            cam = np.asarray(camera, dtype=np.float64).reshape(-1)
+            try:
+                cam = np.asarray(camera, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as e:
+                raise ToolkitError(f"camera must be (fx, fy, cx, cy) numbers ({e})") from e
             if cam.shape != (4,) or not (np.isfinite(cam).all() and (cam[:2] > 0).all()):
                 raise ToolkitError("camera must be (fx, fy, cx, cy) with finite numbers and fx, fy > 0")
-        return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _int(seed, "seed"))
+        depth = None
+        if root_depth is not None:
+            t, p = kps.valid.shape
+            try:
+                depth = np.asarray(root_depth, dtype=np.float64)
+                depth = np.broadcast_to(depth.reshape(t, 1) if depth.ndim == 1 else depth, (t, p))
+            except (TypeError, ValueError) as e:
+                raise ToolkitError(f"root_depth must be a number, [T] or [T, P] millimetres ({e})") from e
+            if not (np.isfinite(depth).all() and (depth > 0).all()):
+                raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
+        return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _int(seed, "seed"), depth)
 
     @torch.inference_mode()
     def score(self, pose: ArrayLike, t: float, condition: ArrayLike | None = None,

@@ -121,7 +121,7 @@ def load_data(config: ml_collections.ConfigDict, split: str) -> PoseData:
     if split == "train":
         return load_train_val(config)[0]
     d = config.data
-    return load_split(d.root, d.test_file, d.det_file, "test", d.test_sample, d.use_gt_2d, d.num_joints)
+    return load_split(d.root, d.test_file, d.det_file, "test", d.test_sample, d.use_gt_2d, d.num_joints, d.det_format)
 
 
 def load_train_val(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseData | None]:
@@ -129,7 +129,7 @@ def load_train_val(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseDat
     data.val_fraction of the training sequences, or every row of data.val_subjects; with 'test' (the paper's) all
     training rows and no validation rows (the monitor then scores the test split)."""
     d = config.data
-    rows = load_split(d.root, d.train_file, d.det_file, "train", 1, d.use_gt_2d, d.num_joints)
+    rows = load_split(d.root, d.train_file, d.det_file, "train", 1, d.use_gt_2d, d.num_joints, d.det_format)
     if config.training.select_on == "test":
         return rows.subset(slice(None, None, d.train_sample)), None
     held = validation_mask(rows, d.val_fraction, parse_subjects(d.val_subjects))

@@ -161,3 +161,11 @@ def quaternion_matrix(q) -> np.ndarray:
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
                      [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def retarget(uv: Array, cam: Array, target: Array) -> Array:
+    """Pixels [N, ..., J, 2] of cameras cam [N, 4] (or [4]) -> pixels of cameras `target` at the same place and
+    orientation: the same rays (u - c) / f, seen with the target's focal length and principal point."""
+    fx, fy, cx, cy = _intrinsics(cam, uv[..., 0])
+    tx, ty, tcx, tcy = _intrinsics(target, uv[..., 0])
+    return _stack([(uv[..., 0] - cx) / fx * tx + tcx, (uv[..., 1] - cy) / fy * ty + tcy], uv)

@@ -14,7 +14,8 @@ import ml_collections
 from configs.default_h36m_configs import get_default_configs
 from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
-from lib.tasks.completion import COMPLETIONS
+from lib.keypoints import FORMATS, H36M
+from lib.tasks.observe import COMPLETIONS
 
 # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
@@ -159,9 +160,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
-    "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS),
+    "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
+    "data.det_format": _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M)),
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
-    "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True), "lift.hypotheses": _POS_INT,
+    "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True),
+    "lift.hypotheses": _POS_INT,
     "lift.smooth_t": _num(0.0, 1.0, lo_open=True), "lift.smooth_steps": _POS_INT, "lift.smooth_window": _POS_INT,
 }
 

@@ -13,6 +13,7 @@ import torch
 
 from lib.camera import Camera, Frames, RowCameras, box_around_root, camera_to_image
 from lib.errors import ToolkitError
+from lib.keypoints import FORMATS, H36M, USED
 from lib.safe_pickle import load_pickle
 
 ACTIONS = {
@@ -41,8 +42,9 @@ class PoseData:
     subaction: np.ndarray                  # [N] int
     cameraid: np.ndarray                   # [N] int
     action_name: np.ndarray                # [N] str: the row's 'action_name', else the Human3.6M name
-    det2d: np.ndarray | None = None        # [N, J, 2] detected keypoints (pixels)
-    det_conf: np.ndarray | None = None     # [N, J] detector confidences
+    det2d: np.ndarray | None = None        # [N, J, 2] detected keypoints (pixels; 0 where the detector gave none)
+    det_conf: np.ndarray | None = None     # [N, J] detector confidences (0 where it gave none)
+    det_kinds: tuple[str, ...] | None = None   # per joint, what the detector's point is (lib/keypoints.py)
     source: str = ""                       # the ground-truth file
     source_2d: str = GT_2D                 # where the 2D conditions come from (GT_2D or the detections file)
 
@@ -61,6 +63,14 @@ class PoseData:
     def gt3d(self, frames: Frames) -> torch.Tensor:
         """Network-space 3D poses [N, J, 3]."""
         return torch.from_numpy(frames.to_network(self.pose_img.astype(np.float32)))
+
+    def seen2d(self, min_conf: float = 0.0) -> torch.Tensor:
+        """[N, J] bool: the joints whose 2D is given to the network: all for ground-truth 2D; for detections those of
+        a kind the network can use (lib/keypoints.py) with confidence >= min_conf (lib/tasks/observe.py)."""
+        if self.det2d is None:
+            return torch.ones(self.pose_img.shape[:2], dtype=torch.bool)
+        used = np.array([k in USED for k in self.det_kinds])
+        return torch.from_numpy(used & (self.det_conf >= min_conf) & (self.det_conf > 0))
 
     def cond2d(self, frames: Frames) -> torch.Tensor:
         """Network-space 2D conditions [N, J, 3] with z = 0, from `source_2d`."""
@@ -92,6 +102,17 @@ def camera_rows(world: np.ndarray, cam: Camera, meta: dict, frames: np.ndarray |
              "cameraid": c, "action_name": meta.get("action_name", ACTIONS.get(a, str(a))),
              "image": f"s_{s:02d}_act_{a:02d}_subact_{sa:02d}_ca_{c + 1:02d}_{int(frames[i]) + 1:06d}.jpg"}
             for i in range(n)]
+
+
+def detector_kinds(det_format: str) -> tuple[str, ...]:
+    """What each joint of a detections file in Human3.6M order is, by the detector's keypoint format
+    (data.det_format: a format of lib/keypoints.py whose 17 joints are in Human3.6M order, e.g. h36m or sh)."""
+    spec = FORMATS.get(det_format)
+    if spec is None or spec.tables.get(17) != H36M:
+        names = [f.name for f in FORMATS.values() if f.tables.get(17) == H36M]
+        raise ToolkitError(f"data.det_format {det_format!r} is not a detector in Human3.6M order; choose one of "
+                           f"{', '.join(names)}")
+    return spec.kinds[17]
 
 
 def _check_finite(name: str, arr: np.ndarray, path: Path) -> None:
@@ -143,8 +164,9 @@ def rows_to_posedata(rows: list[dict], path: Path, num_joints: int = 17) -> Pose
                     action_name=names, **ids)
 
 
-def attach_detections(data: PoseData, det: dict, split: str, path: Path) -> PoseData:
-    """Add detected 2D keypoints from an h36m_sh_dt_ft-style dict, checking row alignment."""
+def attach_detections(data: PoseData, det: dict, split: str, path: Path, kinds: tuple[str, ...]) -> PoseData:
+    """Add detected 2D keypoints from an h36m_sh_dt_ft-style dict, checking row alignment. A joint the detector did
+    not give may be NaN if its confidence is 0; `kinds` says what each detected joint is (lib/keypoints.py)."""
     try:
         part = det[split]
         kps = np.asarray(part["joint3d_image"], dtype=np.float64)
@@ -158,16 +180,20 @@ def attach_detections(data: PoseData, det: dict, split: str, path: Path) -> Pose
                            f"aligned row by row with the ground-truth pickle")
     if conf.size != n * j:
         raise ToolkitError(f"{path}: '{split}' confidences have shape {conf.shape}, expected [{n}, {j}, 1]")
-    _check_finite("joint3d_image", kps[..., :2], path)
-    data.det2d = kps[..., :2]
-    data.det_conf = conf.reshape(n, j)
-    data.source_2d = path.name
+    conf = conf.reshape(n, j)
+    if not np.isfinite(conf).all():
+        raise ToolkitError(f"{path}: '{split}' confidences hold NaN or inf; use 0 for joints the detector did not give")
+    given = conf > 0
+    _check_finite("joint3d_image", np.where(given[..., None], kps[..., :2], 0.0), path)
+    data.det2d = np.where(given[..., None], kps[..., :2], 0.0)
+    data.det_conf, data.det_kinds, data.source_2d = conf, kinds, path.name
     return data
 
 
 def load_split(root: str | Path, file: str, det_file: str, split: str, sample: int, use_gt_2d: bool,
-               num_joints: int = 17) -> PoseData:
-    """Load one split's pickle (and, unless use_gt_2d, its detections), keeping every `sample`-th row.
+               num_joints: int = 17, det_format: str = "h36m") -> PoseData:
+    """Load one split's pickle (and, unless use_gt_2d, its detections in the joints of `det_format`), keeping every
+    `sample`-th row.
 
     A configured detections file that is missing is an error: the toolkit never falls back to GT 2D silently.
     """
@@ -188,7 +214,7 @@ def load_split(root: str | Path, file: str, det_file: str, split: str, sample: i
         if not det_path.is_file():
             raise ToolkitError(f"detections file {det_path} (data.det_file) not found; make it (python -m "
                                f"run.prepare_data), or condition on ground-truth 2D with --gt (data.use_gt_2d=true)")
-        data = attach_detections(data, load_pickle(det_path), split, det_path)
+        data = attach_detections(data, load_pickle(det_path), split, det_path, detector_kinds(det_format))
     return data.subset(slice(None, None, sample))
 
 

@@ -271,7 +271,7 @@ def generate(out: str | Path, seed: int = 0, train_frames: int = 32, test_frames
 def coco_example(out: str | Path, seed: int = 0, images: int = 8) -> Path:
     """A COCO keypoint results file to try run.lift on: synthetic test subjects in `images` 1920 x 1080 photos
     (f = 1400 px), one person each and a second one in the first half, as a 2D detector would write it."""
-    from lib.lift import coco_from_h36m
+    from lib.keypoints import coco_from_h36m
 
     rng = np.random.default_rng(seed)
     cam = Camera(rot=look_at(np.array([0.0, -4500.0, 1500.0]), np.array([0.0, 0.0, 1000.0])),

@@ -47,7 +47,7 @@ from lib.io import check_writable, last_results_pointer, write_json, write_npz, 
 from lib.metrics import format_table
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
 from lib.tasks import Context, TaskUnit
-from lib.tasks.completion import COMPLETIONS
+from lib.tasks.observe import COMPLETIONS
 
 ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
 
@@ -97,8 +97,9 @@ EVAL_FLAGS = (
     ConfigFlag("--sample", "data.test_sample", int, "evaluate every k-th test row"),
     ConfigFlag("--reduce", "eval.reduce", str, "the one pose made from S hypotheses (see README 'One pose')",
                tuple(AGGREGATORS)),
-    ConfigFlag("--completion", "eval.completion", str, "comp2d / comp3d: the observation conditions the network "
-               "(the paper's) or is only imputed (see README 'Completion')", COMPLETIONS),
+    ConfigFlag("--completion", "eval.completion", str, "comp2d / comp3d: how the observation is used "
+               "(lib/tasks/observe.py; README 'Completion')", COMPLETIONS),
+    ConfigFlag("--min-conf", "eval.min_conf", float, "detected joints below this confidence are not given"),
     ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D instead of detections"),
     ConfigFlag("--seed", "seed", int, "random seed"),
     ConfigFlag("--batch", "eval.batch_size", int, "poses x hypotheses per network call"),
@@ -298,7 +299,7 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
     train = load_data(config, "train") if unit.needs_train else None
     e = config.eval
     ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
-                  num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion)
+                  num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf)
     save_every = max(1, sampler.steps // traj_frames) if traj_frames else 0
     settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
                             refine_steps=e.refine_steps)

@@ -19,7 +19,7 @@ import numpy as np
 from lib.api import PosePrior
 from lib.errors import ToolkitError
 from lib.io import check_writable
-from lib.lift import READERS, keypoints_from
+from lib.keypoints import FORMATS, keypoints_from
 from lib.visualize import load_scene, render_html, render_images
 from run.common import ConfigFlag, Parser, eval_setup, guarded, parse
 
@@ -32,7 +32,7 @@ FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1:
 def build_parser() -> Parser:
     parser = Parser(description=__doc__)
     parser.add_argument("input", help="keypoints: a COCO JSON, an OpenPose JSON file or folder, or an .npy")
-    parser.add_argument("--format", required=True, choices=tuple(READERS), help="the input's keypoint layout")
+    parser.add_argument("--format", required=True, choices=tuple(FORMATS), help="the input's keypoint layout")
     parser.add_argument("--config", help="config file (official checkpoints carry none)")
     parser.add_argument("--ckpt-dir", required=True, help="run folder with best_model.pth / checkpoint.pth")
     parser.add_argument("--best", action="store_true", help="use best_model.pth")

@@ -120,11 +120,3 @@ def film(world: np.ndarray, focal: float = 1500.0, size: tuple[int, int] = (1920
                  intrinsics=np.array([focal, focal, size[0] / 2.0, size[1] / 2.0]))
     pose = cam.world_to_camera(world)
     return pose, project(pose, np.broadcast_to(cam.intrinsics, (len(pose), 4))), cam.intrinsics
-
-
-def coco_from_h36m(pose_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """COCO-17 keypoints [T, 17, 2] of camera-frame Human3.6M poses (lib/lift.coco_from_h36m on the projection)."""
-    from lib.camera import project
-    from lib.lift import coco_from_h36m as to_coco
-
-    return to_coco(project(pose_cam, np.broadcast_to(intrinsics, (pose_cam.shape[0], 4))))

@@ -126,7 +126,7 @@ def test_completion_baselines_hand_computed():
 
 
 def test_jitter_hand_computed():
-    from lib.lift import jitter
+    from lib.video import jitter
 
     t = np.arange(6, dtype=float)
     poses = np.zeros((6, 17, 3))

@@ -12,6 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.train_file = "synthetic_train.pkl"
     config.data.test_file = "synthetic_test.pkl"
     config.data.det_file = "synthetic_dt.pkl"
+    config.data.det_format = "h36m"       # the synthetic detector reports Human3.6M's own joints
     config.training.log_every = 100
     config.training.eval_every = 1000
     config.training.snapshot_every = 1000

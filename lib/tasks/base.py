@@ -91,6 +91,7 @@ class Context:
     num_joints: int = 17
     reduce: str = "refined"            # the aggregate whose error the uncertainty is scored against (eval.reduce)
     completion: str = "condition"      # how completion tasks use the observation (eval.completion)
+    min_conf: float = 0.0              # detected joints below this confidence are not given (eval.min_conf)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """comp2d / comp3d: completion of occluded 2D or partial 3D poses (docs/design.md, 'Tasks').
 
-The observed coordinates are imputed (replaced by the observation perturbed to the current noise level) after
-every step; the missing joints are sampled. The paper's --randj draws k joints among the limb ends per row,
---jlist names fixed joints (indices or part names).
+The paper's comp2d / comp3d condition the network on the observed coordinates and impute them (replace them by the
+observation perturbed to the current noise level) after every step; the missing joints are sampled
+(lib/tasks/observe.py has the other ways, eval.completion). The paper's --randj draws k joints among the limb ends
+per row, --jlist names fixed joints (indices or part names).
 """
 from __future__ import annotations
 
@@ -13,34 +14,9 @@ import torch
 from lib.errors import ToolkitError
 from lib.metrics import Table, masked_mean, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
-from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task, xyz_mask, zero_z
+from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
 from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
-
-COMPLETIONS = ("condition", "impute")
-
-
-def _completion(observed: torch.Tensor, mask: torch.Tensor, completion: str) -> Task:
-    """'condition' (the paper's): the observation conditions the network and is imputed. 'impute': it is only
-    imputed, and the unconditional prior completes it. The paper's network sees x - condition times the mask, so
-    a hidden joint looks like one already on its target; briefly trained models then leave it near its initial
-    noise, and 'impute' does better (README 'Completion')."""
-    if completion not in COMPLETIONS:
-        raise ToolkitError(f"completion must be one of {', '.join(COMPLETIONS)}, got {completion!r}")
-    if completion == "condition":
-        return Task(condition=observed, mask=mask, observed=observed, observed_mask=mask)
-    none = torch.zeros_like(observed)
-    return Task(condition=none, mask=none.clone(), observed=observed, observed_mask=mask)
-
-
-def completion_2d(cond2d: torch.Tensor, missing: torch.Tensor, completion: str = "condition") -> Task:
-    """Occluded 2D joints (missing [B, J] bool); observed x, y are imputed."""
-    cond = zero_z(cond2d) * (~missing).float()[..., None]
-    return _completion(cond, xyz_mask(~missing, (0, 1)), completion)
-
-
-def completion_3d(pose3d: torch.Tensor, missing: torch.Tensor, completion: str = "condition") -> Task:
-    """Partial 3D pose; the observed joints are imputed, the missing ones sampled."""
-    return _completion(pose3d * (~missing).float()[..., None], xyz_mask(~missing), completion)
+from lib.tasks.observe import observe_2d, observe_3d
 
 
 def random_missing(n: int, k: int, generator: torch.Generator, num_joints: int = 17,
@@ -115,21 +91,23 @@ class _Completion(TaskUnit):
     aggregates = True
     titles = TITLES | {f"{k}_missing": f"{v}, missing joints" for k, v in TITLES.items() if not k.startswith("unc")}
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
+    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor | None]:
+        """The task and, for 2D input, the joints it sees [N, J] bool."""
         raise NotImplementedError
+
+    def _source(self, ctx: Context) -> str:
+        return "3D" if self.name == "comp3d" else ctx.test.source_2d
 
     def build(self, ctx: Context, opts: CompletionOptions) -> Prepared:
         missing = opts.missing(len(ctx.test), ctx.seed, ctx.num_joints)
-        task = self._task(ctx, missing)
+        task, seen = self._task(ctx, missing)
         arrays = {"missing": missing.numpy()[None, :, None]}
-        if self.name == "comp2d":
-            arrays["input2d"] = (task.observed[..., :2] / ctx.frames.scale).numpy()[None, :, None]
-        how = "" if ctx.completion == "condition" else f", {ctx.completion} only"
-        title = (f"{self.name}: {float(missing.sum(1).float().mean()):g} missing joints per pose{how}, S = {ctx.hypo}"
-                 f" (mm)")
-        info = {"missing": missing, "input2d": None, "seen": None}
-        if self.name == "comp2d":  # the 2D input of the observed joints (for jpma)
-            info |= {"input2d": task.observed[..., :2], "seen": ~missing}
+        info = {"missing": missing, "input2d": None, "seen": seen}
+        if seen is not None:  # the 2D input of the seen joints (drawn, and for jpma)
+            info["input2d"] = ctx.test.cond2d(ctx.frames)[..., :2] * seen[..., None]
+            arrays["input2d"] = (info["input2d"] / ctx.frames.scale).numpy()[None, :, None]
+        title = (f"{self.name}: from {self._source(ctx)}, {float(missing.sum(1).float().mean()):g} missing joints per "
+                 f"pose, completion '{ctx.completion}', S = {ctx.hypo} (mm)")
         return Prepared(task=task, title=title, arrays=arrays, info=info)
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
@@ -149,8 +127,11 @@ class Completion2D(_Completion):
     name = "comp2d"
     help = "completion from occluded 2D keypoints"
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
-        return completion_2d(ctx.test.cond2d(ctx.frames), missing, ctx.completion)
+    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor]:
+        """The hidden joints and the joints the 2D source does not give (low confidence, another point) are
+        unseen alike (lib/tasks/observe.py)."""
+        seen = ctx.test.seen2d(ctx.min_conf) & ~missing
+        return observe_2d(ctx.test.cond2d(ctx.frames), seen, ctx.completion), seen
 
 
 @register_task
@@ -162,8 +143,8 @@ class Completion3D(_Completion):
         "baseline_mean_missing": "no model: mean training pose, missing joints",
         "baseline_nearest_missing": "no model: nearest training pose on the seen joints, missing joints"}
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> Task:
-        return completion_3d(ctx.test.gt3d(ctx.frames), missing, ctx.completion)
+    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, None]:
+        return observe_3d(ctx.test.gt3d(ctx.frames), missing, ctx.completion), None
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
                 ) -> Table:

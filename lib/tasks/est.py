@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 
 from lib.metrics import Table, per_action
-from lib.tasks.base import Context, NoOptions, Prepared, Task, TaskUnit, register_task, xyz_mask, zero_z
+from lib.tasks.base import Context, NoOptions, Prepared, Task, TaskUnit, register_task
 from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
+from lib.tasks.observe import observe_2d
 
 
-def estimation(cond2d: torch.Tensor) -> Task:
-    """Condition on x, y of every joint; depth is free; start from the prior. cond2d: [B, J, 3]."""
-    keep = torch.ones(cond2d.shape[:2], device=cond2d.device)
-    return Task(condition=zero_z(cond2d), mask=xyz_mask(keep, (0, 1)))
+def estimation(cond2d: torch.Tensor, seen: torch.Tensor | None = None) -> Task:
+    """Condition on x, y of the seen joints (all by default); depth is free; start from the prior. cond2d: [B, J, 3],
+    seen: [B, J] bool (lib/tasks/observe.py: joints a detector gives with low confidence or as another point)."""
+    return observe_2d(cond2d, seen, "condition-only")
 
 
 def diversity(pred_mm: torch.Tensor) -> torch.Tensor:
@@ -31,18 +32,20 @@ class Estimation(TaskUnit):
     titles = TITLES | {"diversity": "diversity (RMS distance between hypotheses)"}
 
     def build(self, ctx: Context, opts: NoOptions) -> Prepared:
-        cond = ctx.test.cond2d(ctx.frames)
-        return Prepared(task=estimation(cond), title=f"est: 3D from {ctx.test.source_2d}, S = {ctx.hypo} (mm)",
-                        arrays={"input2d": (cond[..., :2] / ctx.frames.scale).numpy()[None, :, None]},
-                        info={"input2d": cond[..., :2]})
+        cond, seen = ctx.test.cond2d(ctx.frames), ctx.test.seen2d(ctx.min_conf)
+        unseen = float((~seen).sum(1).float().mean())
+        masked = f", {unseen:.2g} joints per pose not given (confidence, other points)" if unseen else ""
+        title = f"est: 3D from {ctx.test.source_2d}{masked}, S = {ctx.hypo} (mm)"
+        return Prepared(task=estimation(cond, seen), title=title, info={"input2d": cond[..., :2], "seen": seen},
+                        arrays={"input2d": (cond[..., :2] / ctx.frames.scale).numpy()[None, :, None]})
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
         pred = next(iter(preds.values()))
-        table = score_hypotheses(pred, ctx, prep.info["input2d"], None, prep.info.get("refined"))
+        table = score_hypotheses(pred, ctx, prep.info["input2d"], prep.info["seen"], prep.info.get("refined"))
         if pred.shape[1] == 1:
             return table
         spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()
         return table | per_action({"diversity": spread}, ctx.test.action_name)
 
     def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
-        return outputs(pred, ctx, prep.info["input2d"], None, prep.info.get("refined"))
+        return outputs(pred, ctx, prep.info["input2d"], prep.info["seen"], prep.info.get("refined"))
