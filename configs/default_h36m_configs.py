@@ -63,6 +63,15 @@ def get_default_configs() -> ml_collections.ConfigDict:
     training.mask_joint_p = 0.1            # drop one joint
     training.cond_3d_p = 0.1               # condition on the 3D ground truth instead of 2D
 
+    # A detector's errors applied to the 2D condition during training (lib/detnoise.py), for data without real
+    # detections (CMU, BVH, synthetic) or to harden a model against another detector; README 'Detected 2D'.
+    config.detnoise = detnoise = ml_collections.ConfigDict()
+    detnoise.table = ""                    # a detector error table (JSON, run.prepare_data detector-errors); "" = off
+    detnoise.p = 0.5                       # share of training samples whose 2D condition gets the detector's errors
+    detnoise.format = "sh"                 # that detector's joints (lib/keypoints.py): those it does not give as
+                                           # Human3.6M's point are masked in those samples, as at test time
+    detnoise.tail = 1.0                    # > 1: that many times the table's outliers
+
     config.optim = optim = ml_collections.ConfigDict()
     optim.lr = 2e-4
     optim.beta1 = 0.9
@@ -105,7 +114,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
-    evaluation.reduce = "refined"          # the one pose made from S hypotheses: mean | median | jpma | refined
+    evaluation.reduce = "refined"          # the one pose from S hypotheses: mean | median | jpma | refined | reproj
+    evaluation.reproj_sigma = 10.0         # 'reproj': the 2D noise (px of the 1000-px frame) its weights assume
     # comp2d / comp3d: how the observed coordinates are used (lib/tasks/observe.py): 'condition' (the paper's: the
     # network is conditioned on them and they are imputed), 'impute' (imputed only: the unconditional prior completes
     # them; README 'Completion') or 'condition-only' (conditioned only, as est is)

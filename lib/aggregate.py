@@ -10,16 +10,32 @@ needs one pose; these aggregators make it from the hypotheses alone (all vectori
   refined  the mean moved by the prior itself to its nearest mode: the drift-only process (the paper's --pflow, fast
            form) from a small time t (eval.refine_t) with the task's own condition, eval.refine_steps network
            evaluations per input (not per hypothesis); computed by lib/evaluate.refine
+  reproj   the posterior expectation given the 2D evidence: the hypotheses weighted by how well they reproject onto
+           it, w_s ~ exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) with the joints' confidences c_j and the 2D noise
+           sigma (eval.reproj_sigma); in the spirit of FMPose3D's reprojection-based aggregation
 Observed joints of completion tasks are the same in every hypothesis, so every aggregate keeps them.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-AGGREGATORS: dict[str, Callable[..., torch.Tensor]] = {}
+
+@dataclass
+class Evidence:
+    """What aggregators may use besides the hypotheses (network space)."""
+
+    input2d: torch.Tensor | None = None   # [N, J, 2] the 2D input (est, comp2d)
+    seen: torch.Tensor | None = None      # [N, J] bool: the joints it gives
+    conf: torch.Tensor | None = None      # [N, J] their confidences (1 for ground truth)
+    sigma: float = 1.0                    # the 2D noise's std (reproj)
+    refined: torch.Tensor | None = None   # [N, J, 3] the refined pose (lib/evaluate.refine)
+
+
+AGGREGATORS: dict[str, Callable[[torch.Tensor, Evidence], torch.Tensor]] = {}
 
 
 def register_aggregator(name: str):
@@ -30,44 +46,55 @@ def register_aggregator(name: str):
 
 
 @register_aggregator("mean")
-def mean_pose(hyps: torch.Tensor, **_) -> torch.Tensor:
+def mean_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
     """[N, S, J, 3] -> [N, J, 3]."""
     return hyps.mean(1)
 
 
 @register_aggregator("median")
-def median_pose(hyps: torch.Tensor, **_) -> torch.Tensor:
+def median_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
     """Coordinate-wise median over the hypotheses (the lower middle value for even S). [N, S, J, 3] -> [N, J, 3]."""
     return hyps.median(1).values
 
 
 @register_aggregator("jpma")
-def jpma_pose(hyps: torch.Tensor, input2d: torch.Tensor | None = None, seen: torch.Tensor | None = None,
-              **_) -> torch.Tensor:
-    """Per joint, the hypothesis nearest the 2D input in x, y. input2d: [N, J, 2]; seen: [N, J] bool, where the
-    input has that joint (else the median). Without any input it is the median."""
-    med = median_pose(hyps)
-    if input2d is None:
+def jpma_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
+    """Per joint, the hypothesis nearest the 2D input in x, y; joints the input does not give (ev.seen) take the
+    median. Without any input it is the median."""
+    med = median_pose(hyps, ev)
+    if ev.input2d is None:
         return med
-    dist = (hyps[..., :2] - input2d[:, None]).norm(dim=-1)  # [N, S, J]
+    dist = (hyps[..., :2] - ev.input2d[:, None]).norm(dim=-1)  # [N, S, J]
     best = dist.argmin(1)  # [N, J]
     picked = torch.gather(hyps, 1, best[:, None, :, None].expand(-1, 1, -1, 3))[:, 0]  # [N, J, 3]
-    if seen is None:
-        return picked
-    return torch.where(seen[..., None], picked, med)
+    return picked if ev.seen is None else torch.where(ev.seen[..., None], picked, med)
 
 
 @register_aggregator("refined")
-def refined_pose(hyps: torch.Tensor, refined: torch.Tensor | None = None, **_) -> torch.Tensor:
-    """The mean refined by the prior (`refined` [N, J, 3], made by lib/evaluate.refine); the mean itself where it
-    was not computed (S = 1)."""
-    return mean_pose(hyps) if refined is None else refined
+def refined_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
+    """The mean refined by the prior (made by lib/evaluate.refine); the mean itself where it was not computed."""
+    return mean_pose(hyps, ev) if ev.refined is None else ev.refined
 
 
-def aggregate(hyps: torch.Tensor, name: str, **inputs) -> torch.Tensor:
+@register_aggregator("reproj")
+def reproj_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
+    """Posterior expectation under a Gaussian 2D likelihood: the hypotheses [N, S, J, 3] weighted by
+    exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) over the joints the input gives; the mean without an input."""
+    if ev.input2d is None:
+        return mean_pose(hyps, ev)
+    c = torch.ones(ev.input2d.shape[:2]) if ev.conf is None else ev.conf.float()  # [N, J]
+    if ev.seen is not None:
+        c = c * ev.seen.float()
+    sq = (hyps[..., :2] - ev.input2d[:, None]).square().sum(-1)  # [N, S, J]
+    logw = -(c[:, None] * sq).sum(-1) / (2.0 * ev.sigma ** 2)  # [N, S]
+    w = torch.softmax(logw, dim=1)
+    return (w[..., None, None] * hyps).sum(1)
+
+
+def aggregate(hyps: torch.Tensor, name: str, ev: Evidence | None = None) -> torch.Tensor:
     if name not in AGGREGATORS:
         raise ValueError(f"unknown aggregate '{name}'; choose one of {', '.join(AGGREGATORS)}")
-    return AGGREGATORS[name](hyps, **inputs)
+    return AGGREGATORS[name](hyps, ev or Evidence())
 
 
 def uncertainty(hyps: torch.Tensor) -> torch.Tensor:

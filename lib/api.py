@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import torch
 
-from lib.aggregate import AGGREGATORS, aggregate, uncertainty
+from lib.aggregate import AGGREGATORS, Evidence, aggregate, uncertainty
 from lib.builders import (
     bf16_supported,
     build_score_fn,
@@ -45,7 +45,6 @@ from lib.sampling import SAMPLERS
 from lib.tasks import Task
 from lib.tasks.completion import fixed_missing
 from lib.tasks.den import denoising
-from lib.tasks.est import estimation
 from lib.tasks.gen import generation
 from lib.tasks.observe import observe_2d, observe_3d
 
@@ -98,19 +97,29 @@ class PosePrior:
         return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"))
 
     # ------------------------------------------------------------------------------------------ inputs
-    def _tensor(self, x: ArrayLike, name: str, last: int) -> torch.Tensor:
+    def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None) -> torch.Tensor:
+        """x as float [N, J, last] (or [J, last]); NaN / inf only where `missing` [N, J] says (they become 0)."""
         try:
             t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
-        except (TypeError, ValueError) as e:
-            raise ToolkitError(f"{name} must be an array of numbers ({e})") from e
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ToolkitError(f"{name} must be an array of numbers ({str(e).splitlines()[0]})") from e
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[1] != self.num_joints or t.shape[2] != last:
             raise ToolkitError(f"{name} must have shape [N, {self.num_joints}, {last}] "
                                f"(or [{self.num_joints}, {last}]), got {tuple(t.shape)}")
+        if missing is not None:
+            if missing.shape[0] != t.shape[0]:
+                raise ToolkitError(f"`missing` has {missing.shape[0]} rows but {name} has {t.shape[0]}")
+            t = torch.where(missing[..., None], 0.0, t)
         if not torch.isfinite(t).all():
             raise ToolkitError(f"{name} contains NaN or inf; mark unknown joints with `missing` instead")
         return t
+
+    def _rows(self, x: ArrayLike) -> int:
+        """The number of poses in an [N, J, C] (or [J, C]) array, before its values are checked."""
+        shape = np.shape(x)
+        return int(shape[0]) if len(shape) == 3 else 1
 
     def _missing(self, missing, n: int) -> torch.Tensor:
         """[N, J] bool from joint indices (a list, tuple or integer array) or a boolean array [J] or [N, J]."""
@@ -153,9 +162,10 @@ class PosePrior:
         root = unproject(kps[:, 0].double(), depth, cam)
         return cam, box_around_root(root, cam), depth
 
-    def _input_2d(self, keypoints, camera, root_depth) -> tuple[torch.Tensor, tuple | None]:
+    def _input_2d(self, keypoints, camera, root_depth, missing: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, tuple | None]:
         """Network-space 2D pose [N, J, 3] (z = 0) and, with a camera, what maps results to millimetres."""
-        kps = self._tensor(keypoints, "keypoints", 2)
+        kps = self._tensor(keypoints, "keypoints", 2, missing)
         back = None
         if camera is not None:
             back = self._camera(kps, camera, root_depth)
@@ -163,6 +173,18 @@ class PosePrior:
         elif root_depth is not None:
             raise ToolkitError("root_depth is only used with camera=(fx, fy, cx, cy) and pixel keypoints")
         return torch.cat([kps, torch.zeros_like(kps[..., :1])], -1) * self.frames.scale, back
+
+    def _confidence(self, confidence, n: int) -> torch.Tensor | None:
+        """[N, J] confidences in [0, 1] of the 2D keypoints (used by the 'reproj' aggregate), or None."""
+        if confidence is None:
+            return None
+        try:
+            c = torch.as_tensor(np.asarray(confidence, dtype=np.float32)).reshape(n, self.num_joints)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ToolkitError(f"confidence must be numbers of shape [N, {self.num_joints}] ({e})") from e
+        if not (torch.isfinite(c).all() and (c >= 0).all()):
+            raise ToolkitError("confidence must be finite and >= 0")
+        return c
 
     def _to_mm(self, pose_norm: torch.Tensor, back: tuple) -> torch.Tensor:
         cam, box, depth = back  # per row [N]; broadcast over the hypothesis axis of [N, S, J, 3]
@@ -177,20 +199,24 @@ class PosePrior:
         return self._score_fns[bf16]
 
     def _finish(self, out: torch.Tensor, task: Task, reduce: str | None, back: tuple | None, ref, fast: bool,
-                input2d: torch.Tensor | None = None, seen: torch.Tensor | None = None) -> ArrayLike | tuple:
+                ev: Evidence | None = None) -> ArrayLike | tuple:
         """Hypotheses [N, S, J, 3] (normalised, or mm with a camera) as the input's array type; with `reduce` one
-        pose [N, J, 3] and its per-joint uncertainty [N, J] (lib/aggregate.py) instead."""
+        pose [N, J, 3] and its per-joint uncertainty [N, J] (lib/aggregate.py) instead. ev: the 2D evidence in
+        network space."""
         if reduce is None:
             return self._like(out if back is None else self._to_mm(out, back), ref)
         if reduce not in AGGREGATORS:
             raise ToolkitError(f"reduce must be one of {', '.join(AGGREGATORS)} or None, got {reduce!r}")
-        refined = None
+        ev = ev or Evidence()
+        scale = self.frames.scale
         if reduce == "refined" and out.shape[1] > 1 and len(task):
             e = self.config.eval
-            refined = refine(self._score_fn(fast), self.sde, task, out * self.frames.scale,
-                             e.refine_t, e.refine_steps, e.batch_size, self.device) / self.frames.scale
-        pose = aggregate(out, reduce, refined=refined, seen=seen,
-                         input2d=None if input2d is None else input2d / self.frames.scale)
+            ev.refined = refine(self._score_fn(fast), self.sde, task, out * scale, e.refine_t, e.refine_steps,
+                                e.batch_size, self.device) / scale
+        if ev.input2d is not None:  # network space -> normalised, as the hypotheses
+            ev.input2d = ev.input2d / scale
+            ev.sigma = self.config.eval.reproj_sigma / self.frames.image_size * 2.0
+        pose = aggregate(out, reduce, ev)
         if back is not None:
             out, pose = self._to_mm(out, back), self._to_mm(pose[:, None], back)[:, 0]
         return self._like(pose, ref), self._like(uncertainty(out), ref)
@@ -222,34 +248,37 @@ class PosePrior:
     # -------------------------------------------------------------------------------------------- tasks
     def estimate(self, keypoints: ArrayLike, hypotheses: int = 1, camera: Sequence[float] | None = None,
                  root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
-                 fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None
-                 ) -> ArrayLike | tuple:
+                 fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None,
+                 confidence: ArrayLike | None = None) -> ArrayLike | tuple:
         """3D poses [N, S, J, 3] from 2D keypoints [N, J, 2] (normalised, or pixels with camera and root_depth);
-        with reduce ('refined', 'median', 'mean', 'jpma') one pose [N, J, 3] and its uncertainty [N, J]."""
-        cond, back = self._input_2d(keypoints, camera, root_depth)
-        task = estimation(cond)
-        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
-                            keypoints, fast, input2d=cond[..., :2])
+        with reduce (lib/aggregate.py: 'refined', 'reproj', 'median', 'mean', 'jpma') one pose [N, J, 3] and its
+        uncertainty [N, J]; confidence [N, J] of the keypoints weighs them in 'reproj'."""
+        return self.complete_2d(keypoints, np.zeros(self.num_joints, bool), hypotheses, camera, root_depth, method,
+                                steps, fast, pflow, seed, reduce, "condition-only", confidence)
 
     def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
                     root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
                     fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None,
-                    completion: str | None = None) -> ArrayLike | tuple:
-        """3D poses [N, S, J, 3] from 2D keypoints with missing joints (their values are ignored); reduce as
-        estimate; completion 'condition' | 'impute' (default eval.completion, README 'Completion')."""
-        cond, back = self._input_2d(keypoints, camera, root_depth)
-        miss = self._missing(missing, cond.shape[0])
+                    completion: str | None = None, confidence: ArrayLike | None = None) -> ArrayLike | tuple:
+        """3D poses [N, S, J, 3] from 2D keypoints of which the joints `missing` are unknown (their values, NaN
+        or not, are ignored); reduce and confidence as estimate; completion (lib/tasks/observe.py) 'condition',
+        'impute' or 'condition-only' (default eval.completion, README 'Completion'). est is this with no joint
+        missing and 'condition-only': one code path for hidden, low-confidence and absent joints."""
+        miss = self._missing(missing, self._rows(keypoints))
+        cond, back = self._input_2d(keypoints, camera, root_depth, miss)
         task = observe_2d(cond, ~miss, self._completion(completion))
+        ev = Evidence(cond[..., :2], ~miss, self._confidence(confidence, cond.shape[0]))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
-                            keypoints, fast, input2d=cond[..., :2], seen=~miss)
+                            keypoints, fast, ev)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
                     steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0,
                     reduce: str | None = None, completion: str | None = None) -> ArrayLike | tuple:
         """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept;
         reduce and completion as complete_2d."""
-        p = self._tensor(pose, "pose", 3)
-        task = observe_3d(p * self.frames.scale, self._missing(missing, p.shape[0]), self._completion(completion))
+        miss = self._missing(missing, self._rows(pose))
+        p = self._tensor(pose, "pose", 3, miss)
+        task = observe_3d(p * self.frames.scale, miss, self._completion(completion))
         return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
                             fast)
 

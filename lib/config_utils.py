@@ -137,6 +137,7 @@ def _one_of(*names: str) -> Callable[[Any], str | None]:
 
 _POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
 _POS = _num(0.0, lo_open=True)
+_H36M_ORDER = _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M))  # detectors in H36M order
 RULES: dict[str, Callable[[Any], str | None]] = {
     "seed": _NONNEG_INT,
     "data.image_size": _POS, "data.scale": _POS, "data.num_joints": _num(17, 17, integer=True),
@@ -161,8 +162,10 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
-    "data.det_format": _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M)),
+    "eval.reproj_sigma": _POS,
+    "data.det_format": _H36M_ORDER,
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
+    "detnoise.p": _PROB, "detnoise.tail": _num(1.0), "detnoise.format": _H36M_ORDER,
     "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True),
     "lift.hypotheses": _POS_INT,
     "lift.smooth_t": _num(0.0, 1.0, lo_open=True), "lift.smooth_steps": _POS_INT, "lift.smooth_window": _POS_INT,

@@ -11,7 +11,6 @@ import functools
 import io
 import json
 import re
-import shutil
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from lib.camera import Camera, look_at, quaternion_matrix
 from lib.data import ACTIONS, camera_rows
 from lib.errors import ToolkitError
+from lib.io import refuse_existing, staging
 from lib.safe_pickle import loads_restricted, save_pickle
 
 H36M_17_OF_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
@@ -103,32 +103,27 @@ class Collector:
                 out.det.append(det[c][keep])
                 out.conf.append(conf[c][keep])
 
-    def write(self, out: str | Path, prefix: str, det_name: str | None = None) -> dict[str, Path]:
-        """Write {prefix}_train.pkl, {prefix}_test.pkl and, with detections, det_name; all or nothing."""
+    def write(self, out: str | Path, prefix: str, det_name: str | None = None, overwrite: bool = False
+              ) -> dict[str, Path]:
+        """Write {prefix}_train.pkl, {prefix}_test.pkl and, with detections, det_name; all or nothing. Files
+        already in `out` are refused unless `overwrite`."""
         out = Path(out)
         for split, data in self.splits.items():
             if not data.rows:
                 raise ToolkitError(f"no {split} rows were made: check the subject split "
                                    f"({sorted(self.subjects[split])}) against the input")
-        tmp = out.parent / f".{out.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        files = {s: f"{prefix}_{s}.pkl" for s in self.splits}
-        try:
+        files = {s: f"{prefix}_{s}.pkl" for s in self.splits} | ({"detections": det_name} if det_name else {})
+        refuse_existing([out / f for f in files.values()], overwrite)
+        if det_name is not None and any(sum(map(len, d.det)) != len(d.rows) for d in self.splits.values()):
+            raise ToolkitError("2D detections are missing for some sequences; give them for all or none")
+        with staging(out) as tmp:
             for split, data in self.splits.items():
                 save_pickle(data.rows, tmp / files[split])
             if det_name is not None:
-                if any(sum(map(len, d.det)) != len(d.rows) for d in self.splits.values()):
-                    raise ToolkitError("2D detections are missing for some sequences; give them for all or none")
-                det = {s: {"joint3d_image": np.concatenate([np.concatenate(d.det), np.zeros((len(d.rows), 17, 1))], -1),
+                det = {s: {"joint3d_image": np.concatenate([np.concatenate(d.det), np.zeros((len(d.rows), 17, 1))],
+                                                           -1),
                            "confidence": np.concatenate(d.conf)[..., None]} for s, d in self.splits.items()}
                 save_pickle(det, tmp / det_name)
-                files["detections"] = det_name
-            out.mkdir(parents=True, exist_ok=True)
-            for name in files.values():
-                (tmp / name).replace(out / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return {k: out / v for k, v in files.items()}
 
     def summary(self) -> str:
@@ -202,6 +197,10 @@ def insert_neck(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, conf
 
 
+SH_FOLDERS = ("StackedHourglassFineTuned240", "StackedHourglass")  # 3d-pose-baseline's releases, fine-tuned first
+SH_FILE = "h36m_sh_dt_ft.pkl"  # the one name of Human3.6M's detections (the paper's, data.det_file's default)
+
+
 def read_sh_detections(folder: Path, name: str, n: int, where: str, notes: list[str]
                        ) -> list[np.ndarray | None]:
     """Per camera, the detections [n, 17, 2] of sequence `name` (None where the file is missing)."""
@@ -211,7 +210,8 @@ def read_sh_detections(folder: Path, name: str, n: int, where: str, notes: list[
         path = folder / f"{name.replace(' ', '_')}.{cam_id}.h5"
         if not path.is_file():
             out.append(None)
-            notes.append(f"{where}: no Stacked Hourglass file for camera {cam_id}; its rows are excluded")
+            notes.append(f"{where}: no Stacked Hourglass file for camera {cam_id}; its rows are kept with confidence "
+                         f"0 (left out of evaluations on detections, kept in those on ground-truth 2D)")
             continue
         try:
             with h5py.File(path, "r") as h:
@@ -226,16 +226,27 @@ def read_sh_detections(folder: Path, name: str, n: int, where: str, notes: list[
     return out
 
 
-def convert_h36m_h5(root: str | Path, col: Collector) -> None:
+def _sh_folder(folders: list[Path], notes: list[str]) -> str | None:
+    """The Stacked Hourglass release the source holds: the fine-tuned one if there, else the other, else None."""
+    for name in SH_FOLDERS:
+        if any((f.parents[1] / name).is_dir() for f in folders):
+            notes.append(f"2D detections: S*/{name} ({'fine-tuned on' if 'FineTuned' in name else 'not tuned to'} "
+                         f"Human3.6M) written as {SH_FILE}")
+            return name
+    return None
+
+
+def convert_h36m_h5(root: str | Path, col: Collector) -> bool:
     """Read root/cameras.h5, root/S*/MyPoses/3D_positions/*.h5 (key 3D_positions, [96, N], world mm) and, where
-    the folder exists, the Stacked Hourglass detections root/S*/StackedHourglass/*.h5 (row-aligned)."""
+    the folder exists, the Stacked Hourglass detections root/S*/StackedHourglass*/*.h5 (row-aligned). A camera
+    without detections keeps its rows, with confidence 0. Returns whether detections were found."""
     h5py = _h5()
     root = Path(root)
     folders = sorted(p for p in root.glob("S*/MyPoses/3D_positions") if p.is_dir())
     if not folders:
         raise ToolkitError(f"{root} is not in the 3d-pose-baseline layout: expected {root}/cameras.h5 and "
                            f"{root}/S1/MyPoses/3D_positions/*.h5")
-    detections = any((f.parents[1] / "StackedHourglass").is_dir() for f in folders)
+    sh = _sh_folder(folders, col.notes)
     for folder in folders:
         subject = subject_id(folder.parents[1].name, str(folder))
         if col.split_of(subject) is None:
@@ -255,16 +266,15 @@ def convert_h36m_h5(root: str | Path, col: Collector) -> None:
             world = pos.T.reshape(-1, 32, 3)[:, H36M_17_OF_32]
             a, sa = ids[f.stem]
             meta = {"subject": subject, "action": a, "subaction": sa, "source": str(f)}
-            if not detections:
+            if sh is None:
                 col.add(world, cams, meta)
                 continue
-            det = read_sh_detections(folder.parents[1] / "StackedHourglass", f.stem, len(world),
-                                     f"S{subject}/{f.stem}", col.notes)
-            have = [c for c, d in enumerate(det) if d is not None]
-            n = min([len(world)] + [len(det[c]) for c in have])
+            det = read_sh_detections(folder.parents[1] / sh, f.stem, len(world), f"S{subject}/{f.stem}", col.notes)
+            n = min([len(world)] + [len(d) for d in det if d is not None])
             conf = insert_neck(np.zeros((n, 16, 2)))[1]  # 1, and 0 for the interpolated neck/nose
-            col.add(world[:n], [cams[c] for c in have], meta, det=[det[c][:n] for c in have],
-                    conf=[conf] * len(have), camera_ids=have)
+            col.add(world[:n], cams, meta, det=[np.zeros((n, 17, 2)) if d is None else d[:n] for d in det],
+                    conf=[np.zeros((n, 17)) if d is None else conf for d in det])
+    return sh is not None
 
 
 # ---------------------------------------------------------------------------------------------------

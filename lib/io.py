@@ -10,6 +10,8 @@ import contextlib
 import errno
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -119,3 +121,32 @@ def last_results_pointer() -> Path:
     $XDG_CACHE_HOME/gfpose/last_results, by default ~/.cache/gfpose/last_results."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "gfpose" / "last_results"
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """A one-line error when files the user did not ask to replace are in the way (unless overwrite)."""
+    there = [str(p) for p in paths if p.exists()]
+    if there and not overwrite:
+        raise ToolkitError(f"{', '.join(there)} already exist{'s' if len(there) == 1 else ''}; give --overwrite to "
+                           f"replace {'it' if len(there) == 1 else 'them'}, or another --out")
+
+
+@contextlib.contextmanager
+def staging(out: str | Path) -> Iterator[Path]:
+    """A fresh hidden folder next to `out` (tempfile.mkdtemp, never a guessable name); on success every file in it
+    is moved into `out` (made if needed), on any error it is removed and `out` is untouched."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        raise ToolkitError(f"cannot write into {out.parent}: {_reason(e)}") from e
+    try:
+        yield tmp
+        out.mkdir(parents=True, exist_ok=True)
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+    except OSError as e:
+        raise ToolkitError(f"cannot write into {out}: {_reason(e)}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ class Batch:
     x0: torch.Tensor                    # [B, J, 3] clean poses, network space
     cond: torch.Tensor                  # [B, J, 3] 2D conditions (z = 0)
     mask: torch.Tensor | None = None    # [B, J, 3] condition masks; drawn by the loss when None
+    dropped: torch.Tensor | None = None   # [B, J] bool: 2D joints a (simulated) detector did not give
 
 
 def random_condition_mask(batch: int, num_joints: int, p_whole: float, p_part: float, p_joint: float,
@@ -54,6 +55,8 @@ def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[Scor
         use_3d = (torch.rand(b, device=x0.device) < training.cond_3d_p)[:, None, None]
         condition = torch.where(use_3d, x0, batch.cond)  # [B, J, 3]
         mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, *probs, device=x0.device)
+        if batch.dropped is not None:  # a detector's missing joints mask the 2D condition, not the 3D one
+            mask = mask * (use_3d | ~batch.dropped[..., None]).float()
         residual = z - score_fn.eps(xt, t, condition, mask)  # score * std = -eps_theta
         return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()
 

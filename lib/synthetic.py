@@ -13,7 +13,7 @@ import numpy as np
 
 from lib.camera import Camera, look_at, project
 from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS, camera_rows
-from lib.io import write_json
+from lib.io import refuse_existing, staging, write_json
 from lib.safe_pickle import save_pickle
 
 # Mean Human3.6M bone lengths in mm (17-joint skeleton).
@@ -247,28 +247,34 @@ def detector_noise(rows: list[dict], rng: np.random.Generator) -> dict[str, np.n
     return {"joint3d_image": np.concatenate([xy, np.zeros((n, 17, 1))], -1), "confidence": conf[..., None]}
 
 
-def generate(out: str | Path, seed: int = 0, train_frames: int = 32, test_frames: int = 16) -> dict[str, int]:
-    """Write synthetic_{train,test}.pkl and synthetic_dt.pkl into out; returns row counts per split."""
+SYNTHETIC_FILES = ("synthetic_train.pkl", "synthetic_test.pkl", "synthetic_dt.pkl")
+
+
+def generate(out: str | Path, seed: int = 0, train_frames: int = 32, test_frames: int = 16,
+             overwrite: bool = False) -> dict[str, int]:
+    """Write synthetic_{train,test}.pkl and synthetic_dt.pkl into out (all or nothing; files already there are
+    refused unless overwrite); returns row counts per split."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_existing([out / f for f in SYNTHETIC_FILES], overwrite)
     splits = {"train": (TRAIN_SUBJECTS, train_frames), "test": (TEST_SUBJECTS, test_frames)}
     dets, counts = {}, {}
-    for split, (subjects, frames) in splits.items():
-        rows: list[dict] = []
-        for subject in subjects:
-            bones = subject_bones(subject, seed)
-            for action in ACTIONS:
-                for subaction in (1, 2):
-                    rng = np.random.default_rng([seed, subject, action, subaction])
-                    rows += make_rows(sample_poses(action, frames, bones, rng), action, subject, subaction)
-        dets[split] = detector_noise(rows, np.random.default_rng([seed, len(rows)]))
-        save_pickle(rows, out / f"synthetic_{split}.pkl")
-        counts[split] = len(rows)
-    save_pickle(dets, out / "synthetic_dt.pkl")
+    with staging(out) as tmp:
+        for split, (subjects, frames) in splits.items():
+            rows: list[dict] = []
+            for subject in subjects:
+                bones = subject_bones(subject, seed)
+                for action in ACTIONS:
+                    for subaction in (1, 2):
+                        rng = np.random.default_rng([seed, subject, action, subaction])
+                        rows += make_rows(sample_poses(action, frames, bones, rng), action, subject, subaction)
+            dets[split] = detector_noise(rows, np.random.default_rng([seed, len(rows)]))
+            save_pickle(rows, tmp / f"synthetic_{split}.pkl")
+            counts[split] = len(rows)
+        save_pickle(dets, tmp / "synthetic_dt.pkl")
     return counts
 
 
-def coco_example(out: str | Path, seed: int = 0, images: int = 8) -> Path:
+def coco_example(out: str | Path, seed: int = 0, images: int = 8, overwrite: bool = False) -> Path:
     """A COCO keypoint results file to try run.lift on: synthetic test subjects in `images` 1920 x 1080 photos
     (f = 1400 px), one person each and a second one in the first half, as a 2D detector would write it."""
     from lib.keypoints import coco_from_h36m
@@ -287,6 +293,7 @@ def coco_example(out: str | Path, seed: int = 0, images: int = 8) -> Path:
             detections.append({"image_id": i, "category_id": 1, "score": 0.95 - 0.1 * person, "track_id": person,
                                "keypoints": np.round(np.concatenate([kps[i], vis], -1), 2).ravel().tolist()})
     path = Path(out) / "coco_keypoints.json"
+    refuse_existing([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, detections)
     return path

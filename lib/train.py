@@ -38,11 +38,13 @@ from lib.builders import (
 )
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import config_to_json, validate_config
-from lib.data import PoseData
+from lib.data import PoseData, detector_kinds
+from lib.detnoise import DetectorNoise, load_table
 from lib.ema import ExponentialMovingAverage
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import sample_task
 from lib.io import write_json, write_text
+from lib.keypoints import USED
 from lib.lift import pose_stats
 from lib.losses import Batch, get_loss_fn
 from lib.metrics import mpjpe, mpjpe_root, per_action
@@ -138,7 +140,8 @@ def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Modul
 
 
 class Batches:
-    """The training rows on the device, served as per-rank batches in a seeded order per epoch."""
+    """The training rows on the device, served as per-rank batches in a seeded order per epoch; optionally flipped,
+    and with a detector's errors on a share of the 2D conditions (config.detnoise, lib/detnoise.py)."""
 
     def __init__(self, config: ml_collections.ConfigDict, data: PoseData, device: torch.device):
         frames, t = frames_of(config), config.training
@@ -147,6 +150,10 @@ class Batches:
         self.per_rank = t.batch_size // dist.world_size()
         self.steps_per_epoch = len(data) // t.batch_size
         self._perm, self._epoch = None, -1
+        n = config.detnoise
+        self.noise = DetectorNoise.from_table(load_table(n.table), n.tail) if n.table else None
+        self.noise_p = n.p
+        self.unused = torch.tensor([k not in USED for k in detector_kinds(n.format)], device=device)  # [J]
 
     def __call__(self, step: int) -> Batch:
         epoch, offset = divmod(step, self.steps_per_epoch)
@@ -160,7 +167,12 @@ class Batches:
         if self.flip:
             flip = (torch.rand(self.per_rank, device=x0.device) < 0.5)[:, None, None]
             x0, cond = torch.where(flip, flip_pose(x0), x0), torch.where(flip, flip_pose(cond), cond)
-        return Batch(x0, cond)
+        if self.noise is None:
+            return Batch(x0, cond)
+        noisy, dropped = self.noise.apply(cond[..., :2])
+        hit = (torch.rand(self.per_rank, device=x0.device) < self.noise_p)[:, None]  # [B, 1]
+        cond = torch.cat([torch.where(hit[..., None], noisy, cond[..., :2]), cond[..., 2:]], -1)
+        return Batch(x0, cond, dropped=hit & (dropped | self.unused))
 
 
 def mean_pose_p1(train: PoseData, test: PoseData) -> float:
@@ -332,13 +344,13 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
                                f"run (checkpoint/NAME)")
         state.restore(path)
         log.info("resumed from %s at step %d", restore_dir, state.step)
-    state.progress = Progress(config, state.step, state.elapsed)
     ws = dist.world_size()
     net = (torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda"
                                                      else None) if ws > 1 else state.model)
     batches = Batches(config, train_data, device)
-    loop = _Loop(config, workdir, state, batches, monitor, folder)
     baseline = mean_pose_p1(train_data, selection)
+    state.progress = Progress(config, state.step, state.elapsed)  # the budget's clock starts here
+    loop = _Loop(config, workdir, state, batches, monitor, folder)
     if dist.is_main():
         write_text(workdir / "config.json", config_to_json(config))
         log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters; %s", len(train_data),

@@ -299,7 +299,8 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
     train = load_data(config, "train") if unit.needs_train else None
     e = config.eval
     ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
-                  num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf)
+                  num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf,
+                  reproj_sigma=e.reproj_sigma)
     save_every = max(1, sampler.steps // traj_frames) if traj_frames else 0
     settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
                             refine_steps=e.refine_steps)

@@ -6,6 +6,10 @@ people have.
     python -m run.prepare_data videopose3d --npz data_3d_h36m.npz \\
         --det data_2d_h36m_cpn_ft_h36m_dbb.npz --out data/h36m                       # VideoPose3D layout
     python -m run.prepare_data cmu --pack ../shared/data/cmu_h36m17.npz --bvh ../shared/data/bvh --out data/cmu
+    python -m run.prepare_data detector-errors --gt data/h36m/h36m_train.pkl --det data/h36m/h36m_sh_dt_ft.pkl \\
+        --out my_detector.json                          # how a detector errs, from labelled rows (lib/detnoise.py)
+    python -m run.prepare_data detections --table my_detector.json --train data/cmu/cmu_train.pkl \\
+        --test data/cmu/cmu_test.pkl --out data/cmu/cmu_sim_dt.pkl     # simulated detections, row-aligned
 
 Human3.6M sources keep subjects 1,5,6,7,8 for training and 9,11 for testing unless told otherwise.
 """
@@ -15,9 +19,23 @@ import argparse
 import time
 from pathlib import Path
 
-from lib.convert import Collector, convert_cmu, convert_h36m_h5, convert_videopose3d
-from lib.data import TEST_SUBJECTS, TRAIN_SUBJECTS, parse_subjects
+import numpy as np
+
+from lib.convert import SH_FILE, Collector, convert_cmu, convert_h36m_h5, convert_videopose3d
+from lib.data import (
+    TEST_SUBJECTS,
+    TRAIN_SUBJECTS,
+    PoseData,
+    attach_detections,
+    detector_kinds,
+    parse_subjects,
+    rows_to_posedata,
+)
+from lib.detnoise import DetectorNoise, fit_table, load_table, simulate
 from lib.errors import ToolkitError
+from lib.io import check_writable, refuse_existing, write_json
+from lib.keypoints import USED
+from lib.safe_pickle import load_pickle, save_pickle
 from lib.synthetic import coco_example, generate
 from run.common import Parser, guarded
 
@@ -39,9 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     cmu.add_argument("--bvh", nargs="*", default=[], help="BVH files or folders of them")
     cmu.add_argument("--pack", help="cmu_h36m17.npz (its own train/test split)")
     cmu.add_argument("--bvh-step", type=int, default=4, help="keep every k-th BVH frame (120 Hz -> 30 Hz)")
+    err = sub.add_parser("detector-errors", help="fit a detector error table from ground truth and its detections")
+    err.add_argument("--gt", required=True, help="a pickle in the H36M-Toolbox layout (e.g. the training split)")
+    err.add_argument("--det", required=True, help="its detections, row-aligned ({'train' | 'test': {...}})")
+    err.add_argument("--split", default="train", choices=("train", "test"), help="which part of --det (train)")
+    err.add_argument("--what", default="", help="a line describing the detector and the data")
+    sim = sub.add_parser("detections", help="simulate a detector's 2D on pose data, from its error table")
+    sim.add_argument("--table", required=True, help="a detector error table (JSON)")
+    sim.add_argument("--train", required=True, help="the training pickle")
+    sim.add_argument("--test", required=True, help="the test pickle")
+    sim.add_argument("--tail", type=float, default=1.0, help="times the table's outliers (> 1: a heavier tail)")
+    sim.add_argument("--format", default="sh", help="the detector's joints: those it does not give get confidence 0")
     for p in (syn, ex, h5, vp, cmu):
         p.add_argument("--out", help="output folder (default: data/<source>)")
+    for p in (err, sim):
+        p.add_argument("--out", required=True, help="output file (.json table / .pkl detections)")
+    for p in (syn, ex, h5, vp, cmu, err, sim):
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--overwrite", action="store_true", help="replace data files already at --out")
     for p in (h5, vp, cmu):
         p.add_argument("--train-subjects", default=",".join(map(str, TRAIN_SUBJECTS)) if p is not cmu else "")
         p.add_argument("--test-subjects", default=",".join(map(str, TEST_SUBJECTS)) if p is not cmu else "",
@@ -66,40 +99,23 @@ def _bvh_files(items: list[str]) -> list[Path]:
     return files
 
 
-def main() -> None:
-    args = build_parser().parse_args()
-    start = time.monotonic()
-    out = Path(args.out or f"data/{args.source.split('-')[0]}")
-    if args.source == "example":
-        path = coco_example(out, args.seed)
-        print(f"wrote {path}: COCO keypoint results of 8 images (1920 x 1080); lift them with python -m run.lift "
-              f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
-        return
-    if args.source == "synthetic":
-        if args.train_frames < 1 or args.test_frames < 1:
-            raise ToolkitError("--train-frames and --test-frames must be >= 1")
-        counts = generate(out, args.seed, args.train_frames, args.test_frames)
-        print(f"wrote {out}: {counts['train']} train rows, {counts['test']} test rows "
-              f"(subjects 1,5,6,7,8 / 9,11; 15 actions; 4 cameras) in {time.monotonic() - start:.1f} s")
-        return
+def _convert(args: argparse.Namespace, out: Path) -> None:
+    """h36m-h5, videopose3d, cmu: the H36M-Toolbox pickles (and detections) into out."""
     train_subjects, test_subjects = parse_subjects(args.train_subjects), parse_subjects(args.test_subjects)
     if set(train_subjects) & set(test_subjects):
         raise ToolkitError(f"subjects {sorted(set(train_subjects) & set(test_subjects))} are in both splits")
     col = Collector(train_subjects, test_subjects, args.train_every, args.test_every)
     det_name, prefix, extra = None, "h36m", ""
     if args.source == "h36m-h5":
-        convert_h36m_h5(args.root, col)
-        if any(split.det for split in col.splits.values()):  # S*/StackedHourglass was there
-            det_name = "h36m_sh_dt.pkl"
-            extra = f" --config.data.det_file={det_name}"
+        if convert_h36m_h5(args.root, col):
+            det_name = SH_FILE  # data.det_file's default, with data.det_format sh
         else:
-            extra = " --config.data.use_gt_2d=true (no S*/StackedHourglass detections in this source)"
+            extra = " --config.data.use_gt_2d=true (no S*/StackedHourglass* detections in this source)"
     elif args.source == "videopose3d":
         convert_videopose3d(args.npz, col, args.det)
         if args.det:
-            stem = Path(args.det).stem
-            det_name = f"h36m_{stem.removeprefix('data_2d_h36m_')}_dt.pkl"
-            extra = f" --config.data.det_file={det_name}"
+            det_name = f"h36m_{Path(args.det).stem.removeprefix('data_2d_h36m_')}_dt.pkl"
+            extra = f" --config.data.det_file={det_name} --config.data.det_format=h36m"
         else:
             extra = " --config.data.use_gt_2d=true (no --det given)"
     else:
@@ -110,12 +126,73 @@ def main() -> None:
         convert_cmu(col, _bvh_files(args.bvh), Path(args.pack) if args.pack else None, args.seed, args.bvh_step,
                     test_subjects)
         prefix = "cmu"
-        extra = " (or use configs/subvp/cmu_small.py)"
-    files = col.write(out, prefix, det_name)
+        extra = " (or use configs/subvp/cmu_budget.py)"
+    files = col.write(out, prefix, det_name, args.overwrite)
     print(col.summary())
-    print(f"wrote {', '.join(str(f) for f in files.values())} in {time.monotonic() - start:.1f} s")
+    print(f"wrote {', '.join(str(f) for f in files.values())}")
     print(f"train on it with: --config.data.root={out} --config.data.train_file={files['train'].name} "
           f"--config.data.test_file={files['test'].name}{extra}")
+
+
+def _rows_2d(path: str) -> tuple[np.ndarray, PoseData]:
+    data = rows_to_posedata(load_pickle(path), Path(path))
+    return data.pose_img[..., :2], data
+
+
+def _detector_errors(args: argparse.Namespace, out: Path) -> None:
+    """Fit a detector error table (lib/detnoise.py) from ground truth and row-aligned detections."""
+    refuse_existing([out], args.overwrite)
+    gt, data = _rows_2d(args.gt)
+    det = attach_detections(data, load_pickle(args.det), args.split, Path(args.det), detector_kinds("h36m"))
+    table = fit_table(gt, det.det2d, det.det_conf, args.what or f"{args.det} ({args.split}) against {args.gt}")
+    check_writable(out, "--out")
+    write_json(out, table)
+    print(f"wrote {out}: {table['rows']} rows, mean error {table['mean_error_px']:.1f} px, median "
+          f"{table['median_error_px']:.1f} px; train with it: --config.detnoise.table={out}")
+
+
+def _detections(args: argparse.Namespace, out: Path) -> None:
+    """Simulated detections of a detector (its error table) on the train and test pickles, row-aligned."""
+    refuse_existing([out], args.overwrite)
+    if not (args.tail >= 1.0 and np.isfinite(args.tail)):
+        raise ToolkitError(f"--tail must be a finite number >= 1, got {args.tail}")
+    noise = DetectorNoise.from_table(load_table(args.table), args.tail)
+    unused = np.array([k not in USED for k in detector_kinds(args.format)])
+    det = {}
+    for k, (split, path) in enumerate((("train", args.train), ("test", args.test))):
+        gt, _ = _rows_2d(path)
+        xy, conf = simulate(gt, noise, args.seed * 2 + k, unused)
+        det[split] = {"joint3d_image": np.concatenate([xy, np.zeros(xy.shape[:2] + (1,))], -1),
+                      "confidence": conf[..., None]}
+        err = np.linalg.norm(xy - gt, axis=-1)[:, ~unused]
+        print(f"{split}: {len(gt)} rows, 2D error mean {err.mean():.1f} px, median {np.median(err):.1f} px")
+    check_writable(out, "--out")
+    save_pickle(det, out)
+    print(f"wrote {out}; evaluate on it with --config.data.det_file={out.name} --config.data.det_format="
+          f"{args.format} (and the data's --config.data.root)")
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    start = time.monotonic()
+    out = Path(args.out or f"data/{args.source.split('-')[0]}")
+    if args.source == "example":
+        path = coco_example(out, args.seed, overwrite=args.overwrite)
+        print(f"wrote {path}: COCO keypoint results of 8 images (1920 x 1080); lift them with python -m run.lift "
+              f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
+    elif args.source == "synthetic":
+        if args.train_frames < 1 or args.test_frames < 1:
+            raise ToolkitError("--train-frames and --test-frames must be >= 1")
+        counts = generate(out, args.seed, args.train_frames, args.test_frames, args.overwrite)
+        print(f"wrote {out}: {counts['train']} train rows, {counts['test']} test rows "
+              f"(subjects 1,5,6,7,8 / 9,11; 15 actions; 4 cameras)")
+    elif args.source == "detector-errors":
+        _detector_errors(args, out)
+    elif args.source == "detections":
+        _detections(args, out)
+    else:
+        _convert(args, out)
+    print(f"done in {time.monotonic() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ class Context:
     reduce: str = "refined"            # the aggregate whose error the uncertainty is scored against (eval.reduce)
     completion: str = "condition"      # how completion tasks use the observation (eval.completion)
     min_conf: float = 0.0              # detected joints below this confidence are not given (eval.min_conf)
+    reproj_sigma: float = 10.0         # the 2D noise the 'reproj' aggregate assumes, px (eval.reproj_sigma)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from lib.errors import ToolkitError
 from lib.metrics import Table, masked_mean, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
 from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
-from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
+from lib.tasks.hypotheses import TITLES, evidence, outputs, score_hypotheses
 from lib.tasks.observe import observe_2d, observe_3d
 
 
@@ -114,12 +114,11 @@ class _Completion(TaskUnit):
                 ) -> Table:
         """Every error over all joints and over the missing joints: oracle, aggregates, uncertainty."""
         i = prep.info
-        return score_hypotheses(next(iter(preds.values())), ctx, i["input2d"], i["seen"], i.get("refined"),
-                                i["missing"])
+        return score_hypotheses(next(iter(preds.values())), ctx, evidence(ctx, i), i["missing"])
 
     def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
         i = prep.info
-        return outputs(pred, ctx, i["input2d"], i["seen"], i.get("refined"))
+        return outputs(pred, ctx, evidence(ctx, i))
 
 
 @register_task

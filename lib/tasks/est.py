@@ -5,7 +5,7 @@ import torch
 
 from lib.metrics import Table, per_action
 from lib.tasks.base import Context, NoOptions, Prepared, Task, TaskUnit, register_task
-from lib.tasks.hypotheses import TITLES, outputs, score_hypotheses
+from lib.tasks.hypotheses import TITLES, evidence, outputs, score_hypotheses
 from lib.tasks.observe import observe_2d
 
 
@@ -41,11 +41,11 @@ class Estimation(TaskUnit):
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
         pred = next(iter(preds.values()))
-        table = score_hypotheses(pred, ctx, prep.info["input2d"], prep.info["seen"], prep.info.get("refined"))
+        table = score_hypotheses(pred, ctx, evidence(ctx, prep.info))
         if pred.shape[1] == 1:
             return table
         spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()
         return table | per_action({"diversity": spread}, ctx.test.action_name)
 
     def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
-        return outputs(pred, ctx, prep.info["input2d"], prep.info["seen"], prep.info.get("refined"))
+        return outputs(pred, ctx, evidence(ctx, prep.info))

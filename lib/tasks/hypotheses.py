@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lib.aggregate import AGGREGATORS, aggregate, calibration, uncertainty
+from lib.aggregate import AGGREGATORS, Evidence, aggregate, calibration, uncertainty
 from lib.metrics import (
     Table,
     action_labels,
@@ -44,10 +44,18 @@ def _errors(pred_mm: torch.Tensor, gt_mm: torch.Tensor, joints: torch.Tensor | N
     return {k: masked_mean(v, joints.expand(v.shape)) for k, v in dist.items()}
 
 
-def score_hypotheses(pred: torch.Tensor, ctx: Context, input2d: torch.Tensor | None, seen: torch.Tensor | None,
-                     refined: torch.Tensor | None, missing: torch.Tensor | None = None) -> Table:
-    """pred: network-space hypotheses [N, S, J, 3]; input2d: [N, J, 2] network-space 2D input and seen [N, J] the
-    joints it holds (est, comp2d); missing: [N, J] joints to score separately (completion)."""
+def evidence(ctx: Context, info: dict) -> Evidence:
+    """The aggregators' inputs from a built task's info (input2d, seen, refined) and the data's confidences."""
+    conf = None
+    if info.get("input2d") is not None and ctx.test.det_conf is not None:
+        conf = torch.from_numpy(ctx.test.det_conf).float()
+    sigma = ctx.reproj_sigma / ctx.frames.image_size * 2.0 * ctx.frames.scale  # px -> network units
+    return Evidence(info.get("input2d"), info.get("seen"), conf, sigma, info.get("refined"))
+
+
+def score_hypotheses(pred: torch.Tensor, ctx: Context, ev: Evidence, missing: torch.Tensor | None = None) -> Table:
+    """pred: network-space hypotheses [N, S, J, 3]; ev: what the aggregators use (the 2D input of est and comp2d);
+    missing: [N, J] joints to score separately (completion)."""
     pred_mm = ctx.test.rows.network_to_camera(pred, ctx.frames)  # [N, S, J, 3]
     gt = torch.from_numpy(ctx.test.pose_cam).float()
     subsets = {"": None} | ({"_missing": missing} if missing is not None else {})
@@ -60,8 +68,7 @@ def score_hypotheses(pred: torch.Tensor, ctx: Context, input2d: torch.Tensor | N
             rows |= {f"{k}_hyp_mean{suffix}": hyp[k].mean(1) for k in ("p1", "p2")}
     if single:
         return per_action({k: v.numpy() for k, v in rows.items()}, ctx.test.action_name)
-    poses = {name: aggregate(pred, name, input2d=input2d, seen=seen, refined=refined)
-             for name in AGGREGATORS}
+    poses = {name: aggregate(pred, name, ev) for name in AGGREGATORS}
     for name, pose in poses.items():
         mm = ctx.test.rows.network_to_camera(pose, ctx.frames)
         for suffix, joints in subsets.items():
@@ -88,10 +95,9 @@ def _calibration(spread: np.ndarray, error: np.ndarray, actions: np.ndarray) -> 
     return table
 
 
-def outputs(pred: torch.Tensor, ctx: Context, input2d: torch.Tensor | None, seen: torch.Tensor | None,
-            refined: torch.Tensor | None) -> dict[str, np.ndarray]:
+def outputs(pred: torch.Tensor, ctx: Context, ev: Evidence) -> dict[str, np.ndarray]:
     """results.npz fields: every aggregate [A, N, J, 3] (normalised), their names, the uncertainty [N, J]."""
     names = list(AGGREGATORS)
-    agg = torch.stack([aggregate(pred, n, input2d=input2d, seen=seen, refined=refined) for n in names])
+    agg = torch.stack([aggregate(pred, n, ev) for n in names])
     return {"aggregates": (agg / ctx.frames.scale).numpy(), "aggregate_names": np.array(names),
             "uncertainty": (uncertainty(pred) / ctx.frames.scale).numpy()}
