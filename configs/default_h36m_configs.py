@@ -99,6 +99,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
     sampling.eta = 0.0                     # ddim / dpm2m noise: 0 = probability-flow ODE, 1 = reverse SDE
     sampling.bf16 = False                  # bf16 autocast of the score network (only where bf16 is native)
     sampling.compile = False               # torch.compile the score network (CUDA graphs on GPU)
+    # Completion (comp2d, comp3d, lift: tasks that impute an observation; README 'Completion'), with any sampler:
+    sampling.resample = 0                  # RePaint: back up the noise scale and redo a step this many times ...
+    sampling.resample_t = 0.5              # ... at every step starting at t >= this (extra NFE: README)
+    sampling.guidance = 0.0                # DPS reconstruction guidance step (0 = off; one extra backward per step)
 
     # --fast: the validated fast replacements of the paper's samplers (README 'Fast sampling', run.benchmark)
     config.fast = fast = ml_collections.ConfigDict()
@@ -121,6 +125,11 @@ def get_default_configs() -> ml_collections.ConfigDict:
     # them; README 'Completion') or 'condition-only' (conditioned only, as est is)
     evaluation.completion = "condition"
     evaluation.min_conf = 0.0              # detected joints below this confidence are not given to the network
+    # comp2d / comp3d: start the prior from a plausible answer at a middle noise level (README 'Completion'):
+    evaluation.warm_start = "none"         # none | nearest (the training pose nearest on the seen joints, from the
+                                           # checkpoint's pose bank) | mean (of a few quick hypotheses)
+    evaluation.warm_t = 0.4                # ... perturbed to this time, from which the sampler runs
+    evaluation.warm_hypotheses = 4         # 'mean': this many quick hypotheses of eval.refine_steps evaluations
     evaluation.refine_t = 0.2              # 'refined': the mean moved by the drift from this time ...
     evaluation.refine_steps = 10           # ... in this many network evaluations per input
     # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as

@@ -66,10 +66,17 @@ def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE) -> Sampler
     return cfg
 
 
+COMPLETION_FIELDS = ("resample", "resample_t", "guidance")  # config.sampling fields every sampler keeps
+
+
+def _completion(config: ml_collections.ConfigDict) -> dict:
+    return {k: config.sampling[k] for k in COMPLETION_FIELDS}
+
+
 def paper_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
     """The paper's sampler: its --pflow (drift) or its default (em), N = model.num_scales on its grid."""
     return SamplerConfig(method="drift" if deterministic else "em", steps=config.model.num_scales,
-                         eps=config.sampling.eps, schedule="paper")
+                         eps=config.sampling.eps, schedule="paper", **_completion(config))
 
 
 def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
@@ -77,9 +84,9 @@ def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> Samp
     f = config.fast
     if deterministic:
         return SamplerConfig(method=f.deterministic, steps=f.deterministic_steps, eps=config.sampling.eps,
-                             schedule=f.deterministic_schedule)
+                             schedule=f.deterministic_schedule, **_completion(config))
     return SamplerConfig(method=f.stochastic, steps=f.stochastic_steps, eps=config.sampling.eps,
-                         schedule=f.stochastic_schedule, eta=f.stochastic_eta)
+                         schedule=f.stochastic_schedule, eta=f.stochastic_eta, **_completion(config))
 
 
 SAMPLER_FIELDS = ("method", "steps", "schedule", "eta")

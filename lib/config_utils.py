@@ -15,6 +15,7 @@ from configs.default_h36m_configs import get_default_configs
 from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
 from lib.keypoints import FORMATS, H36M
+from lib.tasks.base import WARM_STARTS
 from lib.tasks.observe import COMPLETIONS
 
 # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
@@ -158,11 +159,13 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "data.val_fraction": _num(0.0, 0.5, lo_open=True),
     "sampling.steps": _POS_INT, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
     "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
+    "sampling.resample": _NONNEG_INT, "sampling.resample_t": _PROB, "sampling.guidance": _num(0.0),
     "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
-    "eval.reproj_sigma": _POS,
+    "eval.reproj_sigma": _POS, "eval.warm_start": _one_of(*WARM_STARTS), "eval.warm_t": _num(0.0, 1.0, lo_open=True),
+    "eval.warm_hypotheses": _POS_INT,
     "data.det_format": _H36M_ORDER,
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
     "detnoise.p": _PROB, "detnoise.tail": _num(1.0), "detnoise.format": _H36M_ORDER,

@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from lib import dist
 from lib.builders import fast_sampler, paper_sampler
+from lib.errors import ToolkitError
+from lib.lookup import nearest_2d, nearest_3d
 from lib.metrics import Table
 from lib.model import ScoreFn
 from lib.sampling import SamplerConfig, sample, saved_steps
@@ -76,6 +78,31 @@ def refine(score_fn: ScoreFn, sde: SDE, task: Task, hyps: torch.Tensor, t: float
     return out[:, 0]
 
 
+def warm_start(score_fn: ScoreFn, sde: SDE, task: Task, how: str, t: float, bank: torch.Tensor | None,
+               hypotheses: int, steps: int, batch_size: int, device: torch.device) -> tuple[Task, torch.Tensor | None]:
+    """Completion from a plausible answer (docs/design.md, 'Completion'): the task starts at time t from the answer
+    perturbed to t (alpha x + sigma z, a fresh z per hypothesis), its observation imputed as before. The answer is
+    the training pose nearest on the seen joints (lib/lookup.py; bank [R, J, 3] in network space) or the mean of a
+    few quick hypotheses (the drift-only sampler, `steps` evaluations each); its observed coordinates are the
+    observation's. Returns the task and the answer [B, J, 3] (None for 'none')."""
+    if how == "none":
+        return task, None
+    observed, mask = (task.observed, task.observed_mask) if task.observed is not None else (task.condition, task.mask)
+    seen = mask[..., 0] > 0  # [B, J]
+    if how == "nearest":
+        if bank is None:
+            raise ToolkitError("the 'nearest' warm start needs training poses: checkpoints of this toolkit carry "
+                               "them (pose_bank); for other files use eval.warm_start=mean")
+        answer = nearest_3d(bank, observed, seen) if (mask[..., 2] > 0).any() else \
+            nearest_2d(bank, observed[..., :2], seen)
+    else:
+        quick, _, _ = sample_task(score_fn, sde, task, SamplerConfig(method="drift_ddim", steps=steps), hypotheses,
+                                  batch_size, 1, device, progress=False)
+        answer = quick.mean(1)
+    answer = torch.where(mask > 0, observed, answer)
+    return dataclasses.replace(task, x_init=answer, t_start=t, noised_start=True), answer
+
+
 @dataclass
 class EvalSettings:
     """How a task is sampled (not what it is)."""
@@ -87,6 +114,8 @@ class EvalSettings:
     progress: bool = True        # progress bar on rank 0
     refine_t: float = 0.2        # the 'refined' aggregate: start time and steps of its drift (eval.refine_*)
     refine_steps: int = 10
+    warm_t: float = 0.4          # a warm start's time, and the hypotheses and steps of a 'mean' one (eval.warm_*)
+    warm_hypotheses: int = 4
 
 
 @dataclass
@@ -96,7 +125,8 @@ class EvalResult:
     table: Table                                # metric id -> column -> value
     titles: dict[str, str]                      # metric id -> display title
     arrays: dict[str, np.ndarray]               # results.npz content (docs/design.md, 'Results files')
-    nfe: float                                  # network evaluations per sample (main sampler)
+    nfe: float                                  # network evaluations per hypothesis (main sampler; with a
+                                                # 'mean' warm start its pose evaluations / S)
     seconds: float                              # sampling time (main sampler)
     samplers: dict[str, str] = field(default_factory=dict)   # label -> description of every sampler run
 
@@ -131,13 +161,17 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     prep = unit.build(ctx, opts)
     preds, traj, nfe, seconds = {}, None, 0.0, 0.0
     samplers = _comparisons(unit, sampler, config)
+    start = time.monotonic()
+    task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, ctx.warm_start, settings.warm_t, ctx.bank,
+                                         settings.warm_hypotheses, settings.refine_steps, settings.batch_size, device)
+    # a 'mean' warm start's pose evaluations per input, shared by its S hypotheses
+    extra = settings.warm_hypotheses * settings.refine_steps if ctx.warm_start == "mean" else 0
     for k, (label, cfg) in enumerate(samplers.items()):
-        start = time.monotonic()
         save = settings.save_every if k == 0 else 0
-        preds[label], t, n = sample_task(score_fn, sde, prep.task, cfg, settings.hypo, settings.batch_size,
+        preds[label], t, n = sample_task(score_fn, sde, task, cfg, settings.hypo, settings.batch_size,
                                          settings.seed, device, save, settings.progress)
         if k == 0:
-            traj, nfe, seconds = t, n, time.monotonic() - start
+            traj, nfe, seconds = t, n + extra / settings.hypo, time.monotonic() - start
     main = next(iter(preds.values()))
     if unit.aggregates and settings.hypo > 1:
         prep.info["refined"] = refine(score_fn, sde, prep.task, main, settings.refine_t,

@@ -44,6 +44,10 @@ class SamplerConfig:
     rtol: float = 1e-5
     atol: float = 1e-5
     eta: float = 0.0                # ddim / dpm2m: 0 = probability-flow ODE, 1 = reverse SDE
+    # Completion (tasks that impute an observation; docs/design.md, 'Completion'):
+    resample: int = 0               # RePaint: go back up the noise scale and redo the step this many times ...
+    resample_t: float = 0.5         # ... at every step that starts at t >= this
+    guidance: float = 0.0           # DPS reconstruction guidance: step size on grad |M (D(x) - y)|
 
     @classmethod
     def from_config(cls, cfg) -> SamplerConfig:
@@ -60,7 +64,7 @@ class SamplerConfig:
     def key(self) -> tuple:
         """What determines the sampler's behaviour (the resolved grid, eta only where it is used)."""
         return (self.method, self.steps, self.grid_name, self.eps, self.eta if self.spec.uses_eta else 0.0,
-                self.corrector, self.noise_removal)
+                self.corrector, self.noise_removal, self.resample, self.resample_t, self.guidance)
 
     def validate(self, sde: SDE) -> SamplerSpec:
         if self.method not in SAMPLERS:
@@ -84,6 +88,11 @@ class SamplerConfig:
             raise ToolkitError(f"sampling.eta ({self.eta}) must be >= 0 and is only used by ddim and dpm2m")
         if spec.needs is not None and not spec.needs(sde):
             raise ToolkitError(f"sampler '{self.method}' is not defined for the {type(sde).__name__}; use em or ddim")
+        if self.resample < 0 or not 0.0 <= self.resample_t <= 1.0 or not self.guidance >= 0.0:
+            raise ToolkitError(f"sampling.resample ({self.resample}) must be >= 0, sampling.resample_t "
+                               f"({self.resample_t}) in [0, 1] and sampling.guidance ({self.guidance}) >= 0")
+        if (self.resample or self.guidance) and spec.solve is not None:
+            raise ToolkitError(f"resampling and guidance need a sampler with steps, not the adaptive {self.method}")
         return spec
 
 
@@ -278,6 +287,28 @@ class Run:
             return torch.where(self.task.observed_mask > 0, self.task.observed, x)
         return self.impute(x, torch.tensor(self.task.t_start, device=self.device))
 
+    # --------------------------------------------------------------------------- completion: RePaint, DPS
+    def renoise(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Back up from step i's end time t' to its start time t (RePaint, Lugmayr et al. 2022): a draw of the
+        forward transition q(x_t | x_t') = N(a x_t', sigma_t^2 - a^2 sigma_t'^2), a = alpha_t / alpha_t' (any
+        linear SDE)."""
+        c = self.coef
+        a = c.alpha[i] / c.alpha_next[i]
+        std = math.sqrt(max(c.sigma[i] ** 2 - a ** 2 * c.sigma_next[i] ** 2, 0.0))
+        return a * x + std * self.randn(x.shape)
+
+    def guide(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Reconstruction guidance (DPS, Chung et al. 2023) at step i's end time: x <- x - zeta grad_x |M (D(x) - y)|
+        per row, D = (x - sigma eps) / alpha the data prediction, y the observation, M its mask."""
+        c, task = self.coef, self.task
+        with torch.inference_mode(False), torch.enable_grad():
+            xg = x.clone().requires_grad_(True)
+            eps = self.score_fn.eps(xg, self.tvec(self.ts_next[i].clone()), task.condition, task.mask)
+            d = (xg - c.sigma_next[i] * eps) / c.alpha_next[i]
+            miss = ((d - task.observed) * task.observed_mask).flatten(1).norm(dim=1)  # [B]
+            (grad,) = torch.autograd.grad(miss.sum(), xg)
+        return x - self.cfg.guidance * grad.detach()
+
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Observed coordinates end exactly at the observation."""
         if self.task.observed is None:
@@ -455,8 +486,13 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
                            f"{sde.T:g}]")
     grid = None if spec.solve else make_grid(sde, cfg.grid_name, cfg.steps, task.t_start, cfg.eps)
     run = Run(score_fn, sde, task, cfg, grid, generator)
-    x = task.x_init.clone() if task.x_init is not None else sde.prior_sample(task.condition.shape, generator,
-                                                                             task.condition.device)
+    if task.x_init is None:
+        x = sde.prior_sample(task.condition.shape, generator, task.condition.device)
+    elif task.noised_start:  # a draw of the perturbation kernel at t_start around the given pose
+        t0 = torch.tensor(task.t_start, dtype=torch.float64)
+        x = float(sde.alpha(t0)) * task.x_init + float(sde.sigma(t0)) * run.randn(task.x_init.shape)
+    else:
+        x = task.x_init.clone()
     x = run.impute_start(x)
     if spec.solve is not None:
         x = run.finish(spec.solve(run, x))
@@ -464,10 +500,16 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
     traj: list[torch.Tensor] = []
     last = len(grid) - 1
     stochastic = spec.is_stochastic(cfg)
+    completes = task.observed is not None
     for i in range(len(grid)):
         if cfg.corrector == "langevin":
             x = _langevin(run, x, i)
         x, mean = spec.step(run, x, i)
+        if completes:
+            for _ in range(cfg.resample if grid.t[i] >= cfg.resample_t else 0):  # RePaint: harmonise and redo
+                x, mean = spec.step(run, run.renoise(run.impute(x, run.ts_impute[i]), i), i)
+            if cfg.guidance > 0:
+                x = mean = run.guide(x, i)
         x = mean if i == last and stochastic and cfg.noise_removal else run.impute(x, run.ts_impute[i])
         if save_every and (i % save_every == save_every - 1 or i == last):
             traj.append(x)

@@ -75,6 +75,7 @@ class TrainState:
     best: float = math.inf
     elapsed: float = 0.0                  # training seconds of the runs this one resumes (budget runs)
     pose_stats: dict | None = None        # the training skeleton, for lifting (lib/lift.pose_stats)
+    pose_bank: torch.Tensor | None = None   # [R, J, 3] normalised training poses, for warm starts (lib/lookup.py)
     progress: Progress | None = None      # where the run is (lib/schedule.py); set by the loop
 
     @classmethod
@@ -91,6 +92,8 @@ class TrainState:
                  "elapsed_seconds": float(elapsed)}
         if self.pose_stats is not None:
             state["pose_stats"] = self.pose_stats
+        if self.pose_bank is not None:
+            state["pose_bank"] = self.pose_bank
         if with_optimizer:
             state["optimizer_state_dict"] = self.optimizer.state_dict()
         return state
@@ -173,6 +176,13 @@ class Batches:
         hit = (torch.rand(self.per_rank, device=x0.device) < self.noise_p)[:, None]  # [B, 1]
         cond = torch.cat([torch.where(hit[..., None], noisy, cond[..., :2]), cond[..., 2:]], -1)
         return Batch(x0, cond, dropped=hit & (dropped | self.unused))
+
+
+def pose_bank(data: PoseData, frames, size: int = 4096) -> torch.Tensor:
+    """Up to `size` evenly spaced training poses, normalised (network space / data scale), that a checkpoint carries
+    for the 'nearest' warm start of completion (lib/evaluate.warm_start)."""
+    idx = np.linspace(0, len(data) - 1, min(size, len(data))).round().astype(int)
+    return data.subset(idx).gt3d(frames) / frames.scale
 
 
 def mean_pose_p1(train: PoseData, test: PoseData) -> float:
@@ -337,6 +347,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
                  folder.aside)
     state = TrainState.create(config, device)
     state.pose_stats = pose_stats(train_data.pose_cam, train_data.pose_img, train_data.cam)
+    state.pose_bank = pose_bank(train_data, frames_of(config))
     if restore_dir is not None:
         path = Path(restore_dir) / "checkpoint.pth"
         if not path.is_file():

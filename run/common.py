@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import torch
 
 from lib import dist
 from lib.aggregate import AGGREGATORS
@@ -257,6 +258,7 @@ class EvalSetup:
     sampler: SamplerConfig
     device: Any
     pose_stats: dict | None = None     # the training skeleton the checkpoint carries (lifting)
+    pose_bank: torch.Tensor | None = None   # [R, J, 3] normalised training poses it carries (warm starts)
 
 
 def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
@@ -277,7 +279,8 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     validate_config(config)
     sampler = build_sampler_config(config, build_sde(config))
     device = dist.init()
-    return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"))
+    return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"),
+                     state.get("pose_bank"))
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -300,10 +303,11 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
     e = config.eval
     ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
                   num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf,
-                  reproj_sigma=e.reproj_sigma)
+                  reproj_sigma=e.reproj_sigma, warm_start=e.warm_start,
+                  bank=None if setup.pose_bank is None else setup.pose_bank.float() * config.data.scale)
     save_every = max(1, sampler.steps // traj_frames) if traj_frames else 0
     settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
-                            refine_steps=e.refine_steps)
+                            refine_steps=e.refine_steps, warm_t=e.warm_t, warm_hypotheses=e.warm_hypotheses)
     sde = build_sde(config)
     try:
         result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config), sde, sampler, settings, config,

@@ -26,6 +26,7 @@ class Task:
     observed_mask: torch.Tensor | None = None   # [B, J, 3] 1 where `observed` is imputed
     x_init: torch.Tensor | None = None          # [B, J, 3] initial state at t_start (None: the prior)
     t_start: float = 1.0
+    noised_start: bool = False                  # start from x_init perturbed to t_start: alpha x_init + sigma z
 
     def __len__(self) -> int:
         return self.condition.shape[0]
@@ -79,6 +80,9 @@ class NoOptions:
         """Raise ToolkitError on a bad combination of options."""
 
 
+WARM_STARTS = ("none", "nearest", "mean")  # how completion may start (lib/evaluate.warm_start)
+
+
 @dataclass
 class Context:
     """What a task is built and scored on."""
@@ -92,6 +96,8 @@ class Context:
     reduce: str = "refined"            # the aggregate whose error the uncertainty is scored against (eval.reduce)
     completion: str = "condition"      # how completion tasks use the observation (eval.completion)
     min_conf: float = 0.0              # detected joints below this confidence are not given (eval.min_conf)
+    warm_start: str = "none"           # completion from a plausible answer: none | nearest | mean (eval.warm_start)
+    bank: torch.Tensor | None = None   # [R, J, 3] training poses (network space) for the 'nearest' warm start
     reproj_sigma: float = 10.0         # the 2D noise the 'reproj' aggregate assumes, px (eval.reproj_sigma)
 
 
