@@ -62,6 +62,12 @@ def get_default_configs() -> ml_collections.ConfigDict:
     training.mask_part_p = 0.1             # drop one body part
     training.mask_joint_p = 0.1            # drop one joint
     training.cond_3d_p = 0.1               # condition on the 3D ground truth instead of 2D
+    # A schedule for completion (README 'Completion'): from this share of the run on, these rates replace the
+    # part, joint and 3D-condition rates above (1.0 = never: the paper's rates throughout)
+    training.completion_from = 1.0
+    training.completion_part_p = 0.3
+    training.completion_joint_p = 0.3
+    training.completion_3d_p = 0.3
 
     # A detector's errors applied to the 2D condition during training (lib/detnoise.py), for data without real
     # detections (CMU, BVH, synthetic) or to harden a model against another detector; README 'Detected 2D'.

@@ -37,12 +37,13 @@ from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import load_config, validate_config, with_fields
 from lib.errors import ToolkitError
-from lib.evaluate import refine, sample_task
+from lib.evaluate import check_fits, refine, sample_task, warm_start
 from lib.keypoints import keypoints_from
 from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
 from lib.model import ScoreFn
 from lib.sampling import SAMPLERS
 from lib.tasks import Task
+from lib.tasks.base import WARM_STARTS
 from lib.tasks.completion import fixed_missing
 from lib.tasks.den import denoising
 from lib.tasks.gen import generation
@@ -68,11 +69,13 @@ def _time(value, name: str, low: float, closed: bool = False) -> float:
 
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
-                 device: torch.device | str | None = None, pose_stats: dict | None = None):
-        """pose_stats: the training skeleton (bone lengths) and cameras that lifting assumes; checkpoints of ours
-        carry them."""
+                 device: torch.device | str | None = None, pose_stats: dict | None = None,
+                 pose_bank: torch.Tensor | None = None):
+        """pose_stats: the training skeleton (bone lengths) and cameras that lifting assumes; pose_bank [R, J, 3]:
+        normalised training poses for the 'nearest' warm start of completion. Checkpoints of ours carry both."""
         validate_config(config)
         self.pose_stats = {**DEFAULT_POSE_STATS, **(pose_stats or {})}  # older checkpoints carry no camera
+        self.pose_bank = pose_bank
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.config = config
@@ -94,7 +97,8 @@ class PosePrior:
             config = load_config(config)
         state = load_checkpoint(file)
         config = config if config is not None else stored_config(state, file)
-        return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"))
+        return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"),
+                   state.get("pose_bank"))
 
     # ------------------------------------------------------------------------------------------ inputs
     def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None) -> torch.Tensor:
@@ -222,12 +226,16 @@ class PosePrior:
         return self._like(pose, ref), self._like(uncertainty(out), ref)
 
     def run_task(self, task: Task, hypotheses: int = 1, method: str | None = None, steps: int | None = None,
-                 fast: bool = False, pflow: bool = False, seed: int = 0, deterministic: bool = False) -> torch.Tensor:
+                 fast: bool = False, pflow: bool = False, seed: int = 0, deterministic: bool = False,
+                 warm: str = "none") -> torch.Tensor:
         """Sample any Task (network space, lib/tasks) -> normalised poses [N, S, J, 3], in chunks of
-        eval.batch_size rows. deterministic: the task is deterministic by nature (the paper's drift by default)."""
+        eval.batch_size rows. deterministic: the task is deterministic by nature (the paper's drift by default);
+        warm: a warm start of a completion task (lib/evaluate.warm_start: none, nearest, mean)."""
         hypotheses, seed = _int(hypotheses, "hypotheses", 1), _int(seed, "seed")
         if method is not None and method not in SAMPLERS:
             raise ToolkitError(f"unknown method {method!r}; choose one of {', '.join(SAMPLERS)}")
+        if warm not in WARM_STARTS:
+            raise ToolkitError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm!r}")
         explicit = tuple(k for k, v in (("method", method), ("steps", steps)) if v is not None)
         cfg = choose_sampler(self.config, bool(fast), bool(pflow), deterministic, explicit)
         if method is not None:
@@ -237,8 +245,13 @@ class PosePrior:
         cfg.validate(self.sde)
         if len(task) == 0:
             return torch.zeros(0, hypotheses, self.num_joints, 3)
-        out, _, _ = sample_task(self._score_fn(fast), self.sde, task, cfg, hypotheses, self.config.eval.batch_size,
-                                seed, self.device, progress=False)
+        check_fits(len(task), hypotheses, self.device)
+        e, score_fn = self.config.eval, self._score_fn(fast)
+        bank = None if self.pose_bank is None else self.pose_bank.float().to(self.device) * self.frames.scale
+        task, _ = warm_start(score_fn, self.sde, task.to(self.device), warm, e.warm_t, bank, e.warm_hypotheses,
+                             e.refine_steps, e.batch_size, self.device)
+        out, _, _ = sample_task(score_fn, self.sde, task, cfg, hypotheses, e.batch_size, seed, self.device,
+                                progress=False)
         return out / self.frames.scale
 
     @staticmethod
@@ -254,12 +267,13 @@ class PosePrior:
         with reduce (lib/aggregate.py: 'refined', 'reproj', 'median', 'mean', 'jpma') one pose [N, J, 3] and its
         uncertainty [N, J]; confidence [N, J] of the keypoints weighs them in 'reproj'."""
         return self.complete_2d(keypoints, np.zeros(self.num_joints, bool), hypotheses, camera, root_depth, method,
-                                steps, fast, pflow, seed, reduce, "condition-only", confidence)
+                                steps, fast, pflow, seed, reduce, "condition-only", confidence, "none")
 
     def complete_2d(self, keypoints: ArrayLike, missing, hypotheses: int = 1, camera: Sequence[float] | None = None,
                     root_depth: ArrayLike | float | None = None, method: str | None = None, steps: int | None = None,
                     fast: bool = False, pflow: bool = False, seed: int = 0, reduce: str | None = None,
-                    completion: str | None = None, confidence: ArrayLike | None = None) -> ArrayLike | tuple:
+                    completion: str | None = None, confidence: ArrayLike | None = None,
+                    warm_start: str | None = None) -> ArrayLike | tuple:
         """3D poses [N, S, J, 3] from 2D keypoints of which the joints `missing` are unknown (their values, NaN
         or not, are ignored); reduce and confidence as estimate; completion (lib/tasks/observe.py) 'condition',
         'impute' or 'condition-only' (default eval.completion, README 'Completion'). est is this with no joint
@@ -268,19 +282,25 @@ class PosePrior:
         cond, back = self._input_2d(keypoints, camera, root_depth, miss)
         task = observe_2d(cond, ~miss, self._completion(completion))
         ev = Evidence(cond[..., :2], ~miss, self._confidence(confidence, cond.shape[0]))
-        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, back,
-                            keypoints, fast, ev)
+        out = self.run_task(task, hypotheses, method, steps, fast, pflow, seed, warm=self._warm(warm_start, miss))
+        return self._finish(out, task, reduce, back, keypoints, fast, ev)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
                     steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0,
-                    reduce: str | None = None, completion: str | None = None) -> ArrayLike | tuple:
+                    reduce: str | None = None, completion: str | None = None, warm_start: str | None = None
+                    ) -> ArrayLike | tuple:
         """Fill in missing joints of normalised 3D poses [N, J, 3] -> [N, S, J, 3]; observed joints are kept;
-        reduce and completion as complete_2d."""
+        reduce, completion and warm_start as complete_2d."""
         miss = self._missing(missing, self._rows(pose))
         p = self._tensor(pose, "pose", 3, miss)
         task = observe_3d(p * self.frames.scale, miss, self._completion(completion))
-        return self._finish(self.run_task(task, hypotheses, method, steps, fast, pflow, seed), task, reduce, None, pose,
-                            fast)
+        out = self.run_task(task, hypotheses, method, steps, fast, pflow, seed, warm=self._warm(warm_start, miss))
+        return self._finish(out, task, reduce, None, pose, fast)
+
+    def _warm(self, warm_start: str | None, missing: torch.Tensor) -> str:
+        """The warm start to use: the argument, else eval.warm_start; none when nothing is missing."""
+        how = self.config.eval.warm_start if warm_start is None else warm_start
+        return how if bool(missing.any()) else "none"
 
     def generate(self, n: int, method: str | None = None, steps: int | None = None, fast: bool = False,
                  pflow: bool = False, seed: int = 0) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +26,29 @@ from lib.sde import SDE
 from lib.tasks import Context, Task, TaskUnit
 
 
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on the device: CUDA's free memory, else the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(rows: int, hypotheses: int, device: torch.device, states: int = 1, joints: int = 17) -> None:
+    """Refuse, before anything is allocated, N inputs x S hypotheses (keeping `states` states of each) that would
+    not fit: the samples, the repeated task (condition, masks, observation) and the states, float32."""
+    need = rows * hypotheses * joints * 3 * 4 * (6 + states)
+    free = available_memory(device)
+    if need > 0.5 * free:
+        raise ToolkitError(f"{rows} inputs x {hypotheses} hypotheses{f' x {states} saved states' if states > 1 else ''}"
+                           f" need about {need / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free on "
+                           f"{device.type}; sample fewer at a time (fewer hypotheses, --sample K, or the inputs in "
+                           f"parts)")
+
+
 def chunk_seed(seed: int, chunk: int) -> int:
     return (seed * 1_000_003 + chunk) % (2 ** 63)
 
@@ -38,6 +62,7 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
     ranks. Returns samples [B, S, J, 3], optionally the trajectory [T, B, S, J, 3] (on the CPU, on every
     rank), and the network evaluations per sample (averaged over this rank's chunks).
     """
+    check_fits(len(task), hypo, device, saved_steps(cfg, save_every) if save_every else 1, task.condition.shape[1])
     rep = task.repeat(hypo)
     n, j = len(rep), task.condition.shape[1]
     n_chunks = math.ceil(n / batch_size)

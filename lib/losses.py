@@ -19,6 +19,8 @@ class Batch:
     cond: torch.Tensor                  # [B, J, 3] 2D conditions (z = 0)
     mask: torch.Tensor | None = None    # [B, J, 3] condition masks; drawn by the loss when None
     dropped: torch.Tensor | None = None   # [B, J] bool: 2D joints a (simulated) detector did not give
+    rates: tuple[float, float, float, float] | None = None   # masking rates (whole, part, joint, 3D condition);
+                                                             # None: the config's (see mask_rates)
 
 
 def random_condition_mask(batch: int, num_joints: int, p_whole: float, p_part: float, p_joint: float,
@@ -37,24 +39,36 @@ def random_condition_mask(batch: int, num_joints: int, p_whole: float, p_part: f
     return keep[:, :, None].expand(batch, num_joints, 3).contiguous()
 
 
+def mask_rates(training: ml_collections.ConfigDict, progress: float) -> tuple[float, float, float, float]:
+    """The masking rates (whole pose, one part, one joint, 3D condition) at this point of the run: the paper's
+    (training.mask_*_p, cond_3d_p), and from training.completion_from on the completion rates
+    (training.completion_*_p), which show the network more partial conditions once it has learnt estimation."""
+    if progress >= training.completion_from:
+        return (training.mask_whole_p, training.completion_part_p, training.completion_joint_p,
+                training.completion_3d_p)
+    return training.mask_whole_p, training.mask_part_p, training.mask_joint_p, training.cond_3d_p
+
+
 def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[ScoreFn, Batch], torch.Tensor]:
     """loss_fn(score_fn, batch): mean over the batch of 0.5 * sum over 51 dims of (s(x_t, t) sigma(t) + z)^2.
 
     The paper's code sums over dimensions (reduce_mean False) and samples t ~ U(eps, 1); with probability
-    cond_3d_p the condition is the 3D ground truth, and the condition masks are drawn per sample.
+    cond_3d_p the condition is the 3D ground truth, and the condition masks are drawn per sample (at the batch's
+    rates, else the config's).
     """
-    probs = (training.mask_whole_p, training.mask_part_p, training.mask_joint_p)
 
     def loss_fn(score_fn: ScoreFn, batch: Batch) -> torch.Tensor:
         x0 = batch.x0
         b, j, _ = x0.shape
+        whole, part, joint, cond_3d = batch.rates or mask_rates(training, 0.0)
         t = torch.rand(b, device=x0.device) * (sde.T - training.eps) + training.eps  # [B]
         z = torch.randn_like(x0)
         mean, std = sde.marginal_prob(x0, t)
         xt = mean + expand_like(std, x0) * z
-        use_3d = (torch.rand(b, device=x0.device) < training.cond_3d_p)[:, None, None]
+        use_3d = (torch.rand(b, device=x0.device) < cond_3d)[:, None, None]
         condition = torch.where(use_3d, x0, batch.cond)  # [B, J, 3]
-        mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, *probs, device=x0.device)
+        mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, whole, part, joint,
+                                                                               device=x0.device)
         if batch.dropped is not None:  # a detector's missing joints mask the 2D condition, not the 3D one
             mask = mask * (use_3d | ~batch.dropped[..., None]).float()
         residual = z - score_fn.eps(xt, t, condition, mask)  # score * std = -eps_theta

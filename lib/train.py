@@ -46,7 +46,7 @@ from lib.evaluate import sample_task
 from lib.io import write_json, write_text
 from lib.keypoints import USED
 from lib.lift import pose_stats
-from lib.losses import Batch, get_loss_fn
+from lib.losses import Batch, get_loss_fn, mask_rates
 from lib.metrics import mpjpe, mpjpe_root, per_action
 from lib.model import ScoreFn
 from lib.run_folder import RunFolder, StopSignals, setup_logging
@@ -128,6 +128,7 @@ def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Modul
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate(config, state.step, state.progress.value)
         state.ema.decay = ema_decay(config, advanced)
+        batch.rates = mask_rates(config.training, state.progress.value)
         with torch.autocast(batch.x0.device.type, dtype=torch.bfloat16, enabled=amp):
             loss = loss_fn(score_fn, batch)
         state.optimizer.zero_grad(set_to_none=True)

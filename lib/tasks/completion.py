@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lib.errors import ToolkitError
-from lib.metrics import Table, masked_mean, per_action
+from lib.lookup import nearest_2d
+from lib.metrics import Table, joint_distances, masked_mean, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
 from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
 from lib.tasks.hypotheses import TITLES, evidence, outputs, score_hypotheses
@@ -90,6 +92,8 @@ class _Completion(TaskUnit):
     Options = CompletionOptions
     aggregates = True
     titles = TITLES | {f"{k}_missing": f"{v}, missing joints" for k, v in TITLES.items() if not k.startswith("unc")}
+    titles |= {"warm_missing": "the warm start's own answer, missing joints"}
+    needs_train = True  # the no-model yardsticks look up training poses
 
     def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor | None]:
         """The task and, for 2D input, the joints it sees [N, J] bool."""
@@ -112,9 +116,15 @@ class _Completion(TaskUnit):
 
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
                 ) -> Table:
-        """Every error over all joints and over the missing joints: oracle, aggregates, uncertainty."""
+        """Every error over all joints and over the missing joints: oracle, aggregates, uncertainty; with a warm
+        start, the error of the answer it started from (the completion should beat it)."""
         i = prep.info
-        return score_hypotheses(next(iter(preds.values())), ctx, evidence(ctx, i), i["missing"])
+        table = score_hypotheses(next(iter(preds.values())), ctx, evidence(ctx, i), i["missing"])
+        if i.get("warm") is None:
+            return table
+        err = joint_distances(ctx.test.rows.network_to_camera(i["warm"], ctx.frames),
+                              torch.from_numpy(ctx.test.pose_cam).float())
+        return table | per_action({"warm_missing": masked_mean(err, i["missing"]).numpy()}, ctx.test.action_name)
 
     def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
         i = prep.info
@@ -126,18 +136,35 @@ class Completion2D(_Completion):
     name = "comp2d"
     help = "completion from occluded 2D keypoints"
 
+    titles = _Completion.titles | {
+        "baseline_lookup_missing": "no model: 2D-to-3D lookup of the nearest training pose, missing joints",
+        "baseline_lookup": "no model: 2D-to-3D lookup of the nearest training pose, all joints"}
+
     def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor]:
         """The hidden joints and the joints the 2D source does not give (low confidence, another point) are
         unseen alike (lib/tasks/observe.py)."""
         seen = ctx.test.seen2d(ctx.min_conf) & ~missing
         return observe_2d(ctx.test.cond2d(ctx.frames), seen, ctx.completion), seen
 
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+                ) -> Table:
+        """The completion rows, and a 2D-to-3D lookup made without a model: the training pose whose 2D fits the
+        seen joints best after a similarity (lib/lookup.nearest_2d), placed like a prediction."""
+        table = super().metrics(preds, ctx, prep, opts)
+        if ctx.train is None:
+            return table
+        ref = ctx.train.subset(np.linspace(0, len(ctx.train) - 1, min(20000, len(ctx.train))).round().astype(int))
+        answer = nearest_2d(ref.gt3d(ctx.frames), ctx.test.cond2d(ctx.frames)[..., :2], prep.info["seen"])
+        err = joint_distances(ctx.test.rows.network_to_camera(answer, ctx.frames),
+                              torch.from_numpy(ctx.test.pose_cam).float())
+        return table | per_action({"baseline_lookup_missing": masked_mean(err, prep.info["missing"]).numpy(),
+                                   "baseline_lookup": err.mean(-1).numpy()}, ctx.test.action_name)
+
 
 @register_task
 class Completion3D(_Completion):
     name = "comp3d"
     help = "completion of partial 3D poses"
-    needs_train = True
     titles = _Completion.titles | {
         "baseline_mean_missing": "no model: mean training pose, missing joints",
         "baseline_nearest_missing": "no model: nearest training pose on the seen joints, missing joints"}
