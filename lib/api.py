@@ -32,6 +32,7 @@ from lib.builders import (
     frames_of,
     model_from_state,
     stored_config,
+    students_from_state,
 )
 from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
@@ -70,14 +71,23 @@ def _time(value, name: str, low: float, closed: bool = False) -> float:
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
                  device: torch.device | str | None = None, pose_stats: dict | None = None,
-                 pose_bank: torch.Tensor | None = None):
+                 pose_bank: torch.Tensor | None = None, students: dict[int, torch.nn.Module] | None = None):
         """pose_stats: the training skeleton (bone lengths) and cameras that lifting assumes; pose_bank [R, J, 3]:
-        normalised training poses for the 'nearest' warm start of completion. Checkpoints of ours carry both."""
+        normalised training poses for the 'nearest' warm start of completion; students: networks distilled from the
+        model by their steps (the 'distilled' sampler). Checkpoints of ours carry them."""
         validate_config(config)
         self.pose_stats = {**DEFAULT_POSE_STATS, **(pose_stats or {})}  # older checkpoints carry no camera
         self.pose_bank = pose_bank
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        self.students = {k: v.to(self.device).eval() for k, v in (students or {}).items()}
+        try:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            if self.device.type == "cuda" and not (torch.cuda.is_available() and
+                                                   (self.device.index or 0) < torch.cuda.device_count()):
+                raise RuntimeError("no such CUDA device here")
+            self.model = model.to(self.device).eval()
+        except (RuntimeError, AssertionError, TypeError) as e:
+            raise ToolkitError(f"device {device!r} cannot be used: {str(e).splitlines()[0]}; use 'cpu' or a CUDA "
+                               f"device that exists") from e
         self.config = config
         self.sde = build_sde(config)
         self.frames = frames_of(config)
@@ -98,7 +108,7 @@ class PosePrior:
         state = load_checkpoint(file)
         config = config if config is not None else stored_config(state, file)
         return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"),
-                   state.get("pose_bank"))
+                   state.get("pose_bank"), students_from_state(state, config))
 
     # ------------------------------------------------------------------------------------------ inputs
     def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None) -> torch.Tensor:
@@ -199,7 +209,7 @@ class PosePrior:
         bf16 = bool(self.config.sampling.bf16 or (fast and self.config.fast.bf16)) and bf16_supported(self.device)
         if bf16 not in self._score_fns:
             cfg = with_fields(self.config, {"sampling.bf16": bf16})
-            self._score_fns[bf16] = build_score_fn(self.model, self.sde, cfg)
+            self._score_fns[bf16] = build_score_fn(self.model, self.sde, cfg, self.students)
         return self._score_fns[bf16]
 
     def _finish(self, out: torch.Tensor, task: Task, reduce: str | None, back: tuple | None, ref, fast: bool,

@@ -50,13 +50,33 @@ def bf16_supported(device: torch.device | str) -> bool:
     return device.type == "cpu" and bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
-def build_score_fn(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict) -> ScoreFn:
-    """The score of a model for sampling, with the config's bf16 autocast and torch.compile choices.
+def build_score_fn(model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
+                   students: dict[int, torch.nn.Module] | None = None) -> ScoreFn:
+    """The score of a model for sampling, with the config's bf16 autocast and torch.compile choices, and the
+    students distilled from it (lib/distill.py) for the 'distilled' sampler.
 
     sampling.bf16 is used only where bf16 is native (bf16_supported); elsewhere the network stays in fp32.
     """
     device = next(model.parameters()).device
-    return ScoreFn(model, sde, bf16=config.sampling.bf16 and bf16_supported(device), compile=config.sampling.compile)
+    return ScoreFn(model, sde, bf16=config.sampling.bf16 and bf16_supported(device), compile=config.sampling.compile,
+                   students=students, student_grid=config.fast.deterministic_schedule)
+
+
+def student_steps(config: ml_collections.ConfigDict) -> list[int]:
+    """The steps of the students a checkpoint's config says it carries."""
+    return [int(s) for s in config.distill.students.split(",") if s.strip()]
+
+
+def students_from_state(state: dict, config: ml_collections.ConfigDict, device: torch.device | str = "cpu"
+                        ) -> dict[int, torch.nn.Module]:
+    """The distilled students a checkpoint carries ({steps: network in eval mode}; none for other files)."""
+    out = {}
+    for steps, weights in state.get("students", {}).items():
+        model = build_model(config)
+        check_compatible(model, weights, f"student of {steps} steps")
+        model.load_state_dict(weights)
+        out[int(steps)] = model.to(device).eval()
+    return out
 
 
 def build_sampler_config(config: ml_collections.ConfigDict, sde: SDE) -> SamplerConfig:
@@ -80,8 +100,12 @@ def paper_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> Sam
 
 
 def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
-    """The validated fast replacement of the paper's sampler (config.fast; README 'Fast sampling')."""
-    f = config.fast
+    """The validated fast replacement of the paper's sampler (config.fast; README 'Fast sampling'), or a distilled
+    student where the checkpoint carries one (config.distill)."""
+    f, d = config.fast, config.distill
+    if d.fast_steps in student_steps(config) and (deterministic or d.fast_stochastic):  # a distilled student
+        return SamplerConfig(method="distilled", steps=d.fast_steps, eps=config.sampling.eps, schedule="auto",
+                             eta=0.0 if deterministic else 1.0, **_completion(config))
     if deterministic:
         return SamplerConfig(method=f.deterministic, steps=f.deterministic_steps, eps=config.sampling.eps,
                              schedule=f.deterministic_schedule, **_completion(config))
@@ -184,6 +208,10 @@ def check_same_network(config: ml_collections.ConfigDict, stored: ml_collections
     if config.training.sde != stored.training.sde:
         raise ToolkitError(f"training.sde is {config.training.sde} here but {path} was trained with "
                            f"{stored.training.sde}")
+    for key in ("scale", "image_size"):
+        if config.data[key] != stored.data[key]:
+            raise ToolkitError(f"data.{key} is {config.data[key]} here but {path} was trained with "
+                               f"{stored.data[key]}; the network's input frame cannot change")
 
 
 def model_from_state(state: dict, config: ml_collections.ConfigDict, path: str | Path,

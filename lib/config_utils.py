@@ -169,6 +169,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "eval.warm_hypotheses": _POS_INT,
     "data.det_format": _H36M_ORDER,
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _POS_INT,
+    "distill.first_steps": _POS_INT, "distill.lr": _POS, "distill.batch_size": _POS_INT, "distill.pool": _POS_INT,
+    "distill.ema_halflife": _num(0.0, 1.0, lo_open=True), "distill.fast_steps": _POS_INT,
     "detnoise.p": _PROB, "detnoise.tail": _num(1.0), "detnoise.format": _H36M_ORDER,
     "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True),
     "lift.hypotheses": _POS_INT,

@@ -59,19 +59,28 @@ def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[Scor
 
     def loss_fn(score_fn: ScoreFn, batch: Batch) -> torch.Tensor:
         x0 = batch.x0
-        b, j, _ = x0.shape
-        whole, part, joint, cond_3d = batch.rates or mask_rates(training, 0.0)
+        b = x0.shape[0]
         t = torch.rand(b, device=x0.device) * (sde.T - training.eps) + training.eps  # [B]
         z = torch.randn_like(x0)
         mean, std = sde.marginal_prob(x0, t)
         xt = mean + expand_like(std, x0) * z
-        use_3d = (torch.rand(b, device=x0.device) < cond_3d)[:, None, None]
-        condition = torch.where(use_3d, x0, batch.cond)  # [B, J, 3]
-        mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, whole, part, joint,
-                                                                               device=x0.device)
-        if batch.dropped is not None:  # a detector's missing joints mask the 2D condition, not the 3D one
-            mask = mask * (use_3d | ~batch.dropped[..., None]).float()
+        condition, mask = draw_condition(batch, batch.rates or mask_rates(training, 0.0))
         residual = z - score_fn.eps(xt, t, condition, mask)  # score * std = -eps_theta
         return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()
 
     return loss_fn
+
+
+def draw_condition(batch: Batch, rates: tuple[float, float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The condition [B, J, 3] and mask [B, J, 3] a training sample sees: the 3D ground truth with the rates' last
+    probability, else the 2D condition; masks drawn at the rates (unless the batch brings its own); a detector's
+    missing joints mask the 2D condition, not the 3D one."""
+    x0 = batch.x0
+    b, j, _ = x0.shape
+    whole, part, joint, cond_3d = rates
+    use_3d = (torch.rand(b, device=x0.device) < cond_3d)[:, None, None]
+    condition = torch.where(use_3d, x0, batch.cond)
+    mask = batch.mask if batch.mask is not None else random_condition_mask(b, j, whole, part, joint, x0.device)
+    if batch.dropped is not None:
+        mask = mask * (use_3d | ~batch.dropped[..., None]).float()
+    return condition, mask

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lib.errors import ToolkitError
 from lib.sde import SDE, expand_like
 
 
@@ -92,19 +93,35 @@ class ScoreFn:
 
     bf16: run the network under bfloat16 autocast (outputs are returned in float32).
     compile: torch.compile the network; on CUDA with mode 'reduce-overhead', which replays CUDA graphs.
+    students: distilled networks by their number of steps, and the time grid they were distilled on (lib/distill.py);
+    the 'distilled' sampler samples with them.
     """
 
-    def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False):
+    def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False,
+                 students: dict[int, nn.Module] | None = None, student_grid: str = "logsnr"):
         self.sde, self.bf16 = sde, bf16
         self.net = model
         if compile:
             on_cuda = next(model.parameters()).is_cuda
             self.net = torch.compile(model, mode="reduce-overhead" if on_cuda else None, dynamic=False)
         self.nfe = 0
+        self.students, self.student_grid = students or {}, student_grid
+        self.parent: ScoreFn | None = None
+
+    def student(self, steps: int) -> ScoreFn:
+        """The score of the student distilled for `steps` steps (its evaluations count here too)."""
+        if steps not in self.students:
+            have = ", ".join(map(str, sorted(self.students))) or "none (distil one with python -m run.distill)"
+            raise ToolkitError(f"the checkpoint carries no student for {steps} steps; students: {have}")
+        fn = ScoreFn(self.students[steps], self.sde, self.bf16)
+        fn.parent = self
+        return fn
 
     def eps(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
             mask: torch.Tensor | None) -> torch.Tensor:
         self.nfe += 1
+        if self.parent is not None:
+            self.parent.nfe += 1
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.net(x, t, condition, mask).float()
 

@@ -19,6 +19,7 @@ A sampler is a step function registered with `@register_sampler`; a time grid a 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -372,6 +373,14 @@ def _drift_2m(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Te
     return _exp_integrator(run, x, i, 1.0, False, 1 if run.task.observed is not None else 2)
 
 
+@register_sampler("distilled", stochastic=None, uses_eta=True, impute="fresh")
+def _distilled(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A student distilled for this many steps (lib/distill.py) on its own grid: the drift-only step (eta 0) or,
+    with eta > 0, the same step with the reverse SDE's noise (DDIM with eta, for several hypotheses)."""
+    eta = run.cfg.eta
+    return _exp_integrator(run, x, i, 1.0, False, 1) if eta == 0 else _exp_integrator(run, x, i, eta, True, 1)
+
+
 @register_sampler("ddim", stochastic=None, uses_eta=True, default_schedule="logsnr")
 def _ddim(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIM (eta 0, probability-flow ODE) or 1st-order SDE-DPM-Solver++ (eta 1, reverse SDE)."""
@@ -481,6 +490,12 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
            save_every: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw one sample per task row: x [B, J, 3] and, if save_every > 0, every k-th state (kept on the device)."""
     spec = cfg.validate(sde)
+    if cfg.method == "distilled":  # the student of that many steps, on the grid it learnt
+        score_fn = score_fn.student(cfg.steps)
+        if cfg.schedule not in ("auto", score_fn.parent.student_grid):
+            raise ToolkitError(f"the students were distilled on the {score_fn.parent.student_grid} grid; drop "
+                               f"--schedule {cfg.schedule}")
+        cfg = dataclasses.replace(cfg, schedule=score_fn.parent.student_grid)
     if not cfg.eps < task.t_start <= sde.T:
         raise ToolkitError(f"the start time ({task.t_start}) must be in (sampling.eps, {sde.T:g}] = ({cfg.eps}, "
                            f"{sde.T:g}]")

@@ -210,9 +210,11 @@ class Monitor:
         self.sampler.validate(self.sde)
         self.task = estimation(self.data.cond2d(frames_of(config)))
 
-    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        pred, _, _ = sample_task(build_score_fn(model, self.sde, self.config), self.sde, self.task, self.sampler, 1,
-                                 self.config.eval.batch_size, self.config.seed, self.device, progress=False)
+    def __call__(self, model: torch.nn.Module, score_fn: ScoreFn | None = None) -> dict[str, float]:
+        """Scores of a model's EMA copy (or of a given score, e.g. one with distilled students)."""
+        score_fn = score_fn or build_score_fn(model, self.sde, self.config)
+        pred, _, _ = sample_task(score_fn, self.sde, self.task, self.sampler, 1, self.config.eval.batch_size,
+                                 self.config.seed, self.device, progress=False)
         mm = self.data.rows.network_to_camera(pred[:, 0], frames_of(self.config))
         gt = torch.from_numpy(self.data.pose_cam).float()
         table = per_action({"p1": mpjpe(mm, gt).numpy(), "p1_root": mpjpe_root(mm, gt).numpy()},

@@ -39,6 +39,7 @@ from lib.builders import (
     load_data,
     model_from_state,
     stored_config,
+    students_from_state,
 )
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
@@ -240,13 +241,15 @@ def add_eval_args(parser: argparse.ArgumentParser, flags: tuple[ConfigFlag, ...]
         f.add_to(parser)
 
 
-_TRAINED = ("model.", "training.", "optim.")
+_TRAINED = ("model.", "training.", "optim.", "detnoise.")
+_TRAINED_DATA = ("data.scale", "data.image_size", "data.num_joints", "data.joint_dim")  # the network's input frame
 
 
-def _fixed_in_checkpoint(path: Path) -> Callable[[str], str | None]:
+def fixed_in_checkpoint(path: Path) -> Callable[[str], str | None]:
+    """Why a config field cannot change once a checkpoint exists (None: it can)."""
     def why(key: str) -> str | None:
-        if key.startswith(_TRAINED):
-            return f"the network and its training come from {path}; {key.split('.')[0]} settings belong to training"
+        if key.startswith(_TRAINED) or key in _TRAINED_DATA:
+            return f"the network and its training come from {path}; {key} belongs to training"
         return None
     return why
 
@@ -259,6 +262,7 @@ class EvalSetup:
     device: Any
     pose_stats: dict | None = None     # the training skeleton the checkpoint carries (lifting)
     pose_bank: torch.Tensor | None = None   # [R, J, 3] normalised training poses it carries (warm starts)
+    students: dict | None = None       # {steps: network} distilled from it (lib/distill.py)
 
 
 def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
@@ -272,7 +276,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     from_file = args.config is not None
     config = load_config(args.config) if from_file else stored_config(state, path)
     overrides = collect_overrides(config, raw, args, flags)
-    apply_overrides(config, overrides, None if from_file else _fixed_in_checkpoint(path))
+    apply_overrides(config, overrides, None if from_file else fixed_in_checkpoint(path))
     if from_file and "config" in state:  # the paper passes --config to every command: it must match the network
         check_same_network(config, stored_config(state, path), path)
     apply_mode(config, args.fast, args.pflow, deterministic, overrides)
@@ -280,7 +284,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     sampler = build_sampler_config(config, build_sde(config))
     device = dist.init()
     return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"),
-                     state.get("pose_bank"))
+                     state.get("pose_bank"), students_from_state(state, config, device))
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -310,8 +314,8 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
                             refine_steps=e.refine_steps, warm_t=e.warm_t, warm_hypotheses=e.warm_hypotheses)
     sde = build_sde(config)
     try:
-        result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config), sde, sampler, settings, config,
-                          setup.device)
+        result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config, setup.students), sde, sampler,
+                          settings, config, setup.device)
     finally:
         dist.shutdown()
     header = {"task": unit.name, "hypo": e.hypo, "reduce": e.reduce, "sampler": sampler.method,

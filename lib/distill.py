@@ -1,0 +1,202 @@
+"""Progressive distillation of the deterministic sampler (Salimans & Ho 2022): students that take 16, 8, 4, 2, 1 steps.
+
+The paper's --pflow is the drift-only process: a deterministic map from (x_T, condition) to a pose (docs/design.md,
+'Samplers'). A round halves the steps: the student starts from its teacher's weights and learns, in one step of the
+first-order integrator x'' = A x + B D(x, t) (A = (sigma''/sigma) e^-h, B = alpha'' (1 - e^-2h), h the half log-SNR
+step), where the teacher lands in two. Its target data prediction is D* = (x'' - A x) / B and the loss |D - D*|^2.
+The teacher of the first round is the fast deterministic sampler (config.fast, 2 x distill.first_steps steps); each
+later round's teacher is the previous student. The states x are the teacher's own trajectories from x_T ~ N(0, I)
+under the training conditions and masks (the loss's, lib/losses.draw_condition), so the students keep est, comp2d and
+comp3d. Each round gets an equal share of the wall-clock budget (distill.minutes) and its own schedule (lib/schedule).
+
+Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
+trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
+model would need the teacher's ODE, which the drift-only process is not (its marginals are not the data's).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ml_collections
+import torch
+
+from lib import dist
+from lib.builders import build_score_fn, build_sde, load_train_val, model_from_state
+from lib.checkpoint import save_checkpoint
+from lib.config_utils import config_to_json
+from lib.ema import ExponentialMovingAverage
+from lib.losses import draw_condition, mask_rates
+from lib.model import ScoreFn
+from lib.run_folder import RunFolder, setup_logging
+from lib.sampling import SamplerConfig, make_grid, sample
+from lib.schedule import learning_rate
+from lib.sde import SDE
+from lib.tasks.base import Task
+from lib.train import Batches, Monitor
+
+log = logging.getLogger("gfpose")
+
+
+@dataclass
+class Round:
+    steps: int               # the student's steps
+    loss: float              # its last logged loss
+    updates: int             # optimiser steps it made
+    minutes: float
+
+
+def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: torch.Tensor, mask: torch.Tensor,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The teacher's trajectories from x_T ~ N(0, I), cut into student steps of two teacher steps each:
+    (states x [B * K, J, 3] at the start of each student step, its index k [B * K], the teacher's state two steps
+    later [B * K, J, 3]); K = cfg.steps / 2."""
+    task = Task(condition=condition, mask=mask, x_init=sde.prior_sample(condition.shape, generator, condition.device))
+    _, traj = sample(teacher, sde, task, cfg, generator, save_every=1)
+    states = torch.stack([task.x_init] + traj)  # [2K + 1, B, J, 3]
+    starts, ends = states[:-1:2], states[2::2]  # [K, B, J, 3]
+    k = torch.arange(len(starts), device=condition.device).repeat_interleave(condition.shape[0])
+    return starts.flatten(0, 1), k, ends.flatten(0, 1)
+
+
+def step_coefficients(sde: SDE, schedule: str, steps: int, eps: float, device: torch.device
+                      ) -> tuple[torch.Tensor, ...]:
+    """Per student step k of a grid: its start time t_k, and A_k, B_k of x'' = A x + B D (float32 [K])."""
+    grid = make_grid(sde, schedule, steps, 1.0, eps)
+    h = sde.lambda_(grid.t_next) - sde.lambda_(grid.t)
+    a = sde.sigma(grid.t_next) / sde.sigma(grid.t) * torch.exp(-h)
+    b = -sde.alpha(grid.t_next) * torch.expm1(-2.0 * h)
+    return tuple(v.float().to(device) for v in (grid.t, a, b))
+
+
+class Distiller:
+    """Runs the rounds; `students` maps steps -> the EMA weights of each student (a network in eval mode)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, teacher: torch.nn.Module, sde: SDE, batches,
+                 device: torch.device):
+        self.config, self.sde, self.batches, self.device = config, sde, batches, device
+        self.teacher = teacher.eval()
+        self.students: dict[int, torch.nn.Module] = {}
+        self.rounds: list[Round] = []
+        self.batch_index = 0
+
+    def run(self, final_steps: int, minutes: float) -> dict[int, torch.nn.Module]:
+        d = self.config.distill
+        first = d.first_steps
+        counts = [first // 2 ** r for r in range(int(math.log2(first // final_steps)) + 1)]
+        if first % final_steps or counts[-1] != final_steps:
+            raise ValueError(f"distill.first_steps ({first}) must be a power-of-two multiple of --steps {final_steps}")
+        teacher_fn = ScoreFn(self.teacher, self.sde)
+        f = self.config.fast
+        cfg = SamplerConfig(method=f.deterministic, steps=2 * first, schedule=f.deterministic_schedule,
+                            eps=self.config.sampling.eps)
+        net = self.teacher
+        for steps in counts:
+            net = self._round(net, teacher_fn, cfg, steps, 60.0 * minutes / len(counts))
+            self.students[steps] = net
+            teacher_fn = ScoreFn(net, self.sde)
+            cfg = SamplerConfig(method="drift_ddim", steps=steps, schedule=f.deterministic_schedule,
+                                eps=self.config.sampling.eps)
+        return self.students
+
+    def _round(self, init: torch.nn.Module, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float
+               ) -> torch.nn.Module:
+        """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode)."""
+        d = self.config.distill
+        student = copy.deepcopy(init).train()
+        ema = ExponentialMovingAverage(student.parameters(), 0.999)
+        opt = torch.optim.Adam(student.parameters(), lr=d.lr)
+        schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
+                                                        "schedule": "cosine", "lr_final": 0.0}})
+        t_k, a_k, b_k = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device)
+        fn = ScoreFn(student, self.sde)
+        start, updates, losses, progress = time.monotonic(), 0, [], 0.0
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps)
+        while progress < 1.0:
+            x, k, target_x = self._pool(teacher_fn, cfg, gen)
+            order = torch.randperm(len(x), generator=gen, device=self.device)
+            for lo in range(0, len(x) - d.batch_size + 1, d.batch_size):
+                idx = order[lo:lo + d.batch_size]
+                done = min((time.monotonic() - start) / seconds, 1.0)
+                for g in opt.param_groups:
+                    g["lr"] = learning_rate(schedule, updates, done)
+                ema.decay = 0.5 ** (max(done - progress, 1e-9) / d.ema_halflife)
+                progress = done
+                xs, kk = x[idx], k[idx]
+                a, b, t = a_k[kk][:, None, None], b_k[kk][:, None, None], t_k[kk]
+                target = (target_x[idx] - a * xs) / b  # D*: where the teacher's two steps land, as a data prediction
+                eps = fn.eps(xs, t, self.cond[idx], self.mask[idx])
+                d_student = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
+                loss = (d_student - target).square().sum((1, 2)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+                opt.step()
+                ema.update(student.parameters())
+                updates += 1
+                losses.append(float(loss))
+                if progress >= 1.0:
+                    break
+        self.rounds.append(Round(steps, sum(losses[-50:]) / max(len(losses[-50:]), 1), updates,
+                                 (time.monotonic() - start) / 60))
+        log.info("student of %d steps: %d updates in %.1f min, loss %.4f", steps, updates,
+                 self.rounds[-1].minutes, self.rounds[-1].loss)
+        ema.copy_to(student.parameters())
+        return student.eval()
+
+    def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher pairs for distill.pool training rows with their conditions and masks (self.cond / self.mask,
+        repeated per student step like the pairs)."""
+        d = self.config.distill
+        parts = []
+        for _ in range(max(d.pool // self.batches.per_rank, 1)):
+            batch = self.batches(self.batch_index)
+            self.batch_index += 1
+            parts.append(draw_condition(batch, mask_rates(self.config.training, 0.0)))
+        condition = torch.cat([c for c, _ in parts])
+        mask = torch.cat([m for _, m in parts])
+        with torch.inference_mode():
+            x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen)
+        repeats = len(x) // len(condition)
+        self.cond, self.mask = condition.repeat(repeats, 1, 1), mask.repeat(repeats, 1, 1)
+        return x.clone(), k.clone(), ends.clone()
+
+
+def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | Path, final_steps: int, minutes: float,
+                overwrite: bool = False) -> dict:
+    """Distil the checkpoint `state` (a trained prior; its EMA weights teach) into students of first_steps ...
+    final_steps steps within `minutes`, and write a run folder that every command loads: the teacher's checkpoint
+    plus 'students' (their weights by steps) and config.distill.students. Returns the rounds and the monitor's P1
+    (validation rows) of the teacher's fast sampler and of every student."""
+    workdir = Path(workdir)
+    device = dist.init()
+    with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
+        setup_logging(workdir)
+        train, val = load_train_val(config)
+        sde = build_sde(config)
+        teacher = model_from_state(state, config, "the teacher", device)
+        log.info("distilling %d -> %d steps in %.1f min on %d rows", config.distill.first_steps, final_steps, minutes,
+                 len(train))
+        distiller = Distiller(config, teacher, sde, Batches(config, train, device), device)
+        students = distiller.run(final_steps, minutes)
+        config.distill.students = ",".join(str(s) for s in sorted(students, reverse=True))
+        out = {k: v for k, v in state.items() if k != "optimizer_state_dict"}
+        out |= {"config": config_to_json(config), "students": {str(k): v.state_dict() for k, v in students.items()},
+                "distill": {"rounds": [r.__dict__ for r in distiller.rounds], "minutes": minutes}}
+        for name in ("checkpoint.pth", "best_model.pth"):
+            save_checkpoint(out, workdir / name)
+        folder.saved()
+        monitor = Monitor(config, val if val is not None else train, device)
+        score_fn = build_score_fn(teacher, sde, config, students)
+        scores = {"teacher": monitor(teacher, score_fn=score_fn)}
+        for steps in sorted(students, reverse=True):
+            monitor.sampler = SamplerConfig(method="distilled", steps=steps, eps=config.sampling.eps)
+            scores[f"student {steps}"] = monitor(teacher, score_fn=score_fn)
+            log.info("%s: P1 %.2f mm on %s", f"student of {steps} steps", scores[f"student {steps}"]["p1"],
+                     monitor.describe())
+        return {"rounds": distiller.rounds, "scores": scores}

@@ -1,0 +1,63 @@
+"""Distil a trained prior's deterministic sampler into students of few steps (progressive distillation).
+
+    python -m run.distill --ckpt-dir checkpoint/cmu --steps 1 --minutes 10       # writes checkpoint/cmu_distilled
+    python -m run.eval_fc_mp_adv_3d --ckpt-dir checkpoint/cmu_distilled --best --pflow --fast est   # 4 steps
+    python -m run.eval_fc_mp_adv_3d --ckpt-dir checkpoint/cmu_distilled --best --sampler distilled --steps 2 est
+
+Students of distill.first_steps (16), half that, ... down to --steps are kept; --fast uses the one of
+distill.fast_steps (4). The folder holds the teacher's weights too, so every command loads it like any other run.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lib import dist
+from lib.builders import checkpoint_path, stored_config
+from lib.checkpoint import load_checkpoint
+from lib.config_utils import apply_overrides, validate_config
+from lib.distill import distill_run
+from lib.errors import ToolkitError
+from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(description=__doc__)
+    parser.add_argument("--ckpt-dir", required=True, help="the trained run to distil (the teacher)")
+    parser.add_argument("--best", action="store_true", help="distil best_model.pth instead of checkpoint.pth")
+    parser.add_argument("--steps", type=int, default=4, help="the last student's steps (a power of two)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of all rounds together")
+    parser.add_argument("--name", help="run name (default: the teacher's name + _distilled)")
+    parser.add_argument("--ckpt-root", default="checkpoint", help="parent folder of run folders")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this name")
+    return parser
+
+
+def main() -> None:
+    args, raw = parse(build_parser())
+    path = checkpoint_path(args.ckpt_dir, args.best)
+    state = load_checkpoint(path)
+    config = stored_config(state, path)
+    if "students" in state:
+        raise ToolkitError(f"{path} is already distilled (students {config.distill.students}); distil its teacher")
+    apply_overrides(config, collect_overrides(config, raw, args, ()), fixed_in_checkpoint(path))
+    validate_config(config)
+    first = config.distill.first_steps
+    if not (args.steps >= 1 and first % args.steps == 0 and (first // args.steps) & (first // args.steps - 1) == 0):
+        raise ToolkitError(f"--steps must divide distill.first_steps ({first}) by a power of two, got {args.steps}")
+    if not 0 < args.minutes < 1e5:
+        raise ToolkitError(f"--minutes must be positive, got {args.minutes}")
+    name = args.name or f"{Path(args.ckpt_dir).name}_distilled"
+    if not name.strip():
+        raise ToolkitError("--name must not be empty")
+    try:
+        result = distill_run(config, state, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
+    finally:
+        dist.shutdown()
+    print(f"wrote {Path(args.ckpt_root) / name}: students of {config.distill.students} steps")
+    for label, scores in result["scores"].items():
+        print(f"  {label:12s} P1 {scores['p1']:.2f} mm (root-aligned {scores['p1_root']:.2f})")
+
+
+if __name__ == "__main__":
+    guarded(main)
