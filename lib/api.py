@@ -37,7 +37,7 @@ from lib.builders import (
 from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import load_config, validate_config, with_fields
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 from lib.evaluate import check_fits, refine, sample_task, warm_start
 from lib.keypoints import keypoints_from
 from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
@@ -86,7 +86,7 @@ class PosePrior:
                 raise RuntimeError("no such CUDA device here")
             self.model = model.to(self.device).eval()
         except (RuntimeError, AssertionError, TypeError) as e:
-            raise ToolkitError(f"device {device!r} cannot be used: {str(e).splitlines()[0]}; use 'cpu' or a CUDA "
+            raise ToolkitError(f"device {device!r} cannot be used: {first_line(e)}; use 'cpu' or a CUDA "
                                f"device that exists") from e
         self.config = config
         self.sde = build_sde(config)
@@ -116,7 +116,7 @@ class PosePrior:
         try:
             t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
         except (TypeError, ValueError, RuntimeError) as e:
-            raise ToolkitError(f"{name} must be an array of numbers ({str(e).splitlines()[0]})") from e
+            raise ToolkitError(f"{name} must be an array of numbers ({first_line(e)})") from e
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[1] != self.num_joints or t.shape[2] != last:
@@ -248,8 +248,9 @@ class PosePrior:
             raise ToolkitError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm!r}")
         explicit = tuple(k for k, v in (("method", method), ("steps", steps)) if v is not None)
         cfg = choose_sampler(self.config, bool(fast), bool(pflow), deterministic, explicit)
-        if method is not None:
+        if method is not None:  # the named sampler on its own grid; eta only where it takes one
             cfg.method, cfg.schedule = method, "auto"
+            cfg.eta = cfg.eta if SAMPLERS[method].uses_eta else 0.0
         if steps is not None:
             cfg.steps = _int(steps, "steps", 1)
         cfg.validate(self.sde)
@@ -363,7 +364,12 @@ class PosePrior:
         t = _time(t, "t", self.config.training.eps, closed=True)
         x = self._tensor(pose, "pose", 3) * self.frames.scale
         cond = torch.zeros_like(x) if condition is None else self._tensor(condition, "condition", 3) * self.frames.scale
-        m = None if mask is None else self._tensor(mask, "mask", 3).expand_as(x)
+        m = None if mask is None else self._tensor(mask, "mask", 3)
+        for name, v in (("condition", cond), ("mask", m)):
+            if v is not None and v.shape[0] not in (x.shape[0], 1):
+                raise ToolkitError(f"{name} has {v.shape[0]} rows but pose has {x.shape[0]}; give one per pose or one")
+        cond = cond.expand_as(x)
+        m = None if m is None else m.expand_as(x)
         if m is not None and not ((m == 0) | (m == 1)).all():
             raise ToolkitError("mask must hold 0 and 1 only")
         tt = torch.full((x.shape[0],), t)

@@ -28,6 +28,7 @@ from lib.errors import ToolkitError
 from lib.evaluate import EvalSettings, evaluate, sample_task
 from lib.losses import Batch
 from lib.sampling import SamplerConfig
+from lib.schedule import Progress
 from lib.sde import SDE
 from lib.skeleton import parse_joint_list
 from lib.tasks import TASKS, Context, options_from
@@ -134,26 +135,31 @@ class Setting:
     data: PoseData
     candidates: list[Candidate]
     paper_check: bool = False     # also run the paper's own code (--pflow) on the same inputs
+    completion: str = "condition"  # how completion uses the observation (the paper's, so its own code checks ours)
+    section: str = "accuracy"
 
 
 def _scores(table: dict, task: str) -> dict[str, float]:
+    """P1 first (the row's value), then P2, the root-aligned MPJPE and, with several hypotheses, the refined and
+    reproj poses' P1, the diversity and how well the spread ranks the error."""
     keys = ("p1", "p1_missing", "p1_root_missing", "p2") if task.startswith("comp") else ("p1", "p1_root", "p2")
+    keys += tuple(k for k in ("p1@refined", "p1@reproj", "diversity", "unc_corr") if k in table)
     return {k: table[k]["Average"] for k in keys}
 
 
 def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
                   device: torch.device, paper: PaperCode | None = None, ckpt: Path | None = None,
-                  progress: Callable[[str], None] = print) -> list[Row]:
+                  progress: Callable[[str], None] = print, students: dict | None = None) -> list[Row]:
     """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
     ratios to the setting's baseline; with `paper`, the paper's own code on the same inputs as a cross-check."""
     rows, frames = [], frames_of(config)
-    score_fns = {bf16: build_score_fn(model, sde, with_fields(config, {"sampling.bf16": bf16}))
+    score_fns = {bf16: build_score_fn(model, sde, with_fields(config, {"sampling.bf16": bf16}), students)
                  for bf16 in (False, True)}
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
-        # completion as the paper's code runs it, whatever the recipe's (its own code checks ours)
-        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion="condition")
+        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
+                      min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma)
         base = None
         for c in st.candidates:
             res = evaluate(unit, opts, ctx, score_fns[c.bf16], sde, c.sampler,
@@ -161,7 +167,7 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
                            config, device)
             scores = _scores(res.table, st.task)
             base = base or scores
-            rows.append(_row(c.name, st.name, res.nfe, scores, base, res.seconds))
+            rows.append(_row(c.name, st.name, res.nfe, scores, base, res.seconds, st.section))
             progress(f"  {st.name}: {c.name}: P1 {scores['p1']:.2f} ({scores['p1'] / base['p1']:.3f})")
         if paper is not None and st.paper_check:
             rows.append(_paper_accuracy(st, paper, ckpt, config, ctx, base))
@@ -181,12 +187,13 @@ def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collec
     return _row("the paper's code, --pflow 1000", st.name, config.model.num_scales, scores, base, seconds)
 
 
-def _row(variant: str, setting: str, nfe: float, scores: dict[str, float], base: dict[str, float], seconds: float
-         ) -> Row:
+def _row(variant: str, setting: str, nfe: float, scores: dict[str, float], base: dict[str, float], seconds: float,
+         section: str = "accuracy") -> Row:
     """P1 as the value, the other scores and every ratio to the baseline as extras."""
     rest = {k: v for k, v in scores.items() if k != "p1"}
-    return Row("accuracy", variant, setting, nfe, scores["p1"], "P1 mm", scores["p1"] / base["p1"],
-               rest | {f"{k} ratio": v / base[k] for k, v in rest.items()} | {"seconds": seconds})
+    ratios = {f"{k} ratio": v / base[k] for k, v in rest.items() if k in base and base[k]}
+    return Row(section, variant, setting, nfe, scores["p1"], "P1 mm", scores["p1"] / base["p1"],
+               rest | ratios | {"seconds": seconds})
 
 
 # ------------------------------------------------------------------------------------------------ speed
@@ -237,6 +244,7 @@ def training_speed(config: ml_collections.ConfigDict, data: PoseData, sde: SDE, 
 
         def run(n: int, cfg=cfg) -> None:
             state = TrainState.create(cfg, device)
+            state.progress = Progress(cfg, 0)
             state.model.train()
             step_fn = get_step_fn(cfg, sde, state.model)
             perm = torch.randperm(len(x), device=device)

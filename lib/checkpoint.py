@@ -48,7 +48,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise ToolkitError(f"refusing to load checkpoint {path}: it holds Python objects other than tensors "
                                f"and plain data, which could run code; load only files you trust by converting "
                                f"them to a state dict") from e
-        raise ToolkitError(f"checkpoint {path} is truncated or corrupt ({str(e).splitlines()[0][:200]}); "
+        raise ToolkitError(f"checkpoint {path} is truncated, corrupt or not a checkpoint ({type(e).__name__}); "
                            f"restore it or retrain") from e
     if not isinstance(state, dict) or "model_state_dict" not in state:
         raise ToolkitError(f"checkpoint {path} has no 'model_state_dict'; it is not a GFPose checkpoint")

@@ -29,16 +29,23 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise ToolkitError(f"config file {path} not found; see configs/ (e.g. configs/subvp/synthetic_small.py)")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+    if spec is None or spec.loader is None or path.suffix != ".py":
+        raise ToolkitError(f"config file {path} is not a Python file (.py defining get_config())")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ToolkitError(f"config file {path} does not define get_config()")
+    except SyntaxError as e:
+        raise ToolkitError(f"config file {path} line {e.lineno}: syntax error ({e.msg})") from e
+    except (UnicodeDecodeError, ValueError) as e:  # not UTF-8 text, or null bytes
+        raise ToolkitError(f"config file {path} is not readable Python source ({type(e).__name__})") from e
+    except Exception as e:  # noqa: BLE001 (a user's file may raise anything)
+        raise ToolkitError(f"config file {path}: importing it failed with {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise ToolkitError(f"config file {path} does not define get_config()")
+    try:
         config = module.get_config()
     except ToolkitError:
         raise
-    except SyntaxError as e:
-        raise ToolkitError(f"config file {path} line {e.lineno}: syntax error ({e.msg})") from e
     except Exception as e:  # noqa: BLE001 (a user's file may raise anything)
         raise ToolkitError(f"config file {path}: get_config() failed with {type(e).__name__}: {e}") from e
     if not isinstance(config, ml_collections.ConfigDict):

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from lib.camera import Camera, look_at, quaternion_matrix
 from lib.data import ACTIONS, camera_rows
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 from lib.io import refuse_existing, staging
 from lib.safe_pickle import loads_restricted, save_pickle
 
@@ -418,9 +418,9 @@ def parse_bvh(path: str | Path) -> Bvh:
     """Read a BVH file (hierarchy and motion)."""
     path = Path(path)
     try:
-        tokens = path.read_text().split()
+        tokens = path.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError) as e:
-        raise ToolkitError(f"cannot read BVH {path}: {e}") from e
+        raise ToolkitError(f"cannot read BVH {path}: {first_line(e)}") from e
     names, parents, offsets, channels, stack = [], [], [], [], []
     i = 0
     try:
@@ -453,6 +453,8 @@ def parse_bvh(path: str | Path) -> Bvh:
         start = tokens.index("Time:", i) + 2
         n_ch = sum(len(c) for c in channels)
         values = np.array(tokens[start:start + frames * n_ch], dtype=np.float64)
+        if frames < 1 or n_ch < 1:
+            raise ValueError(f"{frames} frames of {n_ch} channels: no motion to convert")
         if values.size != frames * n_ch or len(offsets) != len(names):
             raise ValueError(f"expected {frames} frames x {n_ch} channels, found {values.size} values")
     except (ValueError, IndexError) as e:

@@ -47,6 +47,7 @@ class PoseData:
     det_kinds: tuple[str, ...] | None = None   # per joint, what the detector's point is (lib/keypoints.py)
     source: str = ""                       # the ground-truth file
     source_2d: str = GT_2D                 # where the 2D conditions come from (GT_2D or the detections file)
+    note: str = ""                         # what a table built on these rows should say (rows left out)
 
     def __len__(self) -> int:
         return self.pose_img.shape[0]
@@ -215,6 +216,10 @@ def load_split(root: str | Path, file: str, det_file: str, split: str, sample: i
             raise ToolkitError(f"detections file {det_path} (data.det_file) not found; make it (python -m "
                                f"run.prepare_data), or condition on ground-truth 2D with --gt (data.use_gt_2d=true)")
         data = attach_detections(data, load_pickle(det_path), split, det_path, detector_kinds(det_format))
+        none = (data.det_conf <= 0).all(1)  # a camera without a detections file: its rows have none
+        if none.any():
+            data = data.subset(np.flatnonzero(~none))
+            data.note = f"{int(none.sum())} rows without detections left out"
     return data.subset(slice(None, None, sample))
 
 

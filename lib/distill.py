@@ -138,10 +138,10 @@ class Distiller:
                 opt.step()
                 ema.update(student.parameters())
                 updates += 1
-                losses.append(float(loss))
+                losses.append(loss.detach())
                 if progress >= 1.0:
                     break
-        self.rounds.append(Round(steps, sum(losses[-50:]) / max(len(losses[-50:]), 1), updates,
+        self.rounds.append(Round(steps, float(torch.stack(losses[-50:]).mean()), updates,
                                  (time.monotonic() - start) / 60))
         log.info("student of %d steps: %d updates in %.1f min, loss %.4f", steps, updates,
                  self.rounds[-1].minutes, self.rounds[-1].loss)

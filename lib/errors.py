@@ -13,3 +13,9 @@ class RunInterruptedError(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint.pth saved "
                          f"(resume with --restore-dir)")
         self.code = 128 + signum
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type when it has none), at most `limit` characters."""
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]

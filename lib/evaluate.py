@@ -205,6 +205,9 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     if prep.has_gt:
         arrays["gt3d"] = (ctx.test.gt3d(ctx.frames) / ctx.frames.scale).numpy()[None, :, None]
     arrays |= prep.arrays | unit.outputs(main, ctx, prep)
-    return EvalResult(task=unit.name, title=prep.title, table=unit.metrics(preds, ctx, prep, opts),
+    n = len(prep.task)
+    title = f"{prep.title}; N = {n} pose{'s' if n != 1 else ''}" + (f" ({ctx.test.note})" if ctx.test and ctx.test.note
+                                                                     else "")
+    return EvalResult(task=unit.name, title=title, table=unit.metrics(preds, ctx, prep, opts),
                       titles=unit.titles_for(settings.hypo), arrays=arrays, nfe=nfe, seconds=seconds,
                       samplers={label: describe(cfg) for label, cfg in samplers.items()})

@@ -150,3 +150,13 @@ def staging(out: str | Path) -> Iterator[Path]:
         raise ToolkitError(f"cannot write into {out}: {_reason(e)}") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def unused_path(path: Path) -> Path:
+    """path, or path with -1, -2, ... before its suffix: the first name no file has (a default output never replaces
+    a file the user did not name)."""
+    k, out = 0, path
+    while out.exists():
+        k += 1
+        out = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    return out

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 
 NUM_JOINTS = 17
 KINDS = ("same", "near", "different", "absent")
@@ -226,7 +226,7 @@ def _read_npy(path: Path, fmt: str) -> Keypoints:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ToolkitError(f"{path}: not a numeric .npy array ({str(e).splitlines()[0]})") from e
+        raise ToolkitError(f"{path}: not a numeric .npy array ({first_line(e)})") from e
     if arr.ndim != 3 or arr.shape[1] != NUM_JOINTS or arr.shape[2] not in (2, 3) or arr.dtype.kind not in "fiu":
         raise ToolkitError(f"{path}: shape {arr.shape} ({arr.dtype}); expected numbers [T, 17, 2] or [T, 17, 3] "
                            f"in Human3.6M joint order")

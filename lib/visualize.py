@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.figure import Figure
 
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 from lib.io import atomic_path, atomic_write, write_text
 from lib.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
@@ -65,7 +65,7 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
         with z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ToolkitError(f"cannot read {path} as results.npz ({str(e).splitlines()[0][:160]})") from e
+        raise ToolkitError(f"cannot read {path} as results.npz ({first_line(e)})") from e
     bad = [k for k, v in arrays.items() if k not in ("aggregate_names", "frames") and v.dtype.kind not in "fiub"]
     if bad:
         raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")

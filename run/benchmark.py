@@ -1,8 +1,10 @@
 """Speed and accuracy benchmark, every number side by side with the paper's own sampler or loop in one run.
 
-    python -m run.benchmark --paper-repo PATH          # CPU: ~12 min; trains a small CMU model if needed
-    python -m run.benchmark --ckpt-dir checkpoint/demo --sections accuracy
+    python -m run.benchmark --ckpt-dir checkpoint/demo --sections accuracy             # after make demo
+    python -m run.benchmark --cmu-pack ../shared/data/cmu_h36m17.npz --paper-repo PATH  # CPU: ~12 min
     python -m run.benchmark --sections sampling,training --paper-repo PATH    # GPU: the U3D network
+    python -m run.benchmark --sections detected --ckpt-dir RUN_GT,RUN_NOISE --detections cmu_sh_heldout_dt.pkl
+    python -m run.benchmark --sections distill --ckpt-dir RUN_distilled
 
 Sections:
   accuracy  P1 (the paper's) and root-aligned MPJPE against network evaluations, on real CMU data: the paper's
@@ -12,8 +14,16 @@ Sections:
   bf16      the same P1 with the network under bf16 autocast (where bf16 is native) against fp32
   sampling  score-network pose-evaluations/s: the paper's code (--paper-repo) against ours, fp32 / bf16 / compile
   training  training samples/s: the paper's loop (--paper-repo) against ours, fp32 / bf16
-Without --ckpt-dir it converts the CMU pack (../shared/data) and trains configs/subvp/cmu_small.py (4 min) into
-checkpoint/benchmark_cmu, or reuses that run. PATH is a checkout of github.com/Embracing/GFPose (pip install scipy).
+  budget    the paper's recipe against the budget recipe, trained for each of --budget-minutes on CMU; the final
+            checkpoint of each run scored on the test rows (no checkpoint chosen on the rows it is scored on)
+  detected  est from ground-truth 2D and from detections (--detections, a row-aligned file in the run's data
+            folder) on the same test rows, for every run of --ckpt-dir (a comma list): S = 1 and S = 20 with every
+            one-pose aggregate
+  distill   a run with distilled students (run.distill): the paper's samplers, the fast ones and the students
+            at 4, 2, 1 steps on est S = 1, est S = 20 and comp3d S = 1
+The accuracy sections score --ckpt-dir's final checkpoint (checkpoint.pth), or, with --cmu-pack instead, convert
+the CMU pack and train configs/subvp/cmu_budget.py for 4 minutes into checkpoint/benchmark_cmu (reused after).
+PATH is a checkout of github.com/Embracing/GFPose (pip install scipy).
 """
 from __future__ import annotations
 
@@ -38,23 +48,24 @@ from lib.builders import (
     fast_sampler,
     load_data,
     load_model,
+    model_from_state,
     paper_sampler,
     stored_config,
+    students_from_state,
 )
 from lib.checkpoint import load_checkpoint
-from lib.config_utils import apply_overrides, load_config, with_fields
+from lib.config_utils import apply_overrides, load_config, validate_config, with_fields
 from lib.convert import Collector, convert_cmu
 from lib.errors import ToolkitError
-from lib.io import check_writable, write_json, write_text
+from lib.io import check_writable, unused_path, write_json, write_text
 from lib.sampling import SamplerConfig
 from lib.train import train
 from lib.visualize import plot_learning_curves
 from run.common import Parser, add_config_arg, collect_overrides, guarded, parse
 
-SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget")
-DEFAULT_SECTIONS = SECTIONS[:4]  # budget trains for 55 minutes: asked for by name
+SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
+DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
 U3D = "configs/subvp/h36m_ncsnpp_deep_continuous.py"
-CMU_CONFIG = "configs/subvp/cmu_small.py"
 U3D_CMU = "configs/subvp/cmu_u3d.py"
 BUDGET_CMU = "configs/subvp/cmu_budget.py"
 
@@ -62,9 +73,13 @@ BUDGET_CMU = "configs/subvp/cmu_budget.py"
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__)
     add_config_arg(parser, required=False)
-    parser.add_argument("--ckpt-dir", help="trained run for the accuracy sections (default: train one on CMU)")
+    parser.add_argument("--ckpt-dir", help="trained run(s) for the accuracy sections, a comma list for 'detected' "
+                                           "(default: checkpoint/demo when it is there)")
     parser.add_argument("--paper-repo", help="checkout of github.com/Embracing/GFPose: the paper's code as baseline")
-    parser.add_argument("--cmu-pack", default="../shared/data/cmu_h36m17.npz", help="the CMU data pack")
+    parser.add_argument("--cmu-pack", help="the CMU data pack (cmu_h36m17.npz): train a run on it for the accuracy "
+                                           "sections, and the data of the budget section")
+    parser.add_argument("--detections", help="detected section: detections file in the run's data folder")
+    parser.add_argument("--det-format", default="sh", help="detected section: the detector's joints (lib/keypoints)")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of {', '.join(SECTIONS)} (default: all but budget)")
     parser.add_argument("--budget-minutes", default="5,10,20", help="budget section: the budgets compared")
@@ -74,57 +89,76 @@ def build_parser() -> argparse.ArgumentParser:
                                         "1000,10000,100000 on GPU)")
     parser.add_argument("--steps", type=int, default=20, help="sampler steps timed per throughput measurement")
     parser.add_argument("--train-steps", type=int, default=10, help="optimiser steps timed per training loop")
-    parser.add_argument("--json", default="checkpoint/benchmark.json", help="all rows and the device")
-    parser.add_argument("--markdown", default="docs/benchmark.md", help="the tables, for the docs ('' to skip)")
+    parser.add_argument("--json", help="all rows and the device (default: checkpoint/benchmark.json, or beside it "
+                                       "when that exists)")
+    parser.add_argument("--markdown", help="also write the tables as markdown to this file (e.g. docs/benchmark.md)")
     return parser
 
 
-def _cmu_data(pack: str, config) -> None:
+def _cmu_data(pack: str | None, config) -> None:
     """Convert the CMU pack into the config's data folder when it is not there yet."""
     if (Path(config.data.root) / config.data.train_file).is_file():
         return
-    if not Path(pack).is_file():
-        raise ToolkitError(f"the CMU pack {pack} is not here; give --cmu-pack, or --ckpt-dir of a trained run")
+    if not pack or not Path(pack).is_file():
+        raise ToolkitError(f"{config.data.root}/{config.data.train_file} is not there: give --cmu-pack "
+                           f"path/to/cmu_h36m17.npz to make it")
     col = Collector([], [])
     convert_cmu(col, [], Path(pack), seed=0)
     col.write(config.data.root, "cmu")
 
 
-def _cmu_run(pack: str) -> Path:
-    """checkpoint/benchmark_cmu: reused when complete, else the CMU data converted and the small model trained."""
-    run = Path("checkpoint/benchmark_cmu")
-    if (run / "best_model.pth").is_file():
-        return run
-    config = load_config(CMU_CONFIG)
-    _cmu_data(pack, config)
-    train(config, run, overwrite=True)
-    return run
+def _run_dirs(args) -> list[Path]:
+    """--ckpt-dir's runs; else checkpoint/demo; else, with --cmu-pack, a 4-minute CMU run (trained once)."""
+    if args.ckpt_dir:
+        return [Path(p) for p in args.ckpt_dir.split(",") if p.strip()]
+    if args.cmu_pack:
+        run = Path("checkpoint/benchmark_cmu")
+        if not (run / "checkpoint.pth").is_file():
+            config = load_config(BUDGET_CMU)
+            config.training.budget_minutes = 4.0
+            _cmu_data(args.cmu_pack, config)
+            train(config, run, overwrite=True)
+        return [run]
+    if (Path("checkpoint/demo") / "checkpoint.pth").is_file():
+        return [Path("checkpoint/demo")]
+    raise ToolkitError("the accuracy sections need a trained run: give --ckpt-dir RUN (make demo writes "
+                       "checkpoint/demo) or --cmu-pack to train one on CMU")
 
 
 def _budget(args, rows: list[Row]) -> None:
-    """The paper's recipe for the longest budget (its monitor read at each budget) against the budget recipe run
-    once per budget (its schedule fits the budget), on CMU; single-hypothesis P1 of the monitor (drift_2m 20,
-    1000 test poses). Writes docs/budget.md and the learning curves docs/budget_curve.png."""
+    """The paper's recipe against the budget recipe, each trained once per budget on CMU (the budget recipe's
+    schedule fits it; the paper's stops at it). Each run's final checkpoint is scored on the test rows (est S = 1,
+    drift_2m 20 on its recipe's grid): no checkpoint is chosen on the rows it is scored on. Writes
+    docs/budget_curve.png (the validation curves)."""
     budgets = [float(b) for b in args.budget_minutes.split(",")]
+    if not budgets or min(budgets) <= 0:
+        raise ToolkitError(f"--budget-minutes must be positive numbers, got {args.budget_minutes}")
     paper, ours = load_config(U3D_CMU), load_config(BUDGET_CMU)
     _cmu_data(args.cmu_pack, paper)
-    paper.training.max_minutes, paper.training.eval_every = max(budgets), 200
-    curves = {"paper's recipe": _train_history(paper, "budget_paper")}
+    paper.training.eval_every = 200
+    curves = {}
     for minutes in budgets:
-        ours.training.budget_minutes = minutes
-        curves[f"budget recipe, {minutes:g} min"] = _train_history(ours, f"budget_{minutes:g}")
-    for minutes in budgets:
-        base = min(h["p1"] for h in curves["paper's recipe"] if h["minutes"] <= minutes * 1.02)
-        best = min(h["p1"] for h in curves[f"budget recipe, {minutes:g} min"])
-        rows += [Row("budget", "the paper's recipe (U3D)", f"{minutes:g} min", 0, base, "P1 mm", 1.0),
-                 Row("budget", "budget recipe", f"{minutes:g} min", 0, best, "P1 mm", best / base)]
+        paper.training.max_minutes, ours.training.budget_minutes = minutes, minutes
+        scores = {}
+        for label, config, name in (("the paper's recipe (U3D)", paper, "budget_paper"), ("budget recipe", ours,
+                                                                                           "budget")):
+            run = Path("checkpoint") / f"{name}_{minutes:g}"
+            summary = train(config, run, overwrite=True)
+            curves[f"{label}, {minutes:g} min"] = json.loads((run / "monitor.json").read_text())
+            scores[label] = _final_p1(run)
+            rows.append(Row("budget", label, f"{minutes:g} min", 0, scores[label], "P1 mm",
+                            scores[label] / scores.get("the paper's recipe (U3D)", scores[label]),
+                            {"steps": summary["step"], "samples/s": summary["samples_per_s"]}))
     plot_learning_curves(curves, Path("docs/budget_curve.png"))
 
 
-def _train_history(config, name: str) -> list[dict]:
-    run = Path("checkpoint") / name
-    train(config, run, overwrite=True)
-    return json.loads((run / "monitor.json").read_text())
+def _final_p1(run: Path) -> float:
+    """Test P1 of a run's final checkpoint: est S = 1 with its recipe's fast deterministic sampler."""
+    model, config = load_model(checkpoint_path(run, best=False))
+    test = _subset(load_data(config, "test"), 1000)
+    setting = Setting("final", "est", {}, 1, test, [Candidate("fast", fast_sampler(config, True))])
+    return accuracy_rows([setting], model, build_sde(config), config, torch.device("cpu"), progress=lambda _: None
+                         )[0].value
 
 
 def _subset(data, n: int):
@@ -164,8 +198,7 @@ def _bf16_settings(config, test, poses: int) -> list[Setting]:
 
 
 def _accuracy(args, sections, device, paper, rows: list[Row]) -> dict:
-    ckpt_dir = Path(args.ckpt_dir) if args.ckpt_dir else _cmu_run(args.cmu_pack)
-    path = checkpoint_path(ckpt_dir, best=True)
+    path = checkpoint_path(_run_dirs(args)[0], best=False)  # the final checkpoint: chosen on no rows
     model, config = load_model(path, None, device)
     sde, test = build_sde(config), load_data(config, "test")
     print(f"accuracy on {config.data.root}, checkpoint {path}")
@@ -176,6 +209,59 @@ def _accuracy(args, sections, device, paper, rows: list[Row]) -> dict:
         rows += [dataclasses.replace(r, section="bf16")
                  for r in accuracy_rows(_bf16_settings(config, test, args.poses), model, sde, config, device)]
     return {"checkpoint": str(path), "data": config.data.root}
+
+
+def _detected(args, device, rows: list[Row]) -> None:
+    """est from ground-truth 2D and from detections, the same test rows, every run of --ckpt-dir."""
+    if not args.detections:
+        raise ToolkitError("the detected section needs --detections FILE (row-aligned detections in the run's data "
+                           "folder; python -m run.prepare_data detections makes them for pose data)")
+    for run in _run_dirs(args):
+        path = checkpoint_path(run, best=False)
+        model, config = load_model(path, None, device)
+        gt = with_fields(config, {"data.use_gt_2d": True})
+        det = with_fields(config, {"data.use_gt_2d": False, "data.det_file": args.detections,
+                                   "data.det_format": args.det_format})
+        gt_rows, det_rows = load_data(gt, "test"), load_data(det, "test")
+        if len(gt_rows) != len(det_rows):
+            raise ToolkitError(f"{args.detections} leaves {len(gt_rows) - len(det_rows)} test rows without detections;"
+                               f" the detected section compares the same rows")
+        idx = np.linspace(0, len(gt_rows) - 1, min(args.poses, len(gt_rows))).round().astype(int)
+        multi = idx[::max(len(idx) // args.poses_multi, 1)]
+        det_s, sto_s = fast_sampler(config, True), fast_sampler(config, False)
+        settings = [Setting(f"est S=1, {src}", "est", {}, 1, data.subset(idx), [Candidate(run.name, det_s)],
+                            section="detected") for src, data in (("GT 2D", gt_rows), ("detections", det_rows))]
+        settings += [Setting(f"est S=20, {src}", "est", {}, 20, data.subset(multi), [Candidate(run.name, sto_s)],
+                             section="detected") for src, data in (("GT 2D", gt_rows), ("detections", det_rows))]
+        rows += accuracy_rows(settings, model, build_sde(config), config, device)
+
+
+def _distill(args, device, rows: list[Row]) -> None:
+    """The students of a distilled run against the paper's samplers and the fast ones, same inputs, one run."""
+    path = checkpoint_path(_run_dirs(args)[0], best=False)
+    state = load_checkpoint(path)
+    config = stored_config(state, path)
+    students = students_from_state(state, config, device)
+    if not students:
+        raise ToolkitError(f"{path} carries no students; make them with python -m run.distill --ckpt-dir RUN")
+    model = model_from_state(state, config, path, device)
+    test = load_data(with_fields(config, {"data.use_gt_2d": True}), "test")
+    one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
+    steps = sorted((s for s in students if s <= 4), reverse=True)
+    det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
+           Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
+               with_fields(config, {"distill.students": ""}), True), steps=20))]
+    det += [Candidate(f"student, {n} steps", SamplerConfig(method="distilled", steps=n)) for n in steps]
+    sto = [Candidate("em 1000 (the paper's default)", paper_sampler(config, False)),
+           Candidate("ddim 50, eta 1 (--fast)", SamplerConfig(method="ddim", steps=50, eta=1.0))]
+    sto += [Candidate(f"student, {n} steps, eta 1", SamplerConfig(method="distilled", steps=n, eta=1.0))
+            for n in steps]
+    leg = {"jlist": "right_leg"}
+    settings = [Setting("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
+                Setting("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
+                Setting("comp3d right leg S=1, deterministic", "comp3d", leg, 1, one, det,
+                        completion=config.eval.completion, section="distill")]
+    rows += accuracy_rows(settings, model, build_sde(config), config, device, students=students)
 
 
 def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:
@@ -190,9 +276,9 @@ def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:
             variants["ours, bf16 autocast"] = with_fields(net_config, {"sampling.bf16": True})
         variants["ours, torch.compile"] = with_fields(net_config, {"sampling.compile": True})
         rows += sampling_speed(net, sde, net_config, device, batches, args.steps, variants, paper)
-    if "training" in sections:  # on the data of --ckpt-dir's run, else CMU
-        d = (stored_config(load_checkpoint(checkpoint_path(args.ckpt_dir, True)), args.ckpt_dir) if args.ckpt_dir
-             else load_config(CMU_CONFIG)).data
+    if "training" in sections:  # on the data of the accuracy sections' run
+        run = _run_dirs(args)[0]
+        d = stored_config(load_checkpoint(checkpoint_path(run, False)), run).data
         train_cfg = net_config.copy_and_resolve_references()
         train_cfg.data = d
         variants = {"ours, fp32": False} | ({"ours, bf16 autocast": True} if bf16_supported(device) else {})
@@ -233,23 +319,45 @@ def markdown(rows: list[Row], info: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _outputs(args) -> tuple[Path, Path | None]:
+    """--json (by default checkpoint/benchmark.json, or a new name beside it, said) and --markdown, checked first."""
+    json_path = Path(args.json) if args.json else unused_path(Path("checkpoint/benchmark.json"))
+    if not args.json and json_path.name != "benchmark.json":
+        print(f"note: checkpoint/benchmark.json exists; writing {json_path}")
+    return (check_writable(json_path, "--json"),
+            check_writable(args.markdown, "--markdown") if args.markdown else None)
+
+
+def _check_numbers(args) -> None:
+    for flag in ("poses", "poses_multi", "steps", "train_steps"):
+        if getattr(args, flag) < 1:
+            raise ToolkitError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    try:
+        batches = [int(b) for b in (args.batch or "1").split(",")]
+    except ValueError as e:
+        raise ToolkitError(f"--batch must be whole numbers separated by commas, got {args.batch!r}") from e
+    if min(batches) < 1:
+        raise ToolkitError(f"--batch sizes must be >= 1, got {args.batch}")
+
+
 def main() -> None:
     args, raw = parse(build_parser())
     device = dist.init()
     if dist.world_size() > 1:
         raise ToolkitError("run.benchmark measures one device; start it with python, not torchrun")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    if set(sections) - set(SECTIONS):
+    if not sections or set(sections) - set(SECTIONS):
         raise ToolkitError(f"unknown --sections {args.sections}; choose from {', '.join(SECTIONS)}")
-    json_path = check_writable(args.json, "--json")
-    md_path = check_writable(args.markdown, "--markdown") if args.markdown else None
+    _check_numbers(args)
+    json_path, md_path = _outputs(args)
     net_config = load_config(args.config or U3D)
     apply_overrides(net_config, collect_overrides(net_config, raw, args, ()))
+    validate_config(net_config)
     paper = PaperCode(Path(args.paper_repo), device) if args.paper_repo else None
     rows: list[Row] = []
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"CPU ({platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, bf16 native: "
-            f"{bf16_supported(device)})", "torch": torch.__version__, "json": args.json,
+            f"{bf16_supported(device)})", "torch": torch.__version__, "json": str(json_path),
             "network (speed)": f"hidden {net_config.model.hidden_dim}, {net_config.model.n_blocks} blocks",
             "command": " ".join(["python -m run.benchmark"] + sys.argv[1:]),
             "paper code": args.paper_repo or "not given"}
@@ -258,6 +366,10 @@ def main() -> None:
     _speed(args, sections, device, paper, rows, net_config)
     if "budget" in sections:
         _budget(args, rows)
+    if "detected" in sections:
+        _detected(args, device, rows)
+    if "distill" in sections:
+        _distill(args, device, rows)
     print(f"device: {info['device']}; torch {info['torch']}")
     print(_table(rows))
     write_json(json_path, {**info, "rows": [dataclasses.asdict(r) for r in rows]})

@@ -169,12 +169,19 @@ def apply_mode(config: ml_collections.ConfigDict, fast: bool, pflow: bool, deter
         config.sampling.bf16 = True
 
 
+def run_name(name: str) -> str:
+    """A --name: one plain folder name (not empty, '.', '..', or a path)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
+        raise ToolkitError(f"--name {name!r} must be a plain folder name (letters, digits, - _ .), not empty or a path")
+    return name
+
+
 def guarded(main: Callable[[], None]) -> None:
     """Run main: bad input is one line on stderr and exit 2; a signal that stopped training its own code."""
     try:
         main()
     except ToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever a message quotes
         sys.exit(2)
     except RunInterruptedError as e:
         print(str(e), file=sys.stderr)
@@ -263,6 +270,7 @@ class EvalSetup:
     pose_stats: dict | None = None     # the training skeleton the checkpoint carries (lifting)
     pose_bank: torch.Tensor | None = None   # [R, J, 3] normalised training poses it carries (warm starts)
     students: dict | None = None       # {steps: network} distilled from it (lib/distill.py)
+    given: tuple[str, ...] = ()        # the config fields the command line set
 
 
 def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
@@ -284,7 +292,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     sampler = build_sampler_config(config, build_sde(config))
     device = dist.init()
     return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"),
-                     state.get("pose_bank"), students_from_state(state, config, device))
+                     state.get("pose_bank"), students_from_state(state, config, device), tuple(overrides))
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -303,6 +311,9 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
     setup = eval_setup(args, raw, flags, deterministic)
     results, json_path = output_paths(args)
     config, sampler = setup.config, setup.sampler
+    if dist.is_main():
+        for line in unused_settings(setup.given, unit, config, traj_frames, args):
+            print(f"warning: {line}", file=sys.stderr)
     train = load_data(config, "train") if unit.needs_train else None
     e = config.eval
     ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
@@ -322,6 +333,24 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
               "steps": sampler.steps, "options": dataclasses.asdict(opts)}
     shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or f"@{e.reduce}" in k)]
     report(result, results, json_path, header, shown)
+
+
+def unused_settings(given: tuple[str, ...], unit: TaskUnit, config: ml_collections.ConfigDict, traj_frames: int,
+                    args: argparse.Namespace) -> list[str]:
+    """What the command line set that has no effect on this evaluation (each is said, not silently dropped)."""
+    e, out = config.eval, []
+    completes = unit.name in ("comp2d", "comp3d")
+    if "eval.reduce" in given and not (unit.aggregates and e.hypo > 1):
+        out.append(f"--reduce {e.reduce} has no effect: {unit.name} with S = {e.hypo} has one pose per input")
+    for key in ("eval.completion", "eval.warm_start", "eval.warm_t", "eval.warm_hypotheses", "sampling.resample",
+                "sampling.resample_t", "sampling.guidance"):
+        if key in given and not completes:
+            out.append(f"{key} has no effect on {unit.name}: only comp2d and comp3d complete an observation")
+    if "eval.min_conf" in given and (config.data.use_gt_2d or unit.name in ("comp3d", "gen", "den")):
+        out.append("--min-conf has no effect: ground-truth 2D and 3D inputs carry no confidences")
+    if getattr(args, "traj_frames", None) is not None and not traj_frames:
+        out.append("--traj-frames has no effect without --save trajs")
+    return out
 
 
 def report(result: EvalResult, results: Path, json_path: Path | None, header: dict[str, Any],

@@ -18,7 +18,7 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, validate_config
 from lib.distill import distill_run
 from lib.errors import ToolkitError
-from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, parse
+from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, parse, run_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +47,7 @@ def main() -> None:
         raise ToolkitError(f"--steps must divide distill.first_steps ({first}) by a power of two, got {args.steps}")
     if not 0 < args.minutes < 1e5:
         raise ToolkitError(f"--minutes must be positive, got {args.minutes}")
-    name = args.name or f"{Path(args.ckpt_dir).name}_distilled"
-    if not name.strip():
-        raise ToolkitError("--name must not be empty")
+    name = run_name(args.name if args.name is not None else f"{Path(args.ckpt_dir).resolve().name}_distilled")
     try:
         result = distill_run(config, state, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
     finally:

@@ -15,7 +15,7 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config
 from lib.errors import ToolkitError
 from lib.train import train
-from run.common import TRAIN_FLAGS, Parser, add_config_arg, collect_overrides, guarded, parse
+from run.common import TRAIN_FLAGS, Parser, add_config_arg, collect_overrides, guarded, parse, run_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def main() -> None:
     if args.restore_dir:
         _check_resume(config, args.restore_dir)
     try:
-        summary = train(config, Path(args.ckpt_root) / args.name, args.restore_dir, args.overwrite)
+        summary = train(config, Path(args.ckpt_root) / run_name(args.name), args.restore_dir, args.overwrite)
     finally:
         dist.shutdown()
     if dist.is_main():

@@ -130,7 +130,7 @@ def test_paths_that_do_not_exist(trained_run, tmp_path, monkeypatch, capsys):
     _one_line_error(code, err, "best_model.pth not found")
     (tmp_path / "best_model.pth").write_bytes(b"\x80\x04garbage")
     code, err = _cli(eval_fc_mp_adv_3d, ["--ckpt-dir", str(tmp_path), "--best", "est"], monkeypatch, capsys)
-    _one_line_error(code, err, "truncated or corrupt")
+    _one_line_error(code, err, "truncated, corrupt or not a checkpoint")
 
 
 @pytest.fixture(scope="module")

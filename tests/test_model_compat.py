@@ -80,7 +80,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     _official_file(path, with_numpy_lr=False)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ToolkitError, match="truncated or corrupt"):
+    with pytest.raises(ToolkitError, match="truncated, corrupt or not a checkpoint"):
         load_checkpoint(path)
 
 
