@@ -65,22 +65,22 @@ def load_table(path: str | Path) -> dict:
 
 def _fit_joint(bias: np.ndarray, aniso: np.ndarray, q: dict, z: np.ndarray, u: np.ndarray
                ) -> tuple[float, float, float]:
-    """(c, o, r): the core scale whose error norm |bias + A s z| has the median q['50'], and the outlier share and
-    ratio whose 90 / 99 % quantiles are nearest q's (log scale). z [K, 2] normal, u [K] uniform draws."""
-    best = (np.inf, 1.0, 0.0, 1.0)
-    for o in OUTLIER_SHARES:
-        for r in OUTLIER_RATIOS if o > 0 else (1.0,):
-            t = z * aniso * np.where(u < o, r, 1.0)[:, None]  # [K, 2]
-            lo, hi = 1e-3, 1e3
-            for _ in range(30):  # the median grows with c
-                c = np.sqrt(lo * hi)
-                lo, hi = (c, hi) if np.median(np.linalg.norm(bias + c * t, axis=-1)) < q["50"] else (lo, c)
-            norm = np.linalg.norm(bias + c * t, axis=-1)
-            loss = sum(np.log(max(np.quantile(norm, p / 100), 1e-9) / max(float(q[str(p)]), 1e-9)) ** 2
-                       for p in (90, 99))
-            if loss < best[0] - 1e-9:
-                best = (loss, c, o, r)
-    return best[1:]
+    """(c, o, r): for every outlier share o and ratio r at once, the core scale c whose error norm |bias + A s z| has
+    the median q['50'] (bisection), and of those the (o, r) whose 90 / 99 % quantiles are nearest q's (log scale).
+    z [K, 2] normal, u [K] uniform draws."""
+    combos = np.array([(0.0, 1.0)] + [(o, r) for o in OUTLIER_SHARES[1:] for r in OUTLIER_RATIOS])  # [C, 2]
+    wide = np.where(u[None] < combos[:, :1], combos[:, 1:], 1.0)  # [C, K]
+    t = z[None] * aniso * wide[..., None]  # [C, K, 2]
+    lo, hi = np.full(len(combos), 1e-3), np.full(len(combos), 1e3)
+    for _ in range(20):  # the median grows with c (the bracket shrinks to a factor 1.00001)
+        c = np.sqrt(lo * hi)
+        below = np.median(np.linalg.norm(bias + c[:, None, None] * t, axis=-1), axis=1) < q["50"]
+        lo, hi = np.where(below, c, lo), np.where(below, hi, c)
+    norm = np.linalg.norm(bias + c[:, None, None] * t, axis=-1)  # [C, K]
+    loss = sum(np.log(np.maximum(np.quantile(norm, p / 100, axis=1), 1e-9) / max(float(q[str(p)]), 1e-9)) ** 2
+               for p in (90, 99))
+    best = int(np.argmin(loss))
+    return float(c[best]), float(combos[best, 0]), float(combos[best, 1])
 
 
 @dataclass
@@ -96,7 +96,7 @@ class DetectorNoise:
     missing: torch.Tensor     # [J] share of rows without the joint
 
     @classmethod
-    def from_table(cls, table: dict, tail: float = 1.0, samples: int = 8000, seed: int = 0) -> DetectorNoise:
+    def from_table(cls, table: dict, tail: float = 1.0, samples: int = 4000, seed: int = 0) -> DetectorNoise:
         """Fit c_j, o_j, r_j to the table's quantiles (a fixed Monte-Carlo sample, so the fit is reproducible).
         tail > 1 makes the tail heavier than the table's: tail times as many outliers (at most half the rows)."""
         size = float(table["pose_size_px_median"])

@@ -120,3 +120,23 @@ def film(world: np.ndarray, focal: float = 1500.0, size: tuple[int, int] = (1920
                  intrinsics=np.array([focal, focal, size[0] / 2.0, size[1] / 2.0]))
     pose = cam.world_to_camera(world)
     return pose, project(pose, np.broadcast_to(cam.intrinsics, (len(pose), 4))), cam.intrinsics
+
+
+class CorrelatedGaussianEps(torch.nn.Module):
+    """Exact noise prediction for data N(0, C) with C = I + rho (P + P^T) over the 51 coordinates, P pairing
+    coordinate k with k + 25 (k < 25): eps = sigma (alpha^2 C + sigma^2 I)^-1 x. The conditional mean of a hidden
+    coordinate k + 25 given its partner k is rho x_k."""
+
+    def __init__(self, sde, rho: float = 0.9):
+        super().__init__()
+        self.sde = sde
+        cov = torch.eye(51, dtype=torch.float64)
+        k = torch.arange(25)
+        cov[k, k + 25] = cov[k + 25, k] = rho
+        self.cov = cov
+
+    def forward(self, x, t, condition, mask):
+        a, s = self.sde.alpha(t.double()), self.sde.sigma(t.double())  # [B]
+        prec = torch.linalg.inv(a[:, None, None] ** 2 * self.cov + s[:, None, None] ** 2 * torch.eye(51))
+        eps = s[:, None] * (prec @ x.reshape(len(x), 51, 1).double())[..., 0]
+        return eps.reshape(x.shape).to(x.dtype)

@@ -10,10 +10,11 @@ from lib.errors import ToolkitError
 from lib.model import ScoreFn, ScoreModelFC_Adv
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig, make_grid, sample
 from lib.sde import VESDE, VPSDE, SubVPSDE
-from lib.tasks.completion import COMPLETIONS, completion_2d, completion_3d, random_missing
+from lib.tasks.completion import random_missing
 from lib.tasks.den import denoising
 from lib.tasks.est import estimation
 from lib.tasks.gen import generation
+from lib.tasks.observe import observe_2d, observe_3d
 from tests.helpers import MU, GaussianEps, random_model
 
 SDES = [SubVPSDE(), VPSDE(), VESDE()]
@@ -101,7 +102,7 @@ def test_fast_drift_solvers_converge_to_the_papers_drift_process():
 def test_drift_2m_is_first_order_when_it_imputes():
     sde, fn = SubVPSDE(), ScoreFn(random_model(), SubVPSDE())
     pose = torch.randn(8, 17, 3) * 5
-    task = completion_3d(pose, random_missing(8, 3, torch.Generator().manual_seed(0)))
+    task = observe_3d(pose, random_missing(8, 3, torch.Generator().manual_seed(0)))
     a, _ = sample(fn, sde, task, SamplerConfig(method="drift_2m", steps=10), torch.Generator().manual_seed(1))
     b, _ = sample(fn, sde, task, SamplerConfig(method="drift_ddim", steps=10), torch.Generator().manual_seed(1))
     c, _ = sample(fn, sde, generation(8), SamplerConfig(method="drift_2m", steps=10),
@@ -111,13 +112,21 @@ def test_drift_2m_is_first_order_when_it_imputes():
     assert torch.equal(a, b) and not torch.equal(c, d)
 
 
-@pytest.mark.parametrize("method", [m for m in SAMPLERS if m != "ancestral"])
+def completion_2d(pose: torch.Tensor, missing: torch.Tensor, how: str = "condition"):
+    return observe_2d(pose, ~missing, how)
+
+
+IMPUTING = ("condition", "impute")  # the completion modes that impute the observation
+PLAIN = [m for m in SAMPLERS if m not in ("ancestral", "distilled")]  # (distilled needs a student)
+
+
+@pytest.mark.parametrize("method", PLAIN)
 def test_completion_keeps_observed_coordinates_exactly(method):
     sde = SubVPSDE()
     fn = ScoreFn(random_model(), sde)
     pose = torch.randn(8, 17, 3) * 5
     missing = random_missing(8, 3, torch.Generator().manual_seed(0))
-    tasks = [make(pose, missing, how) for make in (completion_3d, completion_2d) for how in COMPLETIONS]
+    tasks = [make(pose, missing, how) for make in (observe_3d, completion_2d) for how in IMPUTING]
     for task in tasks:
         x, _ = sample(fn, sde, task, SamplerConfig(method=method, steps=10, rtol=1e-3, atol=1e-3),
                       torch.Generator().manual_seed(0))
@@ -131,13 +140,13 @@ def test_impute_only_completion_hides_the_observation_from_the_network():
     prior) and keeps the same observed coordinates."""
     pose = torch.randn(4, 17, 3) * 5
     missing = random_missing(4, 2, torch.Generator().manual_seed(0))
-    for make in (completion_3d, completion_2d):
+    for make in (observe_3d, completion_2d):
         paper, impute = make(pose, missing, "condition"), make(pose, missing, "impute")
         assert paper.mask.sum() > 0 and (paper.mask * paper.condition).abs().sum() > 0
         assert not impute.mask.any() and not impute.condition.any()
         assert torch.equal(paper.observed, impute.observed) and torch.equal(paper.observed_mask, impute.observed_mask)
-    with pytest.raises(ToolkitError, match="completion must be one of condition, impute"):
-        completion_3d(pose, missing, "both")
+    with pytest.raises(ToolkitError, match="completion must be one of condition, impute, condition-only"):
+        observe_3d(pose, missing, "both")
 
 
 def test_paper_grid_starts_completion_from_the_clean_observation():
@@ -156,7 +165,7 @@ def test_paper_grid_starts_completion_from_the_clean_observation():
 
     spy = Spy()
     pose = torch.randn(4, 17, 3) * 5
-    task = completion_3d(pose, random_missing(4, 2, torch.Generator().manual_seed(0)))
+    task = observe_3d(pose, random_missing(4, 2, torch.Generator().manual_seed(0)))
     sample(ScoreFn(spy, sde), sde, task, SamplerConfig(method="drift", steps=5), torch.Generator().manual_seed(0))
     keep = task.observed_mask > 0
     assert torch.equal(spy.first[keep], task.observed[keep])
@@ -181,7 +190,7 @@ def test_estimation_sees_only_xy_of_the_condition():
     assert not torch.equal(a, c)  # the x, y condition is used
 
 
-@pytest.mark.parametrize("method,eta", [(m, 0) for m in SAMPLERS if m != "ancestral"] + [("dpm2m", 1)])
+@pytest.mark.parametrize("method,eta", [(m, 0) for m in PLAIN] + [("dpm2m", 1)])
 def test_every_sampler_is_deterministic_given_a_seed(method, eta):
     sde = SubVPSDE()
     fn = ScoreFn(random_model(), sde)
