@@ -78,7 +78,6 @@ class PosePrior:
         validate_config(config)
         self.pose_stats = {**DEFAULT_POSE_STATS, **(pose_stats or {})}  # older checkpoints carry no camera
         self.pose_bank = pose_bank
-        self.students = {k: v.to(self.device).eval() for k, v in (students or {}).items()}
         try:
             self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
             if self.device.type == "cuda" and not (torch.cuda.is_available() and
@@ -88,6 +87,7 @@ class PosePrior:
         except (RuntimeError, AssertionError, TypeError) as e:
             raise ToolkitError(f"device {device!r} cannot be used: {first_line(e)}; use 'cpu' or a CUDA "
                                f"device that exists") from e
+        self.students = {k: v.to(self.device).eval() for k, v in (students or {}).items()}
         self.config = config
         self.sde = build_sde(config)
         self.frames = frames_of(config)
@@ -316,7 +316,8 @@ class PosePrior:
     def generate(self, n: int, method: str | None = None, steps: int | None = None, fast: bool = False,
                  pflow: bool = False, seed: int = 0) -> np.ndarray:
         """n new normalised poses [n, J, 3]."""
-        task = generation(_int(n, "n"), self.num_joints)
+        check_fits(_int(n, "n"), 1, self.device)
+        task = generation(n, self.num_joints)
         return self.run_task(task, 1, method, steps, fast, pflow, seed)[:, 0].numpy()
 
     def denoise(self, pose: ArrayLike, t: float = 0.05, method: str | None = None, steps: int | None = None,

@@ -145,9 +145,10 @@ def _one_of(*names: str) -> Callable[[Any], str | None]:
 
 _POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
 _POS = _num(0.0, lo_open=True)
+_STEPS = _num(1, 100_000, integer=True)  # sampler steps (the paper's 1000; more is a slip of the keyboard)
 _H36M_ORDER = _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M))  # detectors in H36M order
 RULES: dict[str, Callable[[Any], str | None]] = {
-    "seed": _NONNEG_INT,
+    "seed": _num(0, 2 ** 63 - 1, integer=True),
     "data.image_size": _POS, "data.scale": _POS, "data.num_joints": _num(17, 17, integer=True),
     "data.joint_dim": _num(3, 3, integer=True), "data.train_sample": _POS_INT, "data.test_sample": _POS_INT,
     "model.hidden_dim": _POS_INT, "model.embed_dim": _num(4, integer=True), "model.n_blocks": _NONNEG_INT,
@@ -165,11 +166,11 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "optim.schedule": _one_of("constant", "cosine"), "optim.lr_final": _PROB, "model.ema_halflife": _num(0.0, 1.0),
     "training.budget_minutes": _num(0.0), "training.select_on": _one_of("val", "test"),
     "data.val_fraction": _num(0.0, 0.5, lo_open=True),
-    "sampling.steps": _POS_INT, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
+    "sampling.steps": _STEPS, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
     "sampling.corrector_steps": _POS_INT, "sampling.rtol": _POS, "sampling.atol": _POS, "sampling.eta": _num(0.0),
     "sampling.resample": _NONNEG_INT, "sampling.resample_t": _PROB, "sampling.guidance": _num(0.0),
-    "fast.deterministic_steps": _POS_INT, "fast.stochastic_steps": _POS_INT, "fast.stochastic_eta": _num(0.0),
-    "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _POS_INT,
+    "fast.deterministic_steps": _STEPS, "fast.stochastic_steps": _STEPS, "fast.stochastic_eta": _num(0.0),
+    "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _STEPS,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
     "eval.reproj_sigma": _POS, "eval.warm_start": _one_of(*WARM_STARTS), "eval.warm_t": _num(0.0, 1.0, lo_open=True),

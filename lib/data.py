@@ -186,7 +186,7 @@ def attach_detections(data: PoseData, det: dict, split: str, path: Path, kinds: 
         raise ToolkitError(f"{path}: '{split}' confidences hold NaN or inf; use 0 for joints the detector did not give")
     given = conf > 0
     _check_finite("joint3d_image", np.where(given[..., None], kps[..., :2], 0.0), path)
-    data.det2d = np.where(given[..., None], kps[..., :2], 0.0)
+    data.det2d = np.where(np.isfinite(kps[..., :2]), kps[..., :2], 0.0)  # NaN only where the detector gave nothing
     data.det_conf, data.det_kinds, data.source_2d = conf, kinds, path.name
     return data
 

@@ -158,7 +158,10 @@ class EvalResult:
 
 def describe(cfg: SamplerConfig) -> str:
     eta = f", eta {cfg.eta:g}" if cfg.spec.uses_eta else ""
-    return f"{cfg.method}, {cfg.steps} steps, {cfg.grid_name} grid{eta}"
+    grid = "the students' grid" if cfg.method == "distilled" else f"{cfg.grid_name} grid"
+    extra = (f", RePaint {cfg.resample}x from t {cfg.resample_t:g}" if cfg.resample else "") + (
+        f", guidance {cfg.guidance:g}" if cfg.guidance else "")
+    return f"{cfg.method}, {cfg.steps} steps, {grid}{eta}{extra}"
 
 
 def sampler_label(cfg: SamplerConfig, config: ml_collections.ConfigDict) -> str:

@@ -43,7 +43,7 @@ def mask_rates(training: ml_collections.ConfigDict, progress: float) -> tuple[fl
     """The masking rates (whole pose, one part, one joint, 3D condition) at this point of the run: the paper's
     (training.mask_*_p, cond_3d_p), and from training.completion_from on the completion rates
     (training.completion_*_p), which show the network more partial conditions once it has learnt estimation."""
-    if progress >= training.completion_from:
+    if training.completion_from < 1.0 and progress >= training.completion_from:  # 1.0: never
         return (training.mask_whole_p, training.completion_part_p, training.completion_joint_p,
                 training.completion_3d_p)
     return training.mask_whole_p, training.mask_part_p, training.mask_joint_p, training.cond_3d_p

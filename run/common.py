@@ -191,11 +191,22 @@ def guarded(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
+def check_gpus(gpus: int | None) -> None:
+    """--gpus G: at most the CUDA devices here, or on a CPU machine its cores (one gloo worker each)."""
+    if gpus is None:
+        return
+    cuda = torch.cuda.is_available()
+    most, what = (torch.cuda.device_count(), "GPUs") if cuda else (os.cpu_count() or 1, "CPU cores")
+    if not 0 <= gpus <= most:
+        raise ToolkitError(f"--gpus must be between 0 and {most} (the {what} here), got {gpus}")
+
+
 def relaunch_workers(gpus: int | None, module: str) -> None:
     """`--gpus G` without torchrun: start G local workers under torch.distributed.run, then exit with their status.
 
     The arguments travel in an environment variable: torchrun's own parser would take `--num` for `--numa-binding`.
     """
+    check_gpus(gpus)
     if gpus is None or gpus <= 1 or "RANK" in os.environ:
         return
     argv, skip = [], False
@@ -277,8 +288,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
                deterministic: bool = False) -> EvalSetup:
     """Resolve the config (the checkpoint's own, or --config for official files), apply every override and mode
     flag before anything is built, validate, then build the network from the checkpoint."""
-    if args.gpus is not None and args.gpus < 0:
-        raise ToolkitError(f"--gpus must be >= 0, got {args.gpus}")
+    check_gpus(args.gpus)
     path = checkpoint_path(args.ckpt_dir, args.best)
     state = load_checkpoint(path)
     from_file = args.config is not None

@@ -174,6 +174,8 @@ def _detections(args: argparse.Namespace, out: Path) -> None:
 
 def main() -> None:
     args = build_parser().parse_args()
+    if not 0 <= args.seed < 2 ** 32:
+        raise ToolkitError(f"--seed must be between 0 and 2**32 - 1, got {args.seed}")
     start = time.monotonic()
     out = Path(args.out or f"data/{args.source.split('-')[0]}")
     if args.source == "example":
@@ -181,8 +183,8 @@ def main() -> None:
         print(f"wrote {path}: COCO keypoint results of 8 images (1920 x 1080); lift them with python -m run.lift "
               f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
     elif args.source == "synthetic":
-        if args.train_frames < 1 or args.test_frames < 1:
-            raise ToolkitError("--train-frames and --test-frames must be >= 1")
+        if not (1 <= args.train_frames <= 10000 and 1 <= args.test_frames <= 10000):
+            raise ToolkitError("--train-frames and --test-frames must be between 1 and 10000")
         counts = generate(out, args.seed, args.train_frames, args.test_frames, args.overwrite)
         print(f"wrote {out}: {counts['train']} train rows, {counts['test']} test rows "
               f"(subjects 1,5,6,7,8 / 9,11; 15 actions; 4 cameras)")

@@ -136,7 +136,8 @@ class CorrelatedGaussianEps(torch.nn.Module):
         self.cov = cov
 
     def forward(self, x, t, condition, mask):
-        a, s = self.sde.alpha(t.double()), self.sde.sigma(t.double())  # [B]
-        prec = torch.linalg.inv(a[:, None, None] ** 2 * self.cov + s[:, None, None] ** 2 * torch.eye(51))
-        eps = s[:, None] * (prec @ x.reshape(len(x), 51, 1).double())[..., 0]
+        t = t.double()[:1].expand(len(x)) if (t == t[0]).all() else t.double()  # a shared time: one inverse
+        a, s = self.sde.alpha(t[:1] if t.stride(0) == 0 else t), self.sde.sigma(t[:1] if t.stride(0) == 0 else t)
+        prec = torch.linalg.inv(a[:, None, None] ** 2 * self.cov + s[:, None, None] ** 2 * torch.eye(51))  # [B|1, ...]
+        eps = s[:, None] * (x.reshape(len(x), 51).double()[:, None] @ prec.transpose(1, 2))[:, 0]
         return eps.reshape(x.shape).to(x.dtype)

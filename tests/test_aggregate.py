@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.aggregate import AGGREGATORS, aggregate, calibration, spearman, uncertainty
+from lib.aggregate import AGGREGATORS, Evidence, aggregate, calibration, spearman, uncertainty
 from lib.api import PosePrior
 
 
@@ -15,11 +15,11 @@ def test_jpma_picks_the_hypothesis_that_matches_the_2d_input_per_joint():
     target = torch.randn(3, 17, 3)
     pick = torch.randint(0, 5, (3, 17))  # per joint, a different hypothesis matches the input exactly
     hyps[torch.arange(3)[:, None], pick, torch.arange(17)[None]] = target
-    out = aggregate(hyps, "jpma", input2d=target[..., :2])
+    out = aggregate(hyps, "jpma", Evidence(input2d=target[..., :2]))
     assert torch.equal(out, target)  # x, y and the depth of the matching hypothesis
     seen = torch.ones(3, 17, dtype=torch.bool)
     seen[:, 4] = False  # a joint without 2D input takes the median
-    out = aggregate(hyps, "jpma", input2d=target[..., :2], seen=seen)
+    out = aggregate(hyps, "jpma", Evidence(input2d=target[..., :2], seen=seen))
     assert torch.equal(out[:, 4], hyps[:, :, 4].median(1).values) and torch.equal(out[:, 5], target[:, 5])
 
 
@@ -33,22 +33,24 @@ def test_symmetric_sets_have_a_known_mean_and_median():
     assert (aggregate(skewed, "mean") - centre).abs().min() > 10
     assert (aggregate(skewed, "median") - centre).abs().max() < 1.01
     refined = torch.zeros(2, 17, 3)
-    assert torch.equal(aggregate(hyps, "refined", refined=refined), refined)
+    assert torch.equal(aggregate(hyps, "refined", Evidence(refined=refined)), refined)
     assert torch.equal(aggregate(hyps, "refined"), aggregate(hyps, "mean"))  # not computed (S = 1): the mean
     with pytest.raises(ValueError, match="unknown aggregate"):
         aggregate(hyps, "magic")
 
 
 def test_the_oracle_is_below_every_aggregate():
-    """With the ground truth among wide hypotheses, min over S finds it; no aggregate can."""
+    """With the ground truth among wide hypotheses, min over S finds it; no aggregate can (reproj is left out: a
+    posterior weighting may put all its weight on the ground truth when the 2D favours it; tests/test_detected.py
+    checks its weights)."""
     torch.manual_seed(1)
     gt = torch.randn(4, 17, 3)
     hyps = gt[:, None] + 3.0 * torch.randn(4, 8, 17, 3)
     hyps[:, 5] = gt
     oracle = (hyps - gt[:, None]).norm(dim=-1).mean(-1).min(1).values  # [N]
     assert (oracle == 0).all()
-    for name in AGGREGATORS:
-        err = (aggregate(hyps, name, input2d=gt[..., :2] + 5.0) - gt).norm(dim=-1).mean(-1)
+    for name in set(AGGREGATORS) - {"reproj"}:
+        err = (aggregate(hyps, name, Evidence(input2d=gt[..., :2] + 5.0)) - gt).norm(dim=-1).mean(-1)
         assert (err > oracle).all(), name
 
 

@@ -41,11 +41,11 @@ def test_every_task_shapes_and_types(prior, test_data):
 
 def test_pixels_and_millimetres(prior, test_data):
     """Pixels in, camera millimetres out: equals the normalised result mapped back with the data's own box."""
-    kps = test_data.pose_img[:3, :, :2]
+    kps = test_data.pose_img[:3, :, :2].astype(np.float32)  # the API computes in float32: the same input both ways
     depth = test_data.root_depth[:3]
     mm = prior.estimate(kps, camera=test_data.cam[0], root_depth=depth, hypotheses=2, steps=10, seed=4)
     frames = Frames(1000.0, 1.0)
-    norm = prior.estimate(frames.normalise(test_data.pose_img[:3])[..., :2], hypotheses=2, steps=10, seed=4)
+    norm = prior.estimate(frames.normalise(kps.astype(np.float64)), hypotheses=2, steps=10, seed=4)
     want = image_to_camera(frames.denormalise(norm.astype(np.float64)), test_data.cam[:3], test_data.box[:3], depth)
     assert mm.shape == (3, 2, 17, 3) and np.allclose(mm, want, rtol=1e-3, atol=0.05)  # float32 output
 

@@ -35,7 +35,7 @@ def test_tasks_end_to_end(trained_run, tmp_path):
             assert "uncertainty" not in res.stdout and "refined" not in res.stdout
             assert "no model: nearest training pose on the seen joints, missing joints" in res.stdout
     res = _eval(trained_run, "--completion", "impute", "comp2d", "--randj", "2", out=tmp_path)
-    assert res.returncode == 0 and "2 missing joints per pose, impute only" in res.stdout, res.stderr[-2000:]
+    assert res.returncode == 0 and "2 missing joints per pose, completion 'impute'" in res.stdout, res.stderr[-2000:]
     res = run_module("run.denoise_fc_adv_3d", "--ckpt-dir", str(trained_run), "--out", str(tmp_path),
                      "--steps", "100", "den", "--std", "10", "--t", "0.05")
     assert res.returncode == 0 and "P1 noisy input" in res.stdout, res.stderr[-2000:]
@@ -81,7 +81,8 @@ def test_bad_paths_and_values(trained_run, tmp_path):
     assert res.returncode == 2 and "does not exist" in res.stderr
     res = run_module(EVAL, "--ckpt-dir", str(tmp_path), "--best", "est")
     assert res.returncode == 2 and "best_model.pth not found" in res.stderr
-    for args, message in ((("--t", "0"), "--t must be in (0, 1]"), (("--std", "-1"), "--std must be >= 0")):
+    for args, message in ((("--t", "0"), "--t must be in (0, 1]"),
+                          (("--std", "-1"), "--std must be between 0 and 1000")):
         res = run_module("run.denoise_fc_adv_3d", "--ckpt-dir", str(trained_run), "den", *args)
         assert res.returncode == 2 and message in res.stderr, res.stderr
     res = run_module("run.train_fc_adv_3d", "--config", "configs/subvp/synthetic_small.py", "--name", "x",

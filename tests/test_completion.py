@@ -118,7 +118,7 @@ def test_api_completion_methods_keep_the_observation(prior):
         assert np.allclose(out[:, :, :13], pose[:, None, :13], atol=1e-5) and np.isfinite(out).all(), kw
     prior.config.sampling.resample, prior.config.sampling.guidance = 1, 0.1
     try:
-        out = prior.complete_3d(pose, [13, 16], steps=3, fast=True, pflow=True)
+        out = prior.complete_3d(pose, [13, 16], fast=True, pflow=True)
     finally:
         prior.config.sampling.resample, prior.config.sampling.guidance = 0, 0.0
     assert np.isfinite(out).all()

@@ -11,6 +11,7 @@ from lib.camera import image_to_camera, project
 from lib.convert import (
     H36M_17_OF_32,
     SH_CAMERAS,
+    SH_FILE,
     Collector,
     bvh_positions,
     bvh_to_h36m,
@@ -132,18 +133,21 @@ def test_h36m_h5_stacked_hourglass_detections_are_row_aligned(tmp_path):
     _h36m_h5(tmp_path / "src", detections=True)
     col = Collector([1], [9])
     convert_h36m_h5(tmp_path / "src", col)
-    files = col.write(tmp_path / "out", "h36m", "h36m_sh_dt.pkl")
-    assert any("TakingPhoto" in n and "54138969" in n and "excluded" in n for n in col.notes)
-    test = load_split(tmp_path / "out", "h36m_test.pkl", "h36m_sh_dt.pkl", "test", 1, use_gt_2d=False)
-    assert len(test) == (3 * 4 + 4 * 3) and set(test.cameraid[test.subaction == 1]) == {1, 2, 3}  # camera 0 gone
-    train = load_split(tmp_path / "out", "h36m_train.pkl", "h36m_sh_dt.pkl", "train", 1, use_gt_2d=False)
+    files = col.write(tmp_path / "out", "h36m", SH_FILE)
+    assert any("TakingPhoto" in n and "54138969" in n and "kept with confidence 0" in n for n in col.notes)
+    gt = load_split(tmp_path / "out", "h36m_test.pkl", "", "test", 1, use_gt_2d=True)
+    assert len(gt) == (3 * 4 + 4 * 4)  # ground-truth rows of the camera without a detections file are kept
+    test = load_split(tmp_path / "out", "h36m_test.pkl", SH_FILE, "test", 1, use_gt_2d=False)
+    assert len(test) == (3 * 4 + 4 * 3) and set(test.cameraid[test.subaction == 1]) == {1, 2, 3}  # left out ...
+    assert test.note == "4 rows without detections left out"  # ... and said
+    train = load_split(tmp_path / "out", "h36m_train.pkl", SH_FILE, "train", 1, use_gt_2d=False)
     for data in (train, test):
         proj = project(data.pose_cam, data.cam)
         keep = np.arange(17) != 9
         assert np.abs(data.det2d[:, keep] - proj[:, keep]).max() < 1e-6  # each row's own camera and frame
         assert np.allclose(data.det2d[:, 9], 0.5 * (proj[:, 8] + proj[:, 10]))
         assert (data.det_conf[:, 9] == 0).all() and (data.det_conf[:, keep] == 1).all()
-    assert files["detections"].name == "h36m_sh_dt.pkl"
+    assert files["detections"].name == "h36m_sh_dt_ft.pkl"  # the one name, the paper's
 
 
 def test_h36m_h5_bad_input(tmp_path):

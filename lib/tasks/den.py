@@ -43,8 +43,9 @@ class DenOptions:
     def validate(self) -> None:
         if self.noise_type not in NOISE_TYPES:
             raise ToolkitError(f"--noise-type must be one of {', '.join(NOISE_TYPES)}, got {self.noise_type}")
-        if not (math.isfinite(self.std) and self.std >= 0):
-            raise ToolkitError(f"--std must be >= 0 and finite (joint_3d_image units), got {self.std}")
+        if not (math.isfinite(self.std) and 0 <= self.std <= 1000):
+            raise ToolkitError(f"--std must be between 0 and 1000 (joint_3d_image units: pixels of the 1000-px "
+                               f"frame), got {self.std}")
         if not 0.0 < self.t <= 1.0:
             raise ToolkitError(f"--t must be in (0, 1], got {self.t}")
 

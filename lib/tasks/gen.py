@@ -83,8 +83,9 @@ class GenOptions:
                             "--num for --numa-binding)", flag=("--num-poses", "--num"))
 
     def validate(self) -> None:
-        if self.num < 1:
-            raise ToolkitError(f"--num must be >= 1, got {self.num}")
+        if not 1 <= self.num <= 10_000_000:
+            raise ToolkitError(f"--num must be between 1 and 10,000,000 (generate more in several runs), got "
+                               f"{self.num}")
 
 
 @register_task
