@@ -101,6 +101,11 @@ class PosePrior:
 
         Official U3D files carry no config: pass config (e.g. configs/subvp/h36m_ncsnpp_deep_continuous.py).
         """
+        if not isinstance(path, (str, Path)):
+            raise ToolkitError(f"path must be a run folder or a .pth file (str or Path), got {type(path).__name__}")
+        if config is not None and not isinstance(config, (str, Path, ml_collections.ConfigDict)):
+            raise ToolkitError(f"config must be a config file or an ml_collections.ConfigDict, got "
+                               f"{type(config).__name__}")
         path = Path(path)
         file = checkpoint_path(path, best) if path.is_dir() else path
         if isinstance(config, (str, Path)):
@@ -167,8 +172,8 @@ class PosePrior:
             depth = torch.as_tensor(np.asarray(root_depth, dtype=np.float64)).reshape(-1).expand(n)
         except (TypeError, ValueError, RuntimeError) as e:
             raise ToolkitError(f"camera must be (fx, fy, cx, cy) or [N, 4] and root_depth a number or [N] ({e})") from e
-        if not (torch.isfinite(cam).all() and (cam[:, :2] > 0).all()):
-            raise ToolkitError("camera must hold finite numbers with fx, fy > 0")
+        if not (torch.isfinite(cam).all() and (cam[:, :2] > 0).all() and (cam.abs() <= 1e6).all()):
+            raise ToolkitError("camera must hold finite numbers with fx, fy > 0 and none beyond 1e6 px")
         if not (torch.isfinite(depth).all() and (depth > 0).all()):
             raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
         # the root sits at its keypoint at root_depth; the box is the 2 m square around it (docs/design.md,
@@ -343,8 +348,8 @@ class PosePrior:
                 cam = np.asarray(camera, dtype=np.float64).reshape(-1)
             except (TypeError, ValueError) as e:
                 raise ToolkitError(f"camera must be (fx, fy, cx, cy) numbers ({e})") from e
-            if cam.shape != (4,) or not (np.isfinite(cam).all() and (cam[:2] > 0).all()):
-                raise ToolkitError("camera must be (fx, fy, cx, cy) with finite numbers and fx, fy > 0")
+            if cam.shape != (4,) or not (np.isfinite(cam).all() and (cam[:2] > 0).all() and (np.abs(cam) <= 1e6).all()):
+                raise ToolkitError("camera must be (fx, fy, cx, cy) in pixels: finite, fx, fy > 0, none beyond 1e6")
         depth = None
         if root_depth is not None:
             t, p = kps.valid.shape
@@ -373,6 +378,8 @@ class PosePrior:
         m = None if m is None else m.expand_as(x)
         if m is not None and not ((m == 0) | (m == 1)).all():
             raise ToolkitError("mask must hold 0 and 1 only")
+        if len(x) == 0:
+            return self._like(torch.zeros(0, self.num_joints, 3), pose)
         tt = torch.full((x.shape[0],), t)
         s = self._score_fn(False)(x.to(self.device), tt.to(self.device), cond.to(self.device),
                                   None if m is None else m.to(self.device))

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from lib.camera import Camera, look_at, quaternion_matrix
 from lib.data import ACTIONS, camera_rows
 from lib.errors import ToolkitError, first_line
-from lib.io import refuse_existing, staging
+from lib.io import load_npz, refuse_existing, staging
 from lib.safe_pickle import loads_restricted, save_pickle
 
 H36M_17_OF_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
@@ -254,7 +254,7 @@ def convert_h36m_h5(root: str | Path, col: Collector) -> bool:
         cams = read_h5_cameras(root / "cameras.h5", subject)
         files = sorted(folder.glob("*.h5"))
         ids = subactions([f.stem for f in files], str(folder))
-        for f in tqdm(files, desc=f"S{subject}", leave=False):
+        for f in tqdm(files, desc=f"S{subject}", leave=False, disable=None):
             try:
                 with h5py.File(f, "r") as h:
                     pos = np.asarray(h["3D_positions"], dtype=np.float64)
@@ -339,7 +339,7 @@ def convert_videopose3d(path_3d: str | Path, col: Collector, path_2d: str | Path
             continue
         cams = h36m_cameras(subject)
         ids = subactions(actions, f"{path_3d} {subj_name}")
-        for name, arr in tqdm(sorted(actions.items()), desc=subj_name, leave=False):
+        for name, arr in tqdm(sorted(actions.items()), desc=subj_name, leave=False, disable=None):
             world = np.asarray(arr, dtype=np.float64)
             if world.ndim != 3 or world.shape[1:] not in ((32, 3), (17, 3)):
                 raise ToolkitError(f"{path_3d} {subj_name}/{name}: shape {world.shape}, expected (N, 32, 3) or "
@@ -522,7 +522,7 @@ def convert_cmu(col: Collector, bvh_files: list[Path], pack: Path | None, seed: 
 
     rng = np.random.default_rng(seed)
     test_subjects = set(test_subjects)
-    for f in tqdm(bvh_files, desc="BVH", leave=False):
+    for f in tqdm(bvh_files, desc="BVH", leave=False, disable=None):
         m = re.match(r"(\d+)_(\d+)", f.stem)
         subject, trial = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
         world = bvh_to_h36m(f, bvh_step)
@@ -532,7 +532,7 @@ def convert_cmu(col: Collector, bvh_files: list[Path], pack: Path | None, seed: 
                 split="test" if subject in test_subjects else "train")
     if pack is not None:
         data = _load_pack(pack)
-        for c in tqdm(range(len(data["clip_names"])), desc="CMU pack", leave=False):
+        for c in tqdm(range(len(data["clip_names"])), desc="CMU pack", leave=False, disable=None):
             world = data["poses_3d"][data["clip"] == c].astype(np.float64)
             if len(world) == 0:
                 continue
@@ -544,11 +544,10 @@ def convert_cmu(col: Collector, bvh_files: list[Path], pack: Path | None, seed: 
 
 def _load_pack(path: Path) -> dict[str, np.ndarray]:
     need = ("poses_3d", "clip", "clip_names", "split", "action")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in need}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise ToolkitError(f"{path}: expected the CMU pack npz with {', '.join(need)} ({e})") from e
+    data = load_npz(path, "the CMU pack npz")
+    if set(need) - set(data):
+        raise ToolkitError(f"{path}: expected the CMU pack npz with {', '.join(need)} (it lacks "
+                           f"{', '.join(sorted(set(need) - set(data)))})")
     if data["poses_3d"].ndim != 3 or data["poses_3d"].shape[1:] != (17, 3):
         raise ToolkitError(f"{path}: poses_3d has shape {data['poses_3d'].shape}, expected (N, 17, 3)")
     return data

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 
 TMP_MARK = ".tmp-"
 
@@ -160,3 +161,18 @@ def unused_path(path: Path) -> Path:
         k += 1
         out = path.with_name(f"{path.stem}-{k}{path.suffix}")
     return out
+
+
+def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive (no pickles), or a one-line error naming `what` was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"{path} not found (expected {what})")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ToolkitError(f"cannot read {path} as {what} ({first_line(e)})") from e

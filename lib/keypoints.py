@@ -225,7 +225,7 @@ def _read_npy(path: Path, fmt: str) -> Keypoints:
     """An .npy of [T, 17, 2] or [T, 17, 3] (x, y, confidence) in Human3.6M order, one person."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise ToolkitError(f"{path}: not a numeric .npy array ({first_line(e)})") from e
     if arr.ndim != 3 or arr.shape[1] != NUM_JOINTS or arr.shape[2] not in (2, 3) or arr.dtype.kind not in "fiu":
         raise ToolkitError(f"{path}: shape {arr.shape} ({arr.dtype}); expected numbers [T, 17, 2] or [T, 17, 3] "

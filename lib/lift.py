@@ -56,8 +56,8 @@ def pose_stats(pose_cam: np.ndarray, pose_img: np.ndarray, cam: np.ndarray) -> d
 def default_camera(image_size: tuple[float, float]) -> np.ndarray:
     """fx = fy = max(W, H), principal point at the image centre."""
     w, h = image_size
-    if not (np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0):
-        raise ToolkitError(f"image size must be positive and finite, got {w} x {h}")
+    if not (np.isfinite(w) and np.isfinite(h) and 0 < w <= 1e5 and 0 < h <= 1e5):
+        raise ToolkitError(f"image size must be between 1 and 100000 px a side, got {w} x {h}")
     f = float(max(w, h))
     return np.array([f, f, w / 2.0, h / 2.0])
 
@@ -165,6 +165,11 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     sn = seen[idx]
     size = prior.frames.image_size
     vcam, pixels = view_pixels(np.nan_to_num(kps.xy[idx]), cam, stats)
+    seen_px = np.where(sn[..., None], pixels, np.nan)
+    spread = np.nanmax(seen_px, 1) - np.nanmin(seen_px, 1)  # [M, 2]: every kept person has usable joints
+    if not (np.isfinite(spread).all() and (spread.max(1) >= 2.0).all() and (np.abs(pixels[sn]) < 1e5).all()):
+        raise ToolkitError(f"the camera {np.round(cam, 1).tolist()} puts these keypoints on one spot or far outside "
+                           f"any image ({size:g} px the training frame); check --camera / --image-size")
     cond = torch.from_numpy(np.where(sn[..., None], prior.frames.normalise(pixels), 0.0)).float()  # [M, 17, 2]
     s = int(lc.hypotheses)
     out = prior.complete_2d(cond, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,

@@ -33,6 +33,7 @@ class RunFolder:
         self.workdir, self.resume, self.overwrite = workdir, resume, overwrite
         self._fd: int | None = None
         self.aside: Path | None = None
+        self.created = False
 
     def __enter__(self) -> RunFolder:
         if dist.is_main():
@@ -50,6 +51,7 @@ class RunFolder:
 
     def _lock(self) -> None:
         try:
+            self.created = not self.workdir.exists()
             self.workdir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.workdir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -110,6 +112,8 @@ class RunFolder:
             if self.aside is not None:
                 self._restore()
             self._unlock()
+            if self.created and [p.name for p in self.workdir.iterdir()] == [LOCK]:  # a run that wrote nothing
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class StopSignals:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 from lib.io import atomic_write
 
 _ALLOWED = {
@@ -36,16 +36,21 @@ def load_pickle(path: str | Path) -> Any:
     try:
         with open(path, "rb") as f:
             return _RestrictedUnpickler(io.BufferedReader(f)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as e:
-        raise ToolkitError(f"cannot read pickle {path}: {e}") from e
+    except OSError as e:
+        raise ToolkitError(f"cannot read pickle {path}: {e.strerror or first_line(e)}") from e
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError, KeyError,
+            TypeError, MemoryError, RecursionError) as e:
+        raise ToolkitError(f"cannot read pickle {path}: not a readable pickle ({type(e).__name__}: "
+                           f"{first_line(e, 100)})") from e
 
 
 def loads_restricted(data: bytes, where: str) -> Any:
     """Unpickle bytes that may only hold numpy arrays and plain Python data (e.g. an npz object entry)."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as e:
-        raise ToolkitError(f"cannot read pickled data in {where}: {e}") from e
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError, KeyError,
+            TypeError, MemoryError, RecursionError) as e:
+        raise ToolkitError(f"cannot read pickled data in {where}: {type(e).__name__}: {first_line(e, 100)}") from e
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:

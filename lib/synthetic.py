@@ -13,7 +13,7 @@ import numpy as np
 
 from lib.camera import Camera, look_at, project
 from lib.data import ACTIONS, TEST_SUBJECTS, TRAIN_SUBJECTS, camera_rows
-from lib.io import refuse_existing, staging, write_json
+from lib.io import check_writable, refuse_existing, staging, write_json
 from lib.safe_pickle import save_pickle
 
 # Mean Human3.6M bone lengths in mm (17-joint skeleton).
@@ -294,6 +294,6 @@ def coco_example(out: str | Path, seed: int = 0, images: int = 8, overwrite: boo
                                "keypoints": np.round(np.concatenate([kps[i], vis], -1), 2).ravel().tolist()})
     path = Path(out) / "coco_keypoints.json"
     refuse_existing([path], overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path, "--out")
     write_json(path, detections)
     return path

@@ -331,6 +331,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     t, ws = config.training, dist.world_size()
     if t.batch_size % ws:
         raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
+    e = config.eval
+    SamplerConfig(method=e.train_method, steps=e.train_steps, schedule=e.train_schedule,
+                  eps=config.sampling.eps).validate(build_sde(config))  # the monitor's sampler, before any file
     resume = restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve()
     with RunFolder(workdir, resume=resume, overwrite=overwrite) as folder:
         train_data, val_data = load_train_val(config)

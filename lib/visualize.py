@@ -6,7 +6,6 @@ the vertical axis pointing up, and depth z goes into the screen, so people stand
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.figure import Figure
 
-from lib.errors import ToolkitError, first_line
-from lib.io import atomic_path, atomic_write, write_text
+from lib.errors import ToolkitError
+from lib.io import atomic_path, atomic_write, load_npz, write_text
 from lib.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
 COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#444444", "gt": "#2ca02c", "input": "#9467bd"}
@@ -58,14 +57,7 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
     if not path.is_file():
         raise ToolkitError(f"{path} not found; make it with python -m run.eval_fc_mp_adv_3d ... "
                            f"(add --save trajs for animations)")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz archive")
-        with z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ToolkitError(f"cannot read {path} as results.npz ({first_line(e)})") from e
+    arrays = load_npz(path, "results.npz")
     bad = [k for k, v in arrays.items() if k not in ("aggregate_names", "frames") and v.dtype.kind not in "fiub"]
     if bad:
         raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")
@@ -155,7 +147,7 @@ def _limits(scene: Scene) -> np.ndarray:
     ref = scene.gt if scene.gt is not None else scene.pred[-1]
     pts = ref.reshape(-1, 3)
     lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
-    centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * 1.3
+    centre, half = (lo + hi) / 2, max((hi - lo).max() / 2 * 1.3, 1e-3)  # (poses all on one spot: a small cube)
     return np.stack([centre - half, centre + half], -1)
 
 

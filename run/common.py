@@ -192,11 +192,12 @@ def guarded(main: Callable[[], None]) -> None:
 
 
 def check_gpus(gpus: int | None) -> None:
-    """--gpus G: at most the CUDA devices here, or on a CPU machine its cores (one gloo worker each)."""
+    """--gpus G: at most the CUDA devices here; on a CPU machine G gloo workers, at most 8 or one per core (the
+    paper's commands say --gpus 4)."""
     if gpus is None:
         return
     cuda = torch.cuda.is_available()
-    most, what = (torch.cuda.device_count(), "GPUs") if cuda else (os.cpu_count() or 1, "CPU cores")
+    most, what = (torch.cuda.device_count(), "GPUs") if cuda else (max(8, os.cpu_count() or 1), "CPU workers")
     if not 0 <= gpus <= most:
         raise ToolkitError(f"--gpus must be between 0 and {most} (the {what} here), got {gpus}")
 

@@ -10,6 +10,7 @@ next to them (the paper's viewer is an interactive window).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from lib.errors import ToolkitError
@@ -40,15 +41,18 @@ def main() -> None:
     parser.add_argument("--num-perline", type=int, default=4, help="humans per row of the grid")
     parser.add_argument("--aggregate", help="also draw this aggregate pose (jpma, median, mean, prior), its joints "
                                             "coloured by uncertainty (yellow certain, purple uncertain)")
-    parser.add_argument("--fps", type=int, default=10, help="animation frames per second")
+    parser.add_argument("--fps", type=int, help="animation frames per second (default 10)")
     parser.add_argument("--out", help=f"output file: {', '.join(FORMATS)} (default: an .html page next to the input)")
     args = parser.parse_args()
     inp = _input(args.input)
     out = Path(args.out) if args.out else inp.with_suffix(".html")
     if out.suffix not in FORMATS:
         raise ToolkitError(f"--out {out}: unknown format '{out.suffix}'; choose {', '.join(FORMATS)}")
-    if args.num_perline < 1 or args.fps < 1:
-        raise ToolkitError("--num-perline and --fps must be >= 1")
+    if args.num_perline < 1 or (args.fps is not None and not 1 <= args.fps <= 1000):
+        raise ToolkitError("--num-perline must be >= 1 and --fps between 1 and 1000")
+    if args.fps is not None and out.suffix in (".png", ".html"):
+        print(f"warning: --fps has no effect on a {out.suffix} (it sets the frame rate of .gif and .mp4)",
+              file=sys.stderr)
     check_writable(out, "--out")
     scene = load_scene(inp, args.num_human, args.num_hypo, args.vis_gt, args.aggregate)
     humans, hypo = scene.pred.shape[1:3]
@@ -58,7 +62,7 @@ def main() -> None:
         raise ToolkitError(f"{inp} holds only the final step; rerun the evaluation with --save trajs "
                            f"to animate the diffusion, or write a .png")
     frames = render_html(scene, out, args.num_perline) if out.suffix == ".html" else \
-        render_images(scene, out, args.num_perline, args.fps)
+        render_images(scene, out, args.num_perline, args.fps or 10)
     print(f"wrote {out} ({frames} frame{'s' if frames > 1 else ''}, {out.stat().st_size / 1e6:.1f} MB)")
 
 

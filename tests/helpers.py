@@ -141,3 +141,113 @@ class CorrelatedGaussianEps(torch.nn.Module):
         prec = torch.linalg.inv(a[:, None, None] ** 2 * self.cov + s[:, None, None] ** 2 * torch.eye(51))  # [B|1, ...]
         eps = s[:, None] * (x.reshape(len(x), 51).double()[:, None] @ prec.transpose(1, 2))[:, 0]
         return eps.reshape(x.shape).to(x.dtype)
+
+
+# A hand-written BVH with CMU's joint names (and its Z X Y channel order at the shoulders), two frames.
+BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+  JOINT LHipJoint
+  {
+    OFFSET 0 0 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT LeftHip
+    { OFFSET 2 -1 0
+      CHANNELS 3 Zrotation Yrotation Xrotation
+      JOINT LeftKnee
+      { OFFSET 0 -8 0
+        CHANNELS 3 Zrotation Yrotation Xrotation
+        JOINT LeftAnkle
+        { OFFSET 0 -8 0
+          CHANNELS 3 Zrotation Yrotation Xrotation
+          End Site
+          { OFFSET 0 0 2 }
+        }
+      }
+    }
+  }
+  JOINT RHipJoint
+  {
+    OFFSET 0 0 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT RightHip
+    { OFFSET -2 -1 0
+      CHANNELS 3 Zrotation Yrotation Xrotation
+      JOINT RightKnee
+      { OFFSET 0 -8 0
+        CHANNELS 3 Zrotation Yrotation Xrotation
+        JOINT RightAnkle
+        { OFFSET 0 -8 0
+          CHANNELS 3 Zrotation Yrotation Xrotation
+          End Site
+          { OFFSET 0 0 2 }
+        }
+      }
+    }
+  }
+  JOINT lowerback
+  {
+    OFFSET 0 0 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT Chest
+    { OFFSET 0 3 0
+      CHANNELS 3 Zrotation Yrotation Xrotation
+      JOINT Chest2
+      { OFFSET 0 2 0
+        CHANNELS 3 Zrotation Yrotation Xrotation
+        JOINT Head
+        { OFFSET 0 3 0
+          CHANNELS 3 Zrotation Yrotation Xrotation
+          End Site
+          { OFFSET 0 2 0 }
+        }
+        JOINT LeftShoulder
+        { OFFSET 3 0 0
+          CHANNELS 3 Zrotation Xrotation Yrotation
+          JOINT LeftElbow
+          { OFFSET 0 -4 0
+            CHANNELS 3 Zrotation Xrotation Yrotation
+            JOINT LeftWrist
+            { OFFSET 0 -3 0
+              CHANNELS 3 Zrotation Xrotation Yrotation
+              End Site
+              { OFFSET 0 -1 0 }
+            }
+          }
+        }
+        JOINT RightShoulder
+        { OFFSET -3 0 0
+          CHANNELS 3 Zrotation Xrotation Yrotation
+          JOINT RightElbow
+          { OFFSET 0 -4 0
+            CHANNELS 3 Zrotation Xrotation Yrotation
+            JOINT RightWrist
+            { OFFSET 0 -3 0
+              CHANNELS 3 Zrotation Xrotation Yrotation
+              End Site
+              { OFFSET 0 -1 0 }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.0083333
+"""
+
+
+def cmu_bvh_text() -> str:
+    """The BVH above with two frames: at rest, and turned left by 90 degrees with the left arm raised."""
+    n_channels = 6 + 3 * 18
+    rest = np.zeros(n_channels)
+    rest[1] = 17.0  # hips 17 units above the origin
+    turned = rest.copy()
+    turned[4] = 90.0  # root Yrotation: turn left by 90 degrees about the vertical
+    # LeftShoulder channels (Z X Y order) sit after the root (6) and 12 joints x 3: Z = 90, X = 90.
+    turned[42], turned[43] = 90.0, 90.0
+    return BVH + "\n".join(" ".join(f"{v:g}" for v in row) for row in (rest, turned)) + "\n"

@@ -18,7 +18,7 @@ from lib.api import PosePrior
 from lib.errors import ToolkitError
 from lib.safe_pickle import save_pickle
 from run import benchmark, denoise_fc_adv_3d, distill, eval_fc_mp_adv_3d, lift, prepare_data, train_fc_adv_3d, visualize
-from tests.helpers import POSE, overrides, run_main, tiny_config
+from tests.helpers import POSE, cmu_bvh_text, overrides, run_main, tiny_config
 
 SMALL_TRAIN = ["--config", "configs/subvp/synthetic_small.py", "--name", "bad"]
 
@@ -49,7 +49,7 @@ TRAIN_CASES = [
     (["--config.training.batch_size=0"], "training.batch_size = 0 must be >= 1"),
     (["--config.training.batch_size=-5"], "training.batch_size = -5 must be >= 1"),
     (["--config.training.log_every=0"], "training.log_every = 0 must be >= 1"),
-    (["--config.training.n_iters=-1"], "training.n_iters = -1 must be >= 1"),
+    (["--config.training.n_iters=-1"], "training.n_iters = -1 must be >= 0"),
     (["--config.optim.lr=-1"], "optim.lr = -1.0 must be > 0"),
     (["--config.optim.lr=1e400"], "optim.lr = inf must be finite"),
     (["--config.eval.train_max_poses=0"], "eval.train_max_poses = 0 must be >= 1"),
@@ -85,14 +85,14 @@ EVAL_CASES = [
     (["--hypo", "0", "est"], "eval.hypo = 0 must be >= 1"),
     (["--batch", "0", "est"], "eval.batch_size = 0 must be >= 1"),
     (["--batch", "-5", "est"], "eval.batch_size = -5 must be >= 1"),
-    (["--gpus", "-1", "est"], "--gpus must be >= 0"),
+    (["--gpus", "-1", "est"], "--gpus must be between 0 and"),
     (["--traj-frames", "0", "--save", "trajs", "est"], "--traj-frames must be >= 1"),
     (["--traj-frames", "-1", "est"], "--traj-frames must be >= 1"),
     (["--config.sampling.eps=2", "est"], "sampling.eps = 2.0 must be < 1"),
     (["--config.model.hidden_dim=512", "est"], "model.hidden_dim=512 cannot take effect"),
     (["--config.training.batch_size=5", "est"], "training.batch_size=5 cannot take effect"),
     (["--config.data.det_file=nothere.pkl", "est"], "nothere.pkl (data.det_file) not found"),
-    (["--config.data.scale=0", "est"], "data.scale = 0.0 must be > 0"),
+    (["--config.data.scale=10", "est"], "data.scale=10.0 cannot take effect: the network and its training come"),
     (["--gt", "--config.data.use_gt_2d=false", "est"], "--gt and --config.data.use_gt_2d=False disagree"),
     (["--config.sampling.method=magic", "est"], "unknown sampler 'magic'"),
     (["--fast", "--steps", "5", "est"], "--fast picks the sampler itself"),
@@ -103,7 +103,7 @@ EVAL_CASES = [
     (["comp3d", "--jlist", "1,17"], "out of range"),
     (["comp3d", "--jlist", "left_tail"], "unknown joint or part"),
     (["comp3d"], "give exactly one of --randj"),
-    (["gen", "--num", "0"], "--num must be >= 1"),
+    (["gen", "--num", "0"], "--num must be between 1 and 10,000,000"),
     (["--out", "README.md", "est"], "cannot create folder README.md"),
     (["--json", "{tmp}", "est"], "is a folder; give a file name"),
 ]
@@ -237,11 +237,11 @@ def files(trained_run, data_root, tmp_path_factory):
     np.save(root / "kps.npy", kps)
     np.savez(root / "results.npz", pred3d=np.zeros((1, 2, 1, 17, 3)), gt3d=np.zeros((1, 2, 1, 17, 3)))
     (root / "table.json").write_text(json.dumps(_det_table()))
-    (root / "walk.bvh").write_text(BVH)
+    (root / "131_01.bvh").write_text(cmu_bvh_text())
     np.savez(root / "pack.npz", poses_3d=np.zeros((4, 17, 3)), clip=np.zeros(4, int),
              clip_names=np.array(["test/a/a_1.txt"]), split=np.array(["test"]), action=np.array(["a"]))
     out |= {k: root / f for k, f in (("coco", "coco.json"), ("openpose", "op.json"), ("npy", "kps.npy"),
-                                     ("npz", "results.npz"), ("table", "table.json"), ("bvh", "walk.bvh"),
+                                     ("npz", "results.npz"), ("table", "table.json"), ("bvh", "131_01.bvh"),
                                      ("pack", "pack.npz"))}
     return out
 
@@ -250,23 +250,6 @@ def _det_table() -> dict:
     joint = {"bias_px": [0, 0], "std_px": [5, 5], "error_px_quantiles": {"50": 6, "90": 11, "99": 15}}
     return {"pose_size_px_median": 300, "joints": [dict(joint, name=str(j)) for j in range(17)]}
 
-
-BVH = """HIERARCHY
-ROOT Hips
-{
-  OFFSET 0 0 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
-  End Site
-  {
-    OFFSET 0 10 0
-  }
-}
-MOTION
-Frames: 2
-Frame Time: 0.0083333
-0 0 0 0 0 0
-0 0 0 0 0 0
-"""
 
 BAD_FILES = ("missing", "zero-byte", "empty", "truncated", "wrong type", "non-UTF-8")
 EMPTY = {"pth": lambda p: torch.save({}, p), "config": lambda p: p.write_text("# nothing here\n"),
@@ -325,7 +308,7 @@ FILE_ARGS = [
     ("prepare_data", "det", ["detector-errors", "--gt", "{pkl}", "--det", "{f}", "--out", "{out}/t.json"]),
     ("prepare_data", "table", ["detections", "--table", "{f}", "--train", "{pkl}", "--test", "{pkl}", "--out",
                                "{out}/d.pkl"]),
-    ("prepare_data", "bvh", ["cmu", "--bvh", "{f}", "--test-subjects", "1", "--out", "{out}"]),
+    ("prepare_data", "bvh", ["cmu", "--bvh", "{f}", "--pack", "{pack}", "--out", "{out}"]),
     ("prepare_data", "pack", ["cmu", "--pack", "{f}", "--out", "{out}"]),
     ("prepare_data", "npz", ["videopose3d", "--npz", "{f}", "--out", "{out}"]),
 ]
@@ -362,7 +345,8 @@ def test_probe_every_file_argument(entry, what, argv, kind, files, trained_run, 
         argv = ["--ckpt-dir", str(trained_run), "--out", str(out), f"--config.data.root={folder}", "est"]
         message = str(target.name)
     else:
-        argv = [a.format(f=bad, run=trained_run, out=out, det=files["det"], pkl=files["pkl"]) for a in argv]
+        argv = [a.format(f=bad, run=trained_run, out=out, det=files["det"], pkl=files["pkl"], pack=files["pack"])
+                for a in argv]
         message = ""
     _probe(entry, argv, "error", monkeypatch, capsys, message)
     assert not (out / "results.npz").exists() and not (out / "poses.npz").exists()
@@ -382,7 +366,7 @@ NUMERIC_FLAGS = [
     ("eval", ["--save", "trajs", "--traj-frames"], ["est"], {"zero": BAD, "negative": BAD, "huge": OK,
                                                            "non-number": BAD}),
     ("eval", ["--min-conf"], ["est"], {"zero": OK, "negative": BAD, "huge": OK, "non-number": BAD}),
-    ("eval", ["--config.eval.refine_steps"], ["--hypo", "2", "est"], {"zero": BAD, "negative": BAD, "huge": OK,
+    ("eval", ["--config.eval.refine_steps"], ["--hypo", "2", "est"], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                                     "non-number": BAD}),
     ("eval", ["--config.sampling.resample"], ["comp3d", "--randj", "1"], {"zero": OK, "negative": BAD, "huge": BAD,
                                                                          "non-number": BAD}),
@@ -408,12 +392,12 @@ NUMERIC_FLAGS = [
                                                           "non-number": BAD}),
     ("prepare_data", ["synthetic", "--train-frames", "1", "--test-frames", "1", "--seed"], [],
      {"zero": OK, "negative": BAD, "huge": BAD, "non-number": BAD}),
-    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--test-subjects", "1", "--bvh-step"], [],
+    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--pack", "{pack}", "--bvh-step"], [],
      {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
-    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--test-subjects", "1", "--train-every"], [],
+    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--pack", "{pack}", "--train-every"], [],
      {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
     ("prepare_data", ["detections", "--table", "{table}", "--train", "{pkl}", "--test", "{pkl}", "--format", "h36m",
-                      "--tail"], [], {"zero": BAD, "negative": BAD, "huge": BAD, "non-number": BAD}),
+                      "--tail"], [], {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
     ("benchmark", ["--sections", "detected", "--poses"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                               "non-number": BAD}),
     ("benchmark", ["--sections", "detected", "--poses-multi"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
@@ -486,7 +470,7 @@ OUTPUTS = [
     ("prepare_data", ["detector-errors", "--gt", "{pkl}", "--det", "{det}", "--out", "{p}"], "data file"),
     ("prepare_data", ["detections", "--table", "{table}", "--train", "{pkl}", "--test", "{pkl}", "--format", "h36m",
                       "--out", "{p}"], "data file"),
-    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--test-subjects", "1", "--out", "{p}"], "folder"),
+    ("prepare_data", ["cmu", "--bvh", "{bvh}", "--pack", "{pack}", "--out", "{p}"], "folder"),
     ("train", [*SMALL_TRAIN[:2], "--name", "n", "--ckpt-root", "{p}"], "folder"),
     ("distill", ["--ckpt-dir", "{run}", "--ckpt-root", "{p}"], "folder"),
     ("benchmark", ["--ckpt-dir", "{run}", "--sections", "detected", "--json", "{p}"], "file"),

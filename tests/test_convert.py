@@ -25,7 +25,7 @@ from lib.data import load_split
 from lib.errors import ToolkitError
 from lib.safe_pickle import load_pickle
 from lib.skeleton import BONES
-from tests.helpers import CMU_PACK, POSE, needs_cmu, run_module
+from tests.helpers import CMU_PACK, POSE, cmu_bvh_text, needs_cmu, run_module
 
 
 def _sequence(n: int, shift: float = 0.0) -> np.ndarray:
@@ -242,117 +242,12 @@ def test_videopose3d_16_joint_detections_and_bad_input(tmp_path):
         convert_videopose3d(tmp_path / "evil.npz", Collector([1], [9]))
 
 
-BVH = """HIERARCHY
-ROOT Hips
-{
-  OFFSET 0 0 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
-  JOINT LHipJoint
-  {
-    OFFSET 0 0 0
-    CHANNELS 3 Zrotation Yrotation Xrotation
-    JOINT LeftHip
-    { OFFSET 2 -1 0
-      CHANNELS 3 Zrotation Yrotation Xrotation
-      JOINT LeftKnee
-      { OFFSET 0 -8 0
-        CHANNELS 3 Zrotation Yrotation Xrotation
-        JOINT LeftAnkle
-        { OFFSET 0 -8 0
-          CHANNELS 3 Zrotation Yrotation Xrotation
-          End Site
-          { OFFSET 0 0 2 }
-        }
-      }
-    }
-  }
-  JOINT RHipJoint
-  {
-    OFFSET 0 0 0
-    CHANNELS 3 Zrotation Yrotation Xrotation
-    JOINT RightHip
-    { OFFSET -2 -1 0
-      CHANNELS 3 Zrotation Yrotation Xrotation
-      JOINT RightKnee
-      { OFFSET 0 -8 0
-        CHANNELS 3 Zrotation Yrotation Xrotation
-        JOINT RightAnkle
-        { OFFSET 0 -8 0
-          CHANNELS 3 Zrotation Yrotation Xrotation
-          End Site
-          { OFFSET 0 0 2 }
-        }
-      }
-    }
-  }
-  JOINT lowerback
-  {
-    OFFSET 0 0 0
-    CHANNELS 3 Zrotation Yrotation Xrotation
-    JOINT Chest
-    { OFFSET 0 3 0
-      CHANNELS 3 Zrotation Yrotation Xrotation
-      JOINT Chest2
-      { OFFSET 0 2 0
-        CHANNELS 3 Zrotation Yrotation Xrotation
-        JOINT Head
-        { OFFSET 0 3 0
-          CHANNELS 3 Zrotation Yrotation Xrotation
-          End Site
-          { OFFSET 0 2 0 }
-        }
-        JOINT LeftShoulder
-        { OFFSET 3 0 0
-          CHANNELS 3 Zrotation Xrotation Yrotation
-          JOINT LeftElbow
-          { OFFSET 0 -4 0
-            CHANNELS 3 Zrotation Xrotation Yrotation
-            JOINT LeftWrist
-            { OFFSET 0 -3 0
-              CHANNELS 3 Zrotation Xrotation Yrotation
-              End Site
-              { OFFSET 0 -1 0 }
-            }
-          }
-        }
-        JOINT RightShoulder
-        { OFFSET -3 0 0
-          CHANNELS 3 Zrotation Xrotation Yrotation
-          JOINT RightElbow
-          { OFFSET 0 -4 0
-            CHANNELS 3 Zrotation Xrotation Yrotation
-            JOINT RightWrist
-            { OFFSET 0 -3 0
-              CHANNELS 3 Zrotation Xrotation Yrotation
-              End Site
-              { OFFSET 0 -1 0 }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-MOTION
-Frames: 2
-Frame Time: 0.0083333
-"""
 
-
-def _bvh_text() -> str:
-    n_channels = 6 + 3 * 18
-    rest = np.zeros(n_channels)
-    rest[1] = 17.0  # hips 17 units above the origin
-    turned = rest.copy()
-    turned[4] = 90.0  # root Yrotation: turn left by 90 degrees about the vertical
-    # LeftShoulder channels (Z X Y order) sit after the root (6) and 12 joints x 3: Z = 90, X = 90.
-    turned[42], turned[43] = 90.0, 90.0
-    return BVH + "\n".join(" ".join(f"{v:g}" for v in row) for row in (rest, turned)) + "\n"
 
 
 def test_bvh_forward_kinematics_and_joint_mapping(tmp_path):
     path = tmp_path / "131_02.bvh"
-    path.write_text(_bvh_text())
+    path.write_text(cmu_bvh_text())
     bvh = parse_bvh(path)
     assert bvh.motion.shape == (2, 60) and bvh.channels[bvh.names.index("LeftShoulder")][1] == "Xrotation"
     pos = bvh_positions(bvh)
@@ -376,14 +271,14 @@ def test_bvh_bad_input(tmp_path):
     (tmp_path / "bad.bvh").write_text("HIERARCHY\nROOT Hips\n{ OFFSET 0 0")
     with pytest.raises(ToolkitError, match="bad.bvh: not a valid BVH"):
         parse_bvh(tmp_path / "bad.bvh")
-    (tmp_path / "other.bvh").write_text(_bvh_text().replace("LeftKnee", "LKnee"))
+    (tmp_path / "other.bvh").write_text(cmu_bvh_text().replace("LeftKnee", "LKnee"))
     with pytest.raises(ToolkitError, match="lacks joint.*LeftKnee"):
         bvh_to_h36m(tmp_path / "other.bvh")
 
 
 def test_cmu_bvh_with_virtual_cameras(tmp_path):
     for name in ("131_01", "132_01"):
-        (tmp_path / f"{name}.bvh").write_text(_bvh_text())
+        (tmp_path / f"{name}.bvh").write_text(cmu_bvh_text())
     col = Collector([], [])
     convert_cmu(col, sorted(tmp_path.glob("*.bvh")), None, seed=0, bvh_step=1, test_subjects=[132])
     files = col.write(tmp_path / "out", "cmu")
