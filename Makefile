@@ -30,14 +30,16 @@ demo: venv data/synthetic/synthetic_train.pkl
 	$(BIN)/python -m run.train_fc_adv_3d --config configs/subvp/synthetic_small.py --name demo --overwrite
 	$(MAKE) demo-tasks
 
-demo-tasks: venv
+data/example/coco_keypoints.json: | venv
+	$(BIN)/python -m run.prepare_data example --out data/example
+
+demo-tasks: venv data/example/coco_keypoints.json
 	$(EVAL) --hypo 10 --proto2 --json $(CKPT)/est.json --out $(CKPT)/est est
 	$(EVAL) --hypo 10 --proto2 --json $(CKPT)/comp2d.json --out $(CKPT)/comp2d comp2d --randj 2
 	$(EVAL) --pflow --proto2 --json $(CKPT)/comp3d.json --out $(CKPT)/comp3d comp3d --jlist right_leg
 	$(EVAL) --json $(CKPT)/gen.json --out $(CKPT)/gen gen --num 500
 	$(BIN)/python -m run.denoise_fc_adv_3d $(TASK_ARGS) --json $(CKPT)/den.json --out $(CKPT)/den \
 		den --noise-type gaussian --std 5 --t 0.05
-	$(BIN)/python -m run.prepare_data example --out data/example
 	$(BIN)/python -m run.lift data/example/coco_keypoints.json --format coco --image-size 1920 1080 \
 		--ckpt-dir $(CKPT) --best --fast --out $(CKPT)/lift
 	$(MAKE) demo-pictures

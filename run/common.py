@@ -110,6 +110,8 @@ TRAIN_FLAGS = (
     ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D"),
     ConfigFlag("--sample", "data.train_sample", int, "keep every k-th training row"),
     ConfigFlag("--flip", "data.flip", None, "random horizontal flips"),
+    ConfigFlag("--select-on", "training.select_on", str, "rows best_model.pth is chosen on: val (held-out training "
+               "sequences) or test (the paper's)", ("val", "test")),
 )
 
 

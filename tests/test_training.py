@@ -304,3 +304,36 @@ def test_learning_rate_and_ema_schedules_follow_the_runs_progress():
     config.model.ema_halflife = 0.1
     assert abs(ema_decay(config, 0.01) ** 10 - 0.5) < 1e-12  # ten steps of 1 % each: a half-life of 10 %
     assert abs(ema_decay(config, 0.05) - 0.5 ** 0.5) < 1e-12  # a slow step (5 % of the run) decays more
+
+
+def test_validation_rows_are_held_out_training_sequences_never_test_rows(data_root):
+    from lib.builders import load_data, load_train_val
+    from lib.safe_pickle import load_pickle
+
+    config = tiny_config(data_root)
+    train_rows, val = load_train_val(config)
+    test = load_data(config, "test")
+    seq = lambda d: set(zip(d.subject.tolist(), d.action.tolist(), d.subaction.tolist()))  # noqa: E731
+    assert seq(val) and not seq(val) & seq(train_rows) and not seq(val) & seq(test)
+    assert set(val.subject.tolist()) == {1, 5, 6, 7, 8}  # spread over the training subjects
+    assert abs(len(seq(val)) / (len(seq(val)) + len(seq(train_rows))) - config.data.val_fraction) < 0.01
+    config.data.val_subjects = "8"
+    train_rows, val = load_train_val(config)
+    assert set(val.subject.tolist()) == {8} and 8 not in set(train_rows.subject.tolist())
+    config.training.select_on = "test"  # the paper's: every training row, and the monitor on the test split
+    train_rows, val = load_train_val(config)
+    assert val is None and len(train_rows) == len(load_pickle(data_root / "synthetic_train.pkl"))
+
+
+def test_select_on_test_is_the_papers_monitor(data_root, tmp_path, monkeypatch, capsys):
+    from run import train_fc_adv_3d
+    from tests.helpers import run_main
+
+    config = tiny_config(data_root)
+    config.training.n_iters, config.training.eval_every = 4, 4
+    code, _, err = run_main(train_fc_adv_3d, ["--config", "configs/subvp/synthetic_small.py", "--name", "paper",
+                                              "--ckpt-root", str(tmp_path), "--select-on", "test",
+                                              *overrides(config)], monkeypatch, capsys)
+    assert code == 0, err
+    log = (tmp_path / "paper" / "log.txt").read_text()
+    assert "model selection on 40 test poses" in log
