@@ -313,7 +313,7 @@ def test_validation_rows_are_held_out_training_sequences_never_test_rows(data_ro
     config = tiny_config(data_root)
     train_rows, val = load_train_val(config)
     test = load_data(config, "test")
-    seq = lambda d: set(zip(d.subject.tolist(), d.action.tolist(), d.subaction.tolist()))  # noqa: E731
+    seq = lambda d: set(zip(d.subject.tolist(), d.action.tolist(), d.subaction.tolist(), strict=True))  # noqa: E731
     assert seq(val) and not seq(val) & seq(train_rows) and not seq(val) & seq(test)
     assert set(val.subject.tolist()) == {1, 5, 6, 7, 8}  # spread over the training subjects
     assert abs(len(seq(val)) / (len(seq(val)) + len(seq(train_rows))) - config.data.val_fraction) < 0.01
