@@ -127,12 +127,14 @@ def test_api_completion_methods_keep_the_observation(prior):
 def test_completion_command_rows_and_nfe(trained_run, tmp_path):
     out = tmp_path / "c.json"
     res = run_module("run.eval_fc_mp_adv_3d", "--ckpt-dir", str(trained_run), "--steps", "4", "--hypo", "2",
-                     "--config.eval.warm_start=mean", "--config.sampling.resample=1",
-                     "--config.sampling.resample_t=0.3", "--json", str(out), "--out",
+                     "--config.eval.warm_start=mean", "--config.eval.warm_t=0.4", "--config.sampling.resample=1",
+                     "--config.sampling.resample_t=0.3", "--config.sampling.guidance=0.5", "--json", str(out), "--out",
                      str(tmp_path), "comp2d", "--randj", "2")
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
     assert {"baseline_lookup_missing", "baseline_lookup", "warm_missing", "p1_missing"} <= set(report["table"])
     # the warm start begins at t = 0.4: the paper's grid of 4 steps starts them at 0.4, 0.27, 0.13, 0.001, so one is
-    # resampled; and the warm start's 4 quick hypotheses of 10 evaluations, shared by the 2 hypotheses
-    assert report["nfe"] == 4 + 1 + 4 * 10 / 2 and "N = 240 poses" in report["title"]
+    # resampled; guidance evaluates the network once more at every step; and the warm start's 4 quick hypotheses of
+    # 10 evaluations are shared by the 2 hypotheses
+    assert report["nfe"] == 4 + 1 + 4 + 4 * 10 / 2 and "N = 240 poses" in report["title"]
+    assert "RePaint 1x from t 0.3, guidance 0.5" in " ".join(report["samplers"].values())
