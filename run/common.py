@@ -285,6 +285,7 @@ class EvalSetup:
     pose_bank: torch.Tensor | None = None   # [R, J, 3] normalised training poses it carries (warm starts)
     students: dict | None = None       # {steps: network} distilled from it (lib/distill.py)
     given: tuple[str, ...] = ()        # the config fields the command line set
+    checkpoint: str = ""               # the file the network came from
 
 
 def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag, ...] = EVAL_FLAGS,
@@ -305,7 +306,7 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
     sampler = build_sampler_config(config, build_sde(config))
     device = dist.init()
     return EvalSetup(config, model_from_state(state, config, path, device), sampler, device, state.get("pose_stats"),
-                     state.get("pose_bank"), students_from_state(state, config, device), tuple(overrides))
+                     state.get("pose_bank"), students_from_state(state, config, device), tuple(overrides), str(path))
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -342,7 +343,7 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
                           settings, config, setup.device)
     finally:
         dist.shutdown()
-    header = {"task": unit.name, "hypo": e.hypo, "reduce": e.reduce, "sampler": sampler.method,
+    header = {"task": unit.name, "checkpoint": setup.checkpoint, "hypo": e.hypo, "reduce": e.reduce, "sampler": sampler.method,
               "steps": sampler.steps, "options": dataclasses.asdict(opts)}
     shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or f"@{e.reduce}" in k)]
     report(result, results, json_path, header, shown)
@@ -374,6 +375,8 @@ def report(result: EvalResult, results: Path, json_path: Path | None, header: di
         return
     table = result.table if shown is None else {k: result.table[k] for k in shown}
     print(format_table(table, result.titles, result.title))
+    if "checkpoint" in header:
+        print(f"checkpoint: {header['checkpoint']}")
     print("samplers: " + "; ".join(f"{k}: {v}" for k, v in result.samplers.items()))
     print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
     write_npz(results, **result.arrays)
