@@ -123,13 +123,15 @@ def get_default_configs() -> ml_collections.ConfigDict:
 
     # python -m run.distill: students of the deterministic sampler in few steps (lib/distill.py)
     config.distill = distill = ml_collections.ConfigDict()
-    distill.first_steps = 16               # the first student's steps; its teacher: config.fast's sampler, twice that
+    distill.first_steps = 8                # the first student's steps; its teacher: config.fast's sampler, twice that
     distill.lr = 3e-4                      # Adam, cosine to 0 within each round (a 2 % warm-up)
     distill.batch_size = 512               # student steps per update
     distill.pool = 1024                    # training rows whose teacher trajectories are drawn at a time
     distill.ema_halflife = 0.05            # EMA half-life, share of a round
     distill.students = ""                  # the students a checkpoint carries, e.g. "16,8,4,2,1" (run.distill)
-    distill.fast_steps = 4                 # --fast samples with this student (deterministic; and stochastic, below)
+    distill.fast_steps = 0                 # --fast samples with this student (deterministic; and stochastic, below);
+                                           # run.distill sets it: the fewest steps within fast_tolerance, else 0
+    distill.fast_tolerance = 0.03          # ... of the teacher's fast sampler's P1 on the validation rows
     distill.fast_stochastic = False        # --fast without --pflow also uses it, with the reverse SDE's noise (eta 1)
 
     config.eval = evaluation = ml_collections.ConfigDict()

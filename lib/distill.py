@@ -129,9 +129,13 @@ class Distiller:
                 xs, kk = x[idx], k[idx]
                 a, b, t = a_k[kk][:, None, None], b_k[kk][:, None, None], t_k[kk]
                 target = (target_x[idx] - a * xs) / b  # D*: where the teacher's two steps land, as a data prediction
+                # the loss in the network's own noise space: eps* = (x - alpha D*) / sigma, i.e. |D - D*|^2 weighted
+                # by the SNR alpha^2 / sigma^2. Unweighted, the steps near T (alpha 0.007 at T = 1), where
+                # D = (x - sigma eps) / alpha amplifies the network's error ~150-fold, took every gradient: the
+                # students of 2 and 1 steps diverged (README 'Distilled samplers').
+                alpha, sigma = self.sde.alpha(t)[:, None, None], self.sde.sigma(t)[:, None, None]
                 eps = fn.eps(xs, t, self.cond[idx], self.mask[idx])
-                d_student = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
-                loss = (d_student - target).square().sum((1, 2)).mean()
+                loss = (eps - (xs - alpha * target) / sigma).square().sum((1, 2)).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -167,12 +171,20 @@ class Distiller:
         return x.clone(), k.clone(), ends.clone()
 
 
+def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> int:
+    """The student --fast uses: the fewest steps whose validation P1 is within `tolerance` (a share) of the teacher's
+    fast sampler, or 0 (none: --fast keeps the teacher's sampler)."""
+    good = [steps for steps, value in p1.items() if value <= (1.0 + tolerance) * teacher_p1]
+    return min(good, default=0)
+
+
 def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | Path, final_steps: int, minutes: float,
                 overwrite: bool = False) -> dict:
     """Distil the checkpoint `state` (a trained prior; its EMA weights teach) into students of first_steps ...
     final_steps steps within `minutes`, and write a run folder that every command loads: the teacher's checkpoint
-    plus 'students' (their weights by steps) and config.distill.students. Returns the rounds and the monitor's P1
-    (validation rows) of the teacher's fast sampler and of every student."""
+    plus 'students' (their weights by steps), config.distill.students and config.distill.fast_steps (fast_student,
+    on the validation rows). Returns the rounds and the monitor's P1 there of the teacher's fast sampler and of every
+    student."""
     workdir = Path(workdir)
     device = dist.init()
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
@@ -185,12 +197,6 @@ def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | P
         distiller = Distiller(config, teacher, sde, Batches(config, train, device), device)
         students = distiller.run(final_steps, minutes)
         config.distill.students = ",".join(str(s) for s in sorted(students, reverse=True))
-        out = {k: v for k, v in state.items() if k != "optimizer_state_dict"}
-        out |= {"config": config_to_json(config), "students": {str(k): v.state_dict() for k, v in students.items()},
-                "distill": {"rounds": [r.__dict__ for r in distiller.rounds], "minutes": minutes}}
-        for name in ("checkpoint.pth", "best_model.pth"):
-            save_checkpoint(out, workdir / name)
-        folder.saved()
         monitor = Monitor(config, val if val is not None else train, device)
         score_fn = build_score_fn(teacher, sde, config, students)
         scores = {"teacher": monitor(teacher, score_fn=score_fn)}
@@ -199,4 +205,15 @@ def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | P
             scores[f"student {steps}"] = monitor(teacher, score_fn=score_fn)
             log.info("%s: P1 %.2f mm on %s", f"student of {steps} steps", scores[f"student {steps}"]["p1"],
                      monitor.describe())
+        config.distill.fast_steps = fast_student({s: scores[f"student {s}"]["p1"] for s in students},
+                                                 scores["teacher"]["p1"], config.distill.fast_tolerance)
+        log.info("--fast samples with %s", f"the student of {config.distill.fast_steps} steps"
+                 if config.distill.fast_steps else "the teacher's fast sampler (no student within "
+                 f"{100 * config.distill.fast_tolerance:g} % of it on the validation rows)")
+        out = {k: v for k, v in state.items() if k != "optimizer_state_dict"}
+        out |= {"config": config_to_json(config), "students": {str(k): v.state_dict() for k, v in students.items()},
+                "distill": {"rounds": [r.__dict__ for r in distiller.rounds], "minutes": minutes, "scores": scores}}
+        for name in ("checkpoint.pth", "best_model.pth"):
+            save_checkpoint(out, workdir / name)
+        folder.saved()
         return {"rounds": distiller.rounds, "scores": scores}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -125,31 +126,33 @@ def _run_dirs(args) -> list[Path]:
                        "checkpoint/demo) or --cmu-pack to train one on CMU")
 
 
-def _budget(args, rows: list[Row]) -> None:
+def _budget(args, rows: list[Row]) -> Path:
     """The paper's recipe against the budget recipe, each trained once per budget on CMU (the budget recipe's
     schedule fits it; the paper's stops at it). Each run's final checkpoint is scored on the test rows (est S = 1,
-    drift_2m 20 on its recipe's grid): no checkpoint is chosen on the rows it is scored on. Writes
-    docs/budget_curve.png (the validation curves)."""
+    drift_2m 20 on its recipe's grid): no checkpoint is chosen on the rows it is scored on. The runs go into a new
+    folder checkpoint/benchmark_budget[-k] (never one that exists), with budget_curve.png (the validation curves);
+    returns the picture's path."""
     budgets = [float(b) for b in args.budget_minutes.split(",")]
     if not budgets or min(budgets) <= 0:
         raise ToolkitError(f"--budget-minutes must be positive numbers, got {args.budget_minutes}")
     paper, ours = load_config(U3D_CMU), load_config(BUDGET_CMU)
     _cmu_data(args.cmu_pack, paper)
     paper.training.eval_every = 200
-    curves = {}
+    curves, root = {}, unused_path(Path("checkpoint") / "benchmark_budget")
     for minutes in budgets:
         paper.training.max_minutes, ours.training.budget_minutes = minutes, minutes
         scores = {}
         for label, config, name in (("the paper's recipe (U3D)", paper, "budget_paper"), ("budget recipe", ours,
                                                                                            "budget")):
-            run = Path("checkpoint") / f"{name}_{minutes:g}"
-            summary = train(config, run, overwrite=True)
+            run = root / f"{name}_{minutes:g}"
+            summary = train(config, run)
             curves[f"{label}, {minutes:g} min"] = json.loads((run / "monitor.json").read_text())
             scores[label] = _final_p1(run)
             rows.append(Row("budget", label, f"{minutes:g} min", 0, scores[label], "P1 mm",
                             scores[label] / scores.get("the paper's recipe (U3D)", scores[label]),
                             {"steps": summary["step"], "samples/s": summary["samples_per_s"]}))
-    plot_learning_curves(curves, Path("docs/budget_curve.png"))
+    plot_learning_curves(curves, root / "budget_curve.png")
+    return root / "budget_curve.png"
 
 
 def _final_p1(run: Path) -> float:
@@ -314,8 +317,8 @@ def markdown(rows: list[Row], info: dict) -> str:
                      *(f"{r.extra[k]:.3f}" if k in r.extra else "" for k in keys),
                      f"{r.extra['seconds']:.1f}" if "seconds" in r.extra else ""]
             out.append("| " + " | ".join(cells) + " |")
-        if section == "budget":
-            out.append("\n![P1 against minutes of training](budget_curve.png)")
+        if section == "budget" and "budget curve" in info:
+            out.append(f"\n![P1 against minutes of training]({info['budget curve']})")
     return "\n".join(out) + "\n"
 
 
@@ -365,7 +368,8 @@ def main() -> None:
         info |= _accuracy(args, sections, device, paper, rows)
     _speed(args, sections, device, paper, rows, net_config)
     if "budget" in sections:
-        _budget(args, rows)
+        curve = _budget(args, rows)
+        info["budget curve"] = os.path.relpath(curve, md_path.parent) if md_path else str(curve)
     if "detected" in sections:
         _detected(args, device, rows)
     if "distill" in sections:

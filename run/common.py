@@ -343,8 +343,8 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
                           settings, config, setup.device)
     finally:
         dist.shutdown()
-    header = {"task": unit.name, "checkpoint": setup.checkpoint, "hypo": e.hypo, "reduce": e.reduce, "sampler": sampler.method,
-              "steps": sampler.steps, "options": dataclasses.asdict(opts)}
+    header = {"task": unit.name, "checkpoint": setup.checkpoint, "hypo": e.hypo, "reduce": e.reduce,
+              "sampler": sampler.method, "steps": sampler.steps, "options": dataclasses.asdict(opts)}
     shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or f"@{e.reduce}" in k)]
     report(result, results, json_path, header, shown)
 

@@ -1,11 +1,12 @@
 """Distil a trained prior's deterministic sampler into students of few steps (progressive distillation).
 
     python -m run.distill --ckpt-dir checkpoint/cmu --steps 1 --minutes 10       # writes checkpoint/cmu_distilled
-    python -m run.eval_fc_mp_adv_3d --ckpt-dir checkpoint/cmu_distilled --best --pflow --fast est   # 4 steps
+    python -m run.eval_fc_mp_adv_3d --ckpt-dir checkpoint/cmu_distilled --best --pflow --fast est   # validated
     python -m run.eval_fc_mp_adv_3d --ckpt-dir checkpoint/cmu_distilled --best --sampler distilled --steps 2 est
 
-Students of distill.first_steps (16), half that, ... down to --steps are kept; --fast uses the one of
-distill.fast_steps (4). The folder holds the teacher's weights too, so every command loads it like any other run.
+Students of distill.first_steps (8), half that, ... down to --steps are kept; --fast uses the one with the fewest
+steps whose validation P1 is within distill.fast_tolerance (3 %) of the teacher's fast sampler (distill.fast_steps,
+0 where none is). The folder holds the teacher's weights too, so every command loads it like any other run.
 """
 from __future__ import annotations
 
