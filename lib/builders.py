@@ -94,9 +94,10 @@ def _completion(config: ml_collections.ConfigDict) -> dict:
 
 
 def paper_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
-    """The paper's sampler: its --pflow (drift) or its default (em), N = model.num_scales on its grid."""
+    """The paper's sampler: its --pflow (drift) or its default (em), N = model.num_scales on its grid, without our
+    completion extras (resampling, guidance)."""
     return SamplerConfig(method="drift" if deterministic else "em", steps=config.model.num_scales,
-                         eps=config.sampling.eps, schedule="paper", **_completion(config))
+                         eps=config.sampling.eps, schedule="paper")
 
 
 def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:

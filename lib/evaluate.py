@@ -190,10 +190,11 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     preds, traj, nfe, seconds = {}, None, 0.0, 0.0
     samplers = _comparisons(unit, sampler, config)
     start = time.monotonic()
-    task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, ctx.warm_start, settings.warm_t, ctx.bank,
+    warm = ctx.warm_start if unit.completes else "none"  # (den, est and gen have nothing hidden to start from)
+    task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, warm, settings.warm_t, ctx.bank,
                                          settings.warm_hypotheses, settings.refine_steps, settings.batch_size, device)
     # a 'mean' warm start's pose evaluations per input, shared by its S hypotheses
-    extra = settings.warm_hypotheses * settings.refine_steps if ctx.warm_start == "mean" else 0
+    extra = settings.warm_hypotheses * settings.refine_steps if warm == "mean" else 0
     for k, (label, cfg) in enumerate(samplers.items()):
         save = settings.save_every if k == 0 else 0
         preds[label], t, n = sample_task(score_fn, sde, task, cfg, settings.hypo, settings.batch_size,

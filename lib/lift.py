@@ -172,8 +172,9 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
                            f"any image ({size:g} px the training frame); check --camera / --image-size")
     cond = torch.from_numpy(np.where(sn[..., None], prior.frames.normalise(pixels), 0.0)).float()  # [M, 17, 2]
     s = int(lc.hypotheses)
+    # as est (no warm start: lifting must give what estimation gives on the same 2D, tests/test_lift.py)
     out = prior.complete_2d(cond, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,
-                            reduce=prior.config.eval.reduce, completion=lc.completion)
+                            reduce=prior.config.eval.reduce, completion=lc.completion, warm_start="none")
     pose, unc = (torch.as_tensor(v) for v in out)
     where = tracks(idx, kps.track)
     if lc.smooth:

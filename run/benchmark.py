@@ -250,7 +250,7 @@ def _distill(args, device, rows: list[Row]) -> None:
     model = model_from_state(state, config, path, device)
     test = load_data(with_fields(config, {"data.use_gt_2d": True}), "test")
     one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
-    steps = sorted((s for s in students if s <= 4), reverse=True)
+    steps = sorted((s for s in students if s <= 8), reverse=True)
     det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
            Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
                with_fields(config, {"distill.students": ""}), True), steps=20))]

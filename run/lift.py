@@ -52,7 +52,7 @@ def main() -> None:
     kps = keypoints_from(args.input, args.format)
     args.gpus, args.pflow = None, False
     setup = eval_setup(args, raw, FLAGS)
-    prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats)
+    prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats, setup.pose_bank, setup.students)
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
                         fast=args.fast, seed=setup.config.seed)
     for path in result.save(out):

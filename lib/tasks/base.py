@@ -123,6 +123,7 @@ class TaskUnit:
     aggregates: ClassVar[bool] = False        # S hypotheses are aggregated (lib/aggregate.py); see outputs()
     titles: ClassVar[dict[str, str]] = {}
     compare: ClassVar[tuple[str, ...]] = ()   # samplers ('paper', 'fast') whose results the table shows side by side
+    completes: ClassVar[bool] = False         # it fills in hidden joints of an observation: warm starts apply
 
     def build(self, ctx: Context, opts: Any) -> Prepared:
         raise NotImplementedError

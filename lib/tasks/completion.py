@@ -94,6 +94,7 @@ class _Completion(TaskUnit):
     titles = TITLES | {f"{k}_missing": f"{v}, missing joints" for k, v in TITLES.items() if not k.startswith("unc")}
     titles |= {"warm_missing": "the warm start's own answer, missing joints"}
     needs_train = True  # the no-model yardsticks look up training poses
+    completes = True
 
     def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor | None]:
         """The task and, for 2D input, the joints it sees [N, J] bool."""
