@@ -189,6 +189,8 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     prep = unit.build(ctx, opts)
     preds, traj, nfe, seconds = {}, None, 0.0, 0.0
     samplers = _comparisons(unit, sampler, config)
+    if prep.task.observed is None:  # nothing imputed: resampling and guidance have nothing to act on, and say so
+        samplers = {k: dataclasses.replace(v, resample=0, guidance=0.0) for k, v in samplers.items()}
     start = time.monotonic()
     warm = ctx.warm_start if unit.completes else "none"  # (den, est and gen have nothing hidden to start from)
     task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, warm, settings.warm_t, ctx.bank,
