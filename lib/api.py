@@ -68,6 +68,18 @@ def _time(value, name: str, low: float, closed: bool = False) -> float:
     return float(value)
 
 
+def _check_intrinsics(cam: np.ndarray) -> None:
+    """Intrinsics [..., 4] (fx, fy, cx, cy) in pixels: finite, fx, fy > 0, none beyond 1e6."""
+    if not (np.isfinite(cam).all() and (cam[..., :2] > 0).all() and (np.abs(cam) <= 1e6).all()):
+        raise ToolkitError("camera must be (fx, fy, cx, cy) in pixels: finite, fx, fy > 0, none beyond 1e6")
+
+
+def _check_depth(depth: np.ndarray) -> None:
+    """Root depths in mm: positive and finite."""
+    if not (np.isfinite(depth).all() and (depth > 0).all()):
+        raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
+
+
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
                  device: torch.device | str | None = None, pose_stats: dict | None = None,
@@ -172,10 +184,8 @@ class PosePrior:
             depth = torch.as_tensor(np.asarray(root_depth, dtype=np.float64)).reshape(-1).expand(n)
         except (TypeError, ValueError, RuntimeError) as e:
             raise ToolkitError(f"camera must be (fx, fy, cx, cy) or [N, 4] and root_depth a number or [N] ({e})") from e
-        if not (torch.isfinite(cam).all() and (cam[:, :2] > 0).all() and (cam.abs() <= 1e6).all()):
-            raise ToolkitError("camera must hold finite numbers with fx, fy > 0 and none beyond 1e6 px")
-        if not (torch.isfinite(depth).all() and (depth > 0).all()):
-            raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
+        _check_intrinsics(cam.numpy())
+        _check_depth(depth.numpy())
         # the root sits at its keypoint at root_depth; the box is the 2 m square around it (docs/design.md,
         # 'Data and coordinate frames')
         root = unproject(kps[:, 0].double(), depth, cam)
@@ -348,8 +358,9 @@ class PosePrior:
                 cam = np.asarray(camera, dtype=np.float64).reshape(-1)
             except (TypeError, ValueError) as e:
                 raise ToolkitError(f"camera must be (fx, fy, cx, cy) numbers ({e})") from e
-            if cam.shape != (4,) or not (np.isfinite(cam).all() and (cam[:2] > 0).all() and (np.abs(cam) <= 1e6).all()):
-                raise ToolkitError("camera must be (fx, fy, cx, cy) in pixels: finite, fx, fy > 0, none beyond 1e6")
+            if cam.shape != (4,):
+                raise ToolkitError(f"camera must be (fx, fy, cx, cy): 4 numbers, got {cam.size}")
+            _check_intrinsics(cam)
         depth = None
         if root_depth is not None:
             t, p = kps.valid.shape
@@ -358,8 +369,7 @@ class PosePrior:
                 depth = np.broadcast_to(depth.reshape(t, 1) if depth.ndim == 1 else depth, (t, p))
             except (TypeError, ValueError) as e:
                 raise ToolkitError(f"root_depth must be a number, [T] or [T, P] millimetres ({e})") from e
-            if not (np.isfinite(depth).all() and (depth > 0).all()):
-                raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
+            _check_depth(depth)
         return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _int(seed, "seed"), depth)
 
     @torch.inference_mode()
