@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
-#   make demo   set up .venv, make the synthetic data, train the small model, run all five tasks and a lift, and
-#               draw them into docs/ (make demo-tasks reruns the tasks and pictures on checkpoint/demo)
+#   make demo   set up .venv, make the synthetic data, train the small model, run all five tasks, lift a video with
+#               it and with the shipped prior of real motion (BVH, CSV, world frame), and draw them into docs/
+#               (make demo-tasks reruns the tasks and pictures on checkpoint/demo)
 #   make test   set up .venv with test tools, run ruff and the test suite
 PY ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ TASK_ARGS := --ckpt-dir $(CKPT) --best --sample 4 --fast
 EVAL := $(BIN)/python -m run.eval_fc_mp_adv_3d $(TASK_ARGS)
 VIS := $(BIN)/python -m run.visualize
 
-.PHONY: demo demo-tasks demo-pictures benchmark test lint venv clean
+.PHONY: demo demo-tasks demo-pictures prior prior-ship benchmark test lint venv clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -42,6 +43,8 @@ demo-tasks: venv data/example/coco_keypoints.json
 		den --noise-type gaussian --std 5 --t 0.05
 	$(BIN)/python -m run.lift data/example/coco_keypoints.json --format coco --image-size 1920 1080 \
 		--ckpt-dir $(CKPT) --best --fast --out $(CKPT)/lift
+	$(BIN)/python -m run.lift data/example/coco_keypoints.json --format coco --image-size 1920 1080 \
+		--fast --export bvh,csv --world --fps 25 --out $(CKPT)/lift_prior
 	$(MAKE) demo-pictures
 
 # Pictures of the tasks for the README; the GIF and the HTML viewer come from a small run with trajectories.
@@ -55,10 +58,39 @@ demo-pictures: venv
 	$(VIS) --input $(CKPT)/gen/results.npz --num-human 8 --out docs/gen.png
 	$(VIS) --input $(CKPT)/den/results.npz --num-human 4 --vis-gt --out docs/den.png
 	$(VIS) --input $(CKPT)/lift/poses.npz --num-human 2 --out docs/lift.png
+	$(VIS) --input $(CKPT)/lift_prior/poses.npz --num-human 2 --out docs/lift_prior.png
 	$(BIN)/python -m run.eval_fc_mp_adv_3d --ckpt-dir $(CKPT) --best --sample 240 --fast --hypo 5 \
 		--save trajs --traj-frames 25 --out $(CKPT)/est_traj est
 	$(VIS) --input $(CKPT)/est_traj/results.npz --num-human 4 --num-hypo 5 --vis-gt --out docs/est.gif
 	$(VIS) --input $(CKPT)/est_traj/results.npz --num-human 4 --num-hypo 5 --vis-gt --out $(CKPT)/est.html
+
+# The shipped prior of real motion (lib/resources/cmu_prior): CMU mocap and the Stacked Hourglass error table from
+# CMU_DATA, 30,000 training steps with the detector noise model (about 20 min on 2 CPU cores), measured on the held-out
+# CMU test clips (ground-truth 2D and detections simulated with another seed and twice the outliers), then shipped.
+CMU_DATA ?= ../shared/data
+PRIOR := checkpoint/cmu_prior
+PRIOR_TRAIN := python -m run.train_fc_adv_3d --config configs/subvp/cmu_prior.py --name cmu_prior --overwrite \
+	--config.detnoise.table=$(CMU_DATA)/sh_detection_errors_h36m_train.json
+PRIOR_EVAL := $(BIN)/python -m run.eval_fc_mp_adv_3d --ckpt-dir $(PRIOR) --fast --proto2
+PRIOR_DET := --config.data.use_gt_2d=false --config.data.det_file=cmu_sim_dt.pkl
+
+data/cmu/cmu_sim_dt.pkl: | venv
+	$(BIN)/python -m run.prepare_data cmu --pack $(CMU_DATA)/cmu_h36m17.npz --out data/cmu --overwrite
+	$(BIN)/python -m run.prepare_data detections --table $(CMU_DATA)/sh_detection_errors_h36m_train.json \
+		--train data/cmu/cmu_train.pkl --test data/cmu/cmu_test.pkl --out data/cmu/cmu_sim_dt.pkl --seed 7 --tail 2
+
+prior: venv data/cmu/cmu_sim_dt.pkl
+	$(BIN)/$(PRIOR_TRAIN)
+	$(MAKE) prior-ship
+
+prior-ship: venv data/cmu/cmu_sim_dt.pkl
+	$(PRIOR_EVAL) --sample 7 --pflow --json $(PRIOR)/gt_s1.json --out $(PRIOR)/gt_s1 est
+	$(PRIOR_EVAL) --sample 7 --pflow $(PRIOR_DET) --json $(PRIOR)/det_s1.json --out $(PRIOR)/det_s1 est
+	$(PRIOR_EVAL) --sample 28 --hypo 20 --json $(PRIOR)/gt_s20.json --out $(PRIOR)/gt_s20 est
+	$(PRIOR_EVAL) --sample 28 --hypo 20 $(PRIOR_DET) --json $(PRIOR)/det_s20.json --out $(PRIOR)/det_s20 est
+	$(BIN)/python -m run.ship_prior --ckpt-dir $(PRIOR) --out lib/resources/cmu_prior --overwrite \
+		--cmu-pack $(CMU_DATA)/cmu_h36m17.npz \
+		--command "$(PRIOR_TRAIN)" --metrics $(foreach m,gt_s1 det_s1 gt_s20 det_s20,$(m)=$(PRIOR)/$(m).json)
 
 # Speed and accuracy against the paper's samplers (and, with PAPER=path/to/GFPose, its own code): ~12 min on CPU.
 benchmark: venv
@@ -69,7 +101,7 @@ lint: venv
 
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
 
 clean:
 	rm -rf $(VENV) data/synthetic data/example checkpoint/demo

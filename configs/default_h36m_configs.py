@@ -168,4 +168,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.smooth_t = 0.3                    # ... starting at this time
     lift.smooth_steps = 10                 # ... and denoised in this many network evaluations
     lift.smooth_window = 9                 # frames over which the root depth of a track is averaged
+    # --world (lib/world.py): the floor is a plane fitted to the standing feet of the clip
+    lift.floor_ankle_height = 80.0         # mm the ankle joints stand above the floor
+    lift.floor_tolerance = 60.0            # mm from the plane within which a foot counts as standing
+    lift.floor_prior = 50.0                # mm: how hard the plane's tilt is pulled towards the body's mean up axis
+                                           # where the feet span too little to fix it (a person standing still)
+    lift.floor_min_frames = 10             # frames with someone in them that a floor needs
     return config

@@ -15,7 +15,9 @@ ToolkitError (a ValueError) with a one-line message.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import ml_collections
@@ -24,6 +26,7 @@ import torch
 
 from lib.aggregate import AGGREGATORS, Evidence, aggregate, uncertainty
 from lib.builders import (
+    SHIPPED_PRIOR,
     bf16_supported,
     build_score_fn,
     build_sde,
@@ -36,7 +39,7 @@ from lib.builders import (
 )
 from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
-from lib.config_utils import load_config, validate_config, with_fields
+from lib.config_utils import MAX_SEED, load_config, validate_config, with_fields
 from lib.errors import ToolkitError, first_line
 from lib.evaluate import check_fits, refine, sample_task, warm_start
 from lib.keypoints import keypoints_from
@@ -51,12 +54,31 @@ from lib.tasks.gen import generation
 from lib.tasks.observe import observe_2d, observe_3d
 
 ArrayLike = np.ndarray | torch.Tensor
+# Normalised coordinates lie within about +-1 (x, y over the 1000-px training frame; z relative depth); beyond this
+# the values are pixels or millimetres passed without a camera
+NORMALISED_LIMIT = 10.0
 
 
-def _int(value, name: str, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ToolkitError(f"{name} must be a whole number >= {low}, got {value!r}")
+def _int(value, name: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (
+            high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ToolkitError(f"{name} must be a whole number {bound}, got {value!r}")
     return int(value)
+
+
+def _image_size(value) -> tuple[float, float]:
+    """(W, H) in pixels: two positive numbers."""
+    ok = not isinstance(value, (str, bytes)) and np.ndim(value) == 1 and len(value) == 2 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in value)
+    if not ok:
+        raise ToolkitError(f"image_size must be (width, height): two positive numbers of pixels, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _seed(value) -> int:
+    """A seed as the command lines take it (config field `seed`): larger ones would repeat smaller ones' draws."""
+    return _int(value, "seed", 0, MAX_SEED)
 
 
 def _time(value, name: str, low: float, closed: bool = False) -> float:
@@ -87,6 +109,11 @@ class PosePrior:
         """pose_stats: the training skeleton (bone lengths) and cameras that lifting assumes; pose_bank [R, J, 3]:
         normalised training poses for the 'nearest' warm start of completion; students: networks distilled from the
         model by their steps (the 'distilled' sampler). Checkpoints of ours carry them."""
+        if not isinstance(model, torch.nn.Module):
+            raise ToolkitError(f"model must be a torch.nn.Module (the score network), got {type(model).__name__}; "
+                               f"load a checkpoint with PosePrior.from_checkpoint(path)")
+        if not isinstance(config, ml_collections.ConfigDict):
+            raise ToolkitError(f"config must be an ml_collections.ConfigDict, got {type(config).__name__}")
         validate_config(config)
         self.pose_stats = {**DEFAULT_POSE_STATS, **(pose_stats or {})}  # older checkpoints carry no camera
         self.pose_bank = pose_bank
@@ -107,12 +134,16 @@ class PosePrior:
         self._score_fns: dict[bool, ScoreFn] = {}
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, config: str | Path | ml_collections.ConfigDict | None = None,
-                        best: bool = True, device: torch.device | str | None = None) -> PosePrior:
-        """Load from a run folder (best_model.pth, or checkpoint.pth with best=False) or a .pth file.
+    def from_checkpoint(cls, path: str | Path | None = None,
+                        config: str | Path | ml_collections.ConfigDict | None = None, best: bool = True,
+                        device: torch.device | str | None = None) -> PosePrior:
+        """Load from a run folder (best_model.pth, or checkpoint.pth with best=False) or a .pth file; without a path,
+        the shipped prior of real motion (lib/resources/cmu_prior).
 
         Official U3D files carry no config: pass config (e.g. configs/subvp/h36m_ncsnpp_deep_continuous.py).
         """
+        if path is None:
+            path, best = SHIPPED_PRIOR, False
         if not isinstance(path, (str, Path)):
             raise ToolkitError(f"path must be a run folder or a .pth file (str or Path), got {type(path).__name__}")
         if config is not None and not isinstance(config, (str, Path, ml_collections.ConfigDict)):
@@ -128,12 +159,18 @@ class PosePrior:
                    state.get("pose_bank"), students_from_state(state, config))
 
     # ------------------------------------------------------------------------------------------ inputs
-    def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None) -> torch.Tensor:
-        """x as float [N, J, last] (or [J, last]); NaN / inf only where `missing` [N, J] says (they become 0)."""
+    def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None,
+                normalised: bool = True) -> torch.Tensor:
+        """x as float [N, J, last] (or [J, last]) on the CPU; NaN / inf only where `missing` [N, J] says (they become
+        0); normalised: the values must lie within NORMALISED_LIMIT (pixels, metres or mm passed as normalised
+        coordinates are refused)."""
+        if (x.is_complex() if isinstance(x, torch.Tensor) else np.iscomplexobj(x)):
+            raise ToolkitError(f"{name} must hold real numbers, got complex ones")
         try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x).float()
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ToolkitError(f"{name} must be an array of numbers ({first_line(e)})") from e
+            t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x)
+            t = t.detach().to("cpu", torch.float32)
+        except (TypeError, ValueError, RuntimeError, NotImplementedError) as e:
+            raise ToolkitError(f"{name} must be an array of numbers in memory ({first_line(e)})") from e
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[1] != self.num_joints or t.shape[2] != last:
@@ -145,6 +182,10 @@ class PosePrior:
             t = torch.where(missing[..., None], 0.0, t)
         if not torch.isfinite(t).all():
             raise ToolkitError(f"{name} contains NaN or inf; mark unknown joints with `missing` instead")
+        if normalised and t.numel() and float(t.abs().max()) > NORMALISED_LIMIT:
+            raise ToolkitError(f"{name} holds values up to {float(t.abs().max()):.4g}, but normalised coordinates "
+                               f"(docs/design.md, 'Data and coordinate frames') lie within about +-1; for pixels pass "
+                               f"camera=(fx, fy, cx, cy) and root_depth")
         return t
 
     def _rows(self, x: ArrayLike) -> int:
@@ -165,10 +206,9 @@ class PosePrior:
         if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
             raise ToolkitError(f"missing must be joint indices (whole numbers) or a boolean mask, got {missing!r}")
         joints = [int(j) for j in arr]
-        if not joints or any(not 0 <= j < self.num_joints for j in joints):
-            raise ToolkitError(f"missing joint indices must be in 0..{self.num_joints - 1} (at least one), "
-                               f"got {joints}")
-        return fixed_missing(n, joints, self.num_joints)
+        if any(not 0 <= j < self.num_joints for j in joints):
+            raise ToolkitError(f"missing joint indices must be in 0..{self.num_joints - 1}, got {joints}")
+        return fixed_missing(n, joints, self.num_joints) if joints else torch.zeros(n, self.num_joints, dtype=bool)
 
     def _completion(self, completion: str | None) -> str:
         return self.config.eval.completion if completion is None else completion
@@ -194,7 +234,7 @@ class PosePrior:
     def _input_2d(self, keypoints, camera, root_depth, missing: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, tuple | None]:
         """Network-space 2D pose [N, J, 3] (z = 0) and, with a camera, what maps results to millimetres."""
-        kps = self._tensor(keypoints, "keypoints", 2, missing)
+        kps = self._tensor(keypoints, "keypoints", 2, missing, normalised=camera is None)
         back = None
         if camera is not None:
             back = self._camera(kps, camera, root_depth)
@@ -236,6 +276,9 @@ class PosePrior:
             return self._like(out if back is None else self._to_mm(out, back), ref)
         if reduce not in AGGREGATORS:
             raise ToolkitError(f"reduce must be one of {', '.join(AGGREGATORS)} or None, got {reduce!r}")
+        if out.shape[1] == 1:
+            warnings.warn(f"reduce={reduce!r} with one hypothesis: the pose is that hypothesis and its uncertainty "
+                          f"is 0; ask for hypotheses > 1 to measure one", stacklevel=3)
         ev = ev or Evidence()
         scale = self.frames.scale
         if reduce == "refined" and out.shape[1] > 1 and len(task):
@@ -256,7 +299,14 @@ class PosePrior:
         """Sample any Task (network space, lib/tasks) -> normalised poses [N, S, J, 3], in chunks of
         eval.batch_size rows. deterministic: the task is deterministic by nature (the paper's drift by default);
         warm: a warm start of a completion task (lib/evaluate.warm_start: none, nearest, mean)."""
-        hypotheses, seed = _int(hypotheses, "hypotheses", 1), _int(seed, "seed")
+        if not isinstance(task, Task):
+            raise ToolkitError(f"task must be a lib.tasks.Task (condition, mask, ...), got {type(task).__name__}; "
+                               f"build one with lib.tasks (observe_2d, observe_3d, generation, denoising)")
+        bad = [f.name for f in fields(task) if isinstance(v := getattr(task, f.name), torch.Tensor)
+               and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise ToolkitError(f"task.{bad[0]} contains NaN or inf; zero the coordinates the mask hides")
+        hypotheses, seed = _int(hypotheses, "hypotheses", 1), _seed(seed)
         if method is not None and method not in SAMPLERS:
             raise ToolkitError(f"unknown method {method!r}; choose one of {', '.join(SAMPLERS)}")
         if warm not in WARM_STARTS:
@@ -351,6 +401,8 @@ class PosePrior:
         (lib/keypoints.py: coco, openpose, h36m, sh), or an array [T, K, 2 or 3] / [T, P, K, 2 or 3] in that
         format's joint order. The camera is optional (default intrinsics from image_size); the root depth (mm, a
         number, [T] or [T, P]) is estimated from bone lengths unless given."""
+        if image_size is not None:
+            image_size = _image_size(image_size)
         kps = keypoints_from(keypoints, format)
         cam = None
         if camera is not None:
@@ -370,7 +422,7 @@ class PosePrior:
             except (TypeError, ValueError) as e:
                 raise ToolkitError(f"root_depth must be a number, [T] or [T, P] millimetres ({e})") from e
             _check_depth(depth)
-        return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _int(seed, "seed"), depth)
+        return lift_keypoints(self, kps, cam, image_size, self.pose_stats, fast, _seed(seed), depth)
 
     @torch.inference_mode()
     def score(self, pose: ArrayLike, t: float, condition: ArrayLike | None = None,

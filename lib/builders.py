@@ -172,7 +172,18 @@ def load_train_val(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseDat
     return rows.subset(np.flatnonzero(~held)[::d.train_sample]), rows.subset(np.flatnonzero(held))
 
 
-def checkpoint_path(ckpt_dir: str | Path, best: bool) -> Path:
+# The shipped prior of real motion (its README: data, licence, command, numbers): what run.lift and
+# PosePrior.from_checkpoint() use when no checkpoint is named
+SHIPPED_PRIOR = Path(__file__).parent / "resources" / "cmu_prior"
+
+
+def checkpoint_path(ckpt_dir: str | Path | None, best: bool) -> Path:
+    """The checkpoint file of a run folder (best_model.pth with best, else checkpoint.pth); None: the shipped prior,
+    whose folder holds its final checkpoint only."""
+    if ckpt_dir is None:
+        if best:
+            raise ToolkitError("--best needs --ckpt-dir: the shipped prior is one final checkpoint (drop --best)")
+        ckpt_dir = SHIPPED_PRIOR
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         raise ToolkitError(f"checkpoint folder {ckpt_dir} does not exist; train with python -m "

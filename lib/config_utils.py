@@ -143,12 +143,13 @@ def _one_of(*names: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in names else f"one of {', '.join(names)}"
 
 
+MAX_SEED = 2 ** 63 - 1  # seeds of the sampling chunks are taken modulo 2**63 (lib/evaluate.chunk_seed)
 _POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
 _POS = _num(0.0, lo_open=True)
 _STEPS = _num(1, 100_000, integer=True)  # sampler steps (the paper's 1000; more is a slip of the keyboard)
 _H36M_ORDER = _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M))  # detectors in H36M order
 RULES: dict[str, Callable[[Any], str | None]] = {
-    "seed": _num(0, 2 ** 63 - 1, integer=True),
+    "seed": _num(0, MAX_SEED, integer=True),
     "data.image_size": _POS, "data.scale": _POS, "data.num_joints": _num(17, 17, integer=True),
     "data.joint_dim": _num(3, 3, integer=True), "data.train_sample": _POS_INT, "data.test_sample": _POS_INT,
     "model.hidden_dim": _POS_INT, "model.embed_dim": _num(4, integer=True), "model.n_blocks": _NONNEG_INT,
@@ -185,6 +186,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True),
     "lift.hypotheses": _POS_INT,
     "lift.smooth_t": _num(0.0, 1.0, lo_open=True), "lift.smooth_steps": _STEPS, "lift.smooth_window": _POS_INT,
+    "lift.floor_ankle_height": _num(0.0, 500.0), "lift.floor_tolerance": _num(1.0, 1000.0),
+    "lift.floor_prior": _num(0.0, 1000.0), "lift.floor_min_frames": _num(2, integer=True),
 }
 
 

@@ -21,9 +21,10 @@ import numpy as np
 from prettytable import PrettyTable
 from tqdm import tqdm
 
+from lib.bvh import bvh_positions, parse_bvh
 from lib.camera import Camera, look_at, quaternion_matrix
 from lib.data import ACTIONS, camera_rows
-from lib.errors import ToolkitError, first_line
+from lib.errors import ToolkitError
 from lib.io import load_npz, refuse_existing, staging
 from lib.safe_pickle import loads_restricted, save_pickle
 
@@ -402,97 +403,6 @@ CMU_BVH_TO_H36M = {  # Human3.6M joint -> CMU BVH joint (its origin); pelvis is 
     14: "RightShoulder", 15: "RightElbow", 16: "RightWrist",
 }
 CMU_UNIT_MM = 25.4 / 0.45  # CMU mocap FAQ: one unit is 1/0.45 inch
-
-
-@dataclass
-class Bvh:
-    names: list[str]              # joints and end sites ('Parent/End'), in file order
-    parents: list[int]
-    offsets: np.ndarray           # [K, 3]
-    channels: list[list[str]]     # per joint, e.g. ['Zrotation', 'Yrotation', 'Xrotation']
-    motion: np.ndarray            # [F, C]
-    frame_time: float
-
-
-def parse_bvh(path: str | Path) -> Bvh:
-    """Read a BVH file (hierarchy and motion)."""
-    path = Path(path)
-    try:
-        tokens = path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ToolkitError(f"cannot read BVH {path}: {first_line(e)}") from e
-    names, parents, offsets, channels, stack = [], [], [], [], []
-    i = 0
-    try:
-        if tokens[0] != "HIERARCHY":
-            raise ValueError("no HIERARCHY section")
-        i = 1
-        while tokens[i] != "MOTION":
-            tok = tokens[i]
-            if tok in ("ROOT", "JOINT", "End"):
-                name = tokens[i + 1] if tok != "End" else f"{names[stack[-1]]}/End"
-                names.append(name)
-                parents.append(stack[-1] if stack else -1)
-                channels.append([])
-                stack.append(len(names) - 1)
-                i += 2
-            elif tok == "OFFSET":
-                offsets.append([float(v) for v in tokens[i + 1:i + 4]])
-                i += 4
-            elif tok == "CHANNELS":
-                k = int(tokens[i + 1])
-                channels[stack[-1]] = tokens[i + 2:i + 2 + k]
-                i += 2 + k
-            elif tok == "}":
-                stack.pop()
-                i += 1
-            else:
-                i += 1
-        frames = int(tokens[tokens.index("Frames:", i) + 1])
-        ft = float(tokens[tokens.index("Time:", i) + 1])
-        start = tokens.index("Time:", i) + 2
-        n_ch = sum(len(c) for c in channels)
-        values = np.array(tokens[start:start + frames * n_ch], dtype=np.float64)
-        if frames < 1 or n_ch < 1:
-            raise ValueError(f"{frames} frames of {n_ch} channels: no motion to convert")
-        if values.size != frames * n_ch or len(offsets) != len(names):
-            raise ValueError(f"expected {frames} frames x {n_ch} channels, found {values.size} values")
-    except (ValueError, IndexError) as e:
-        raise ToolkitError(f"{path}: not a valid BVH file ({e})") from e
-    return Bvh(names, parents, np.array(offsets), channels, values.reshape(frames, n_ch), ft)
-
-
-def _axis_rotation(axis: str, deg: np.ndarray) -> np.ndarray:
-    """[F, 3, 3] rotations about X, Y or Z by deg degrees."""
-    a = np.radians(deg)
-    c, s, one, zero = np.cos(a), np.sin(a), np.ones_like(a), np.zeros_like(a)
-    m = {"X": [[one, zero, zero], [zero, c, -s], [zero, s, c]],
-         "Y": [[c, zero, s], [zero, one, zero], [-s, zero, c]],
-         "Z": [[c, -s, zero], [s, c, zero], [zero, zero, one]]}[axis]
-    return np.moveaxis(np.array(m), [0, 1], [-2, -1])
-
-
-def bvh_positions(bvh: Bvh) -> np.ndarray:
-    """World positions [F, K, 3] of every joint and end site (forward kinematics, channel order as listed)."""
-    f = bvh.motion.shape[0]
-    pos = np.zeros((f, len(bvh.names), 3))
-    rot = np.zeros((f, len(bvh.names), 3, 3))
-    col = 0
-    for j, (parent, chans) in enumerate(zip(bvh.parents, bvh.channels, strict=True)):
-        local, trans = np.broadcast_to(np.eye(3), (f, 3, 3)), bvh.offsets[j] + np.zeros((f, 3))
-        for ch in chans:
-            v = bvh.motion[:, col]
-            col += 1
-            if ch.endswith("position"):
-                trans = trans + np.outer(v, np.eye(3)["XYZ".index(ch[0])])
-            else:
-                local = local @ _axis_rotation(ch[0], v)
-        if parent < 0:
-            pos[:, j], rot[:, j] = trans, local
-        else:
-            pos[:, j] = pos[:, parent] + np.einsum("fij,fj->fi", rot[:, parent], trans)
-            rot[:, j] = rot[:, parent] @ local
-    return pos
 
 
 def bvh_to_h36m(path: str | Path, step: int = 1) -> np.ndarray:

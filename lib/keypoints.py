@@ -16,6 +16,7 @@ Adding a format is one `@register_format` call with its reader and tables.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,20 +104,50 @@ def map_joints(xy: np.ndarray, conf: np.ndarray, table: Table) -> tuple[np.ndarr
     return out_xy, out_conf
 
 
-def _people(rows: list[list[tuple[np.ndarray, np.ndarray, int]]], frames: list[str], fmt: str) -> Keypoints:
-    """Frames of (keypoints [K, 2], confidence [K], track) lists -> Keypoints padded to the most people per frame."""
+def _people(rows: list[list[tuple[np.ndarray, np.ndarray, int]]], frames: list[str], fmt: str,
+            notes: list[str] | None = None) -> Keypoints:
+    """Frames of (keypoints [K, 2], confidence [K], track) lists -> Keypoints padded to the most people per frame.
+    A track id given to two people of one frame is kept by the first; the second is untracked (-1), with a note."""
     spec = FORMATS[fmt]
     t, p = len(rows), max([len(r) for r in rows] + [1])
     xy, conf = np.full((t, p, NUM_JOINTS, 2), np.nan), np.zeros((t, p, NUM_JOINTS))
     valid, track = np.zeros((t, p), bool), np.full((t, p), -1)
-    counts = set()
+    counts, shared = set(), []
     for i, people in enumerate(rows):
         for k, (kxy, kconf, tid) in enumerate(people):
             counts.add(len(kconf))
             xy[i, k], conf[i, k] = map_joints(kxy, kconf, spec.tables[len(kconf)])
-            valid[i, k], track[i, k] = True, tid
+            duplicate = tid >= 0 and tid in track[i, :k]
+            valid[i, k], track[i, k] = True, -1 if duplicate else tid
+            if duplicate:
+                shared.append(f"{frames[i]} (track {tid})")
+    notes = list(notes or [])
+    if shared:
+        notes.append(f"{len(shared)} people share a track id with someone else in the same frame and are not tracked "
+                     f"(lifted alone, not smoothed or exported along the track): frame {', '.join(shared[:5])}"
+                     f"{' ...' if len(shared) > 5 else ''}")
     kinds = spec.kinds[counts.pop()] if len(counts) == 1 else _mixed(spec, counts)
-    return Keypoints(xy, conf, valid, track, frames, kinds=kinds, empty_frames=sum(not r for r in rows))
+    return Keypoints(xy, conf, valid, track, frames, kinds=kinds, empty_frames=sum(not r for r in rows), notes=notes)
+
+
+def frame_order(ids: list, what: str) -> tuple[list[int], list[str]]:
+    """The order of frames named by ids (image ids or file names) and a note on it: numbers in numeric order, names
+    with numbers in them by those numbers ('frame_2' before 'frame_10'), anything else in the order given."""
+    def natural(i) -> tuple:
+        return tuple(int(c) if c.isdigit() else c for c in re.split(r"(\d+)", str(i)) if c)
+
+    if all(isinstance(i, int) for i in ids):
+        return sorted(range(len(ids)), key=lambda k: ids[k]), []
+    if all(re.search(r"\d", str(i)) for i in ids):
+        keys = [natural(i) for i in ids]
+        try:
+            order = sorted(range(len(ids)), key=lambda k: keys[k])
+        except TypeError:  # names whose parts do not compare (a number where another has text)
+            order = None
+        if order is not None:
+            return order, ([] if order == list(range(len(ids))) else
+                           [f"frames ordered by the numbers in their {what} ('2' before '10')"])
+    return list(range(len(ids))), [f"{what} are not all numbered: frames kept in the order of the input"]
 
 
 def _mixed(spec: KeypointFormat, counts: set[int]) -> tuple[str, ...]:
@@ -137,8 +168,8 @@ def _triples(values, where: str, counts: tuple[int, ...]) -> tuple[np.ndarray, n
         raise ToolkitError(f"{where}: {arr.size} keypoint numbers; expected {' or '.join(str(3 * k) for k in counts)} "
                            f"(x, y, confidence for {' or '.join(map(str, counts))} joints)")
     arr = arr.reshape(-1, 3)
-    if not np.isfinite(arr).all():
-        raise ToolkitError(f"{where}: keypoints contain NaN or inf")
+    lost = ~np.isfinite(arr).all(-1)  # NaN or inf: a joint not found, completed by the prior (as in an .npy)
+    arr[lost] = 0.0
     return arr[:, :2], arr[:, 2]
 
 
@@ -188,9 +219,11 @@ def read_coco(path: Path) -> Keypoints:
             raise ToolkitError(f"{path}: entry {k} has score {score!r}; expected a number")
         by_image.setdefault(det["image_id"], []).append(
             (kxy, kconf, _track_id(det.get("track_id", -1), f"{path} entry {k}"), float(score)))
-    ids = sorted(by_image, key=lambda i: (isinstance(i, str), i))
+    seen = list(by_image)  # in the order of the file
+    order, notes = frame_order(seen, "image ids")
+    ids = [seen[k] for k in order]
     rows = [[p[:3] for p in sorted(by_image[i], key=lambda p: (p[2] if p[2] >= 0 else 0, -p[3]))] for i in ids]
-    kps = _people(rows, [str(i) for i in ids], "coco")
+    kps = _people(rows, [str(i) for i in ids], "coco", notes)
     if size is not None:
         kps.image_size = tuple(float(v) for v in size)
     return kps
@@ -204,6 +237,8 @@ def read_openpose(path: Path) -> Keypoints:
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files:
         raise ToolkitError(f"{path} holds no .json files (OpenPose writes one per frame)")
+    order, notes = frame_order([f.stem for f in files], "file names")
+    files = [files[k] for k in order]
     rows = []
     for f in files:
         data = _load_json(f)
@@ -218,7 +253,7 @@ def read_openpose(path: Path) -> Keypoints:
             kconf = np.where((kxy == 0).all(-1), 0.0, kconf)  # (0, 0, c): not found, whatever c says
             frame.append((kxy, kconf, _track_id(person.get("person_id", -1), f"{f} person {k}")))
         rows.append(frame)
-    return _people(rows, [f.stem for f in files], "openpose")
+    return _people(rows, [f.stem for f in files], "openpose", notes)
 
 
 def _read_npy(path: Path, fmt: str) -> Keypoints:
@@ -227,6 +262,10 @@ def _read_npy(path: Path, fmt: str) -> Keypoints:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ToolkitError(f"{path}: not a numeric .npy array ({first_line(e)})") from e
+    if not isinstance(arr, np.ndarray):  # an .npz archive (an eval's results.npz, a lift's poses.npz)
+        arr.close()
+        raise ToolkitError(f"{path} is an .npz archive, not an .npy keypoints array; save the 2D keypoints [T, 17, 2 "
+                           f"or 3] with numpy.save (for a lift's or an evaluation's results: run.visualize)")
     if arr.ndim != 3 or arr.shape[1] != NUM_JOINTS or arr.shape[2] not in (2, 3) or arr.dtype.kind not in "fiu":
         raise ToolkitError(f"{path}: shape {arr.shape} ({arr.dtype}); expected numbers [T, 17, 2] or [T, 17, 3] "
                            f"in Human3.6M joint order")

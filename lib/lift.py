@@ -21,18 +21,22 @@ Pipeline:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import io
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lib.bvh import CAMERA_TO_BVH, WORLD_TO_BVH, write_bvh
 from lib.camera import Frames, RowCameras, box_around_root, retarget, unproject
 from lib.errors import ToolkitError
-from lib.io import write_json, write_npz
+from lib.io import check_writable, write_json, write_npz, write_text
 from lib.keypoints import NUM_JOINTS, Keypoints
-from lib.skeleton import bone_lengths
+from lib.skeleton import JOINT_NAMES, bone_lengths
 from lib.video import smooth_depth, smooth_poses, tracks
+from lib.world import WorldFrame, world_frame
 
 # What a checkpoint carries for lifting when it carries nothing (official files): Human3.6M-like subjects and cameras
 # (the embedded synthetic data's): mean 3D bone lengths (mm) and median 2D ones (px), in BONES order; the cameras'
@@ -77,23 +81,91 @@ class LiftResult:
     camera_given: bool
     frames: list[str]
     notes: list[str]
+    world: WorldFrame | None = None   # with_world(): the gravity-aligned frame on the floor (lib/world.py)
+
+    @property
+    def pose3d_world(self) -> np.ndarray:
+        """[T, P, 17, 3] mm in the world frame (Z up, origin on the floor under the first frame's pelvis)."""
+        if self.world is None:
+            raise ToolkitError("no world frame: call with_world() first (run.lift --world)")
+        return self.world.apply(self.pose3d)
+
+    def with_world(self, config) -> LiftResult:
+        """This result with the world frame of its clip (lib/world.py; config: the `lift` section's floor_*)."""
+        return replace(self, world=world_frame(self.pose3d, self.valid, config.floor_ankle_height,
+                                               config.floor_tolerance, config.floor_prior,
+                                               config.floor_min_frames))
+
+    def _exported(self) -> tuple[np.ndarray, np.ndarray]:
+        """The poses [T, P, 17, 3] that exports write (in the world frame where there is one) and the map of their
+        axes to the BVH's."""
+        return (self.pose3d, CAMERA_TO_BVH) if self.world is None else (self.pose3d_world, WORLD_TO_BVH)
 
     def save(self, out: Path) -> list[Path]:
-        """OUT/poses.npz and OUT/poses.json (per frame and person: 17 x 3 mm, completed joints, uncertainty)."""
+        """OUT/poses.npz and OUT/poses.json (per frame and person: 17 x 3 mm, completed joints, uncertainty; with a
+        world frame also the poses in it, its rotation and origin)."""
         arrays = {k: getattr(self, k) for k in ("pose3d", "completed", "uncertainty", "root_depth", "keypoints2d",
                                                  "valid", "track", "camera")}
+        if self.world is not None:
+            arrays.update(pose3d_world=self.pose3d_world, world_rotation=self.world.rotation,
+                          world_origin=self.world.origin)
         write_npz(out / "poses.npz", **arrays, frames=np.array(self.frames))
-        people = [[{"track": int(self.track[t, p]), "pose3d_mm": np.round(self.pose3d[t, p], 1).tolist(),
-                    "completed": self.completed[t, p].tolist(),
-                    "uncertainty_mm": np.round(self.uncertainty[t, p], 1).tolist(),
-                    "root_depth_mm": round(float(self.root_depth[t, p]), 1)}
+        world = None if self.world is None else self.pose3d_world
+        people = [[dict({"track": int(self.track[t, p]), "pose3d_mm": np.round(self.pose3d[t, p], 1).tolist(),
+                         "completed": self.completed[t, p].tolist(),
+                         "uncertainty_mm": np.round(self.uncertainty[t, p], 1).tolist(),
+                         "root_depth_mm": round(float(self.root_depth[t, p]), 1)},
+                        **({} if world is None else {"pose3d_world_mm": np.round(world[t, p], 1).tolist()}))
                    for p in range(self.valid.shape[1]) if self.valid[t, p]] for t in range(len(self.frames))]
-        write_json(out / "poses.json", {"camera": {"fx": self.camera[0], "fy": self.camera[1], "cx": self.camera[2],
-                                                   "cy": self.camera[3], "given": self.camera_given},
-                                        "joints": "Human3.6M 17 (docs/design.md, 'Skeleton')", "notes": self.notes,
-                                        "frames": [{"frame": f, "people": ps} for f, ps in zip(self.frames, people,
-                                                                                               strict=True)]})
+        header = {"camera": {"fx": self.camera[0], "fy": self.camera[1], "cx": self.camera[2], "cy": self.camera[3],
+                             "given": self.camera_given},
+                  "joints": "Human3.6M 17 (docs/design.md, 'Skeleton')", "notes": self.notes}
+        if self.world is not None:
+            header["world"] = {"rotation": self.world.rotation.tolist(), "origin_mm": self.world.origin.tolist(),
+                               "axes": "Z up, X the camera's x axis on the floor, Y = Z x X; origin on the floor "
+                                       "under the first frame's pelvis; world = rotation (camera - origin)"}
+        write_json(out / "poses.json", dict(header, frames=[{"frame": f, "people": ps}
+                                                            for f, ps in zip(self.frames, people, strict=True)]))
         return [out / "poses.npz", out / "poses.json"]
+
+    def save_csv(self, path: str | Path) -> Path:
+        """One row per frame and lifted person: frame, track, then per joint <name>_x, _y, _z (mm: camera frame, x
+        right, y down, z forward; or the world frame, Z up) and <name>_uncertainty (mm)."""
+        poses, _ = self._exported()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["frame", "track"] + [f"{n}_{c}" for n in JOINT_NAMES for c in ("x", "y", "z", "uncertainty")])
+        for t, p in zip(*np.nonzero(self.valid), strict=True):
+            values = np.concatenate([poses[t, p], self.uncertainty[t, p, :, None]], -1).ravel()  # [17 x 4]
+            writer.writerow([self.frames[t], int(self.track[t, p])] + [f"{v:.2f}" for v in values])
+        write_text(check_writable(path, "CSV file"), buf.getvalue())
+        return Path(path)
+
+    def save_bvh(self, folder: str | Path, fps: float, stem: str = "track") -> list[Path]:
+        """One BVH file per track, FOLDER/<stem>_<track id>.bvh (lib/bvh.py: hierarchy, axes, units), from its first
+        to its last frame at fps; a frame in between where the track is missing repeats the frame before."""
+        poses, to_bvh = self._exported()
+        idx = np.nonzero(self.valid)
+        where = tracks(idx, self.track)
+        if not where:
+            raise ToolkitError("BVH export needs people followed over frames: give each person a track id in the "
+                               "input (COCO / OpenPose track_id), or export csv")
+        ids = sorted({i for _, i in where})
+        spans = {i: sorted(t for t, k in where if k == i) for i in ids}
+        short = [i for i in ids if len(spans[i]) < 2]
+        if short:
+            raise ToolkitError(f"track {short[0]} has one frame: a BVH file is an animation of a track over frames; "
+                               f"export csv for single images")
+        folder = check_writable(folder, "BVH folder", is_dir=True)
+        paths = []
+        for i in ids:
+            rows = [where[(t, i)] for t in spans[i]]
+            frames = np.arange(spans[i][0], spans[i][-1] + 1)
+            held = np.searchsorted(spans[i], frames, side="right") - 1  # the last frame of the track at or before
+            track = poses[idx][rows][held] @ to_bvh.T  # [F, 17, 3]
+            paths.append(Path(folder) / f"{stem}_{i}.bvh")
+            write_bvh(paths[-1], track, fps)
+        return paths
 
 
 def view_pixels(xy: np.ndarray, cam: np.ndarray, stats: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -174,8 +246,13 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     s = int(lc.hypotheses)
     # as est (no warm start: lifting must give what estimation gives on the same 2D, tests/test_lift.py)
     out = prior.complete_2d(cond, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,
-                            reduce=prior.config.eval.reduce, completion=lc.completion, warm_start="none")
-    pose, unc = (torch.as_tensor(v) for v in out)
+                            reduce=prior.config.eval.reduce if s > 1 else None, completion=lc.completion,
+                            warm_start="none")
+    if s > 1:
+        pose, unc = (torch.as_tensor(v) for v in out)
+    else:  # one hypothesis: the pose, and no spread to measure
+        pose = torch.as_tensor(out)[:, 0]
+        unc = torch.zeros(pose.shape[:2])
     where = tracks(idx, kps.track)
     if lc.smooth:
         net = torch.cat([cond, torch.zeros_like(cond[..., :1])], -1) * prior.frames.scale

@@ -274,18 +274,39 @@ def generate(out: str | Path, seed: int = 0, train_frames: int = 32, test_frames
     return counts
 
 
-def coco_example(out: str | Path, seed: int = 0, images: int = 8, overwrite: bool = False) -> Path:
-    """A COCO keypoint results file to try run.lift on: synthetic test subjects in `images` 1920 x 1080 photos
-    (f = 1400 px), one person each and a second one in the first half, as a 2D detector would write it."""
+def walking_clip(frames: int, bones: dict[str, np.ndarray], rng: np.random.Generator, fps: float = 25.0,
+                 start: tuple[float, float] = (0.0, 0.0), heading: float = 0.0, speed: float = 1200.0) -> np.ndarray:
+    """A continuous walk [frames, 17, 3] (world mm, Z up) at `speed` mm/s from `start` (x, y) along `heading`
+    (radians from +X), one stride in 1.1 s, the lower ankle on the floor (ANKLE_HEIGHT above it)."""
+    base = _base_params(1, rng)
+    p = {k: np.repeat(v, frames, 0) for k, v in base.items()}
+    phase = 2 * np.pi * np.arange(frames) / (1.1 * fps) + rng.uniform(0, 2 * np.pi)
+    swing = 0.35 * np.stack([np.sin(phase), -np.sin(phase)], -1)  # [F, 2] as _walk, phase advancing in time
+    p["hip_flex"] = swing
+    p["knee"] = 0.1 + 0.6 * np.clip(np.stack([np.cos(phase), -np.cos(phase)], -1), 0, None)
+    p["arm_elev"] = np.abs(0.8 * swing) + 0.05
+    p["arm_azim"] = np.where(-swing >= 0, np.pi / 2, -np.pi / 2)
+    body = forward_kinematics(p, bones)  # facing +Y
+    yaw = np.full(frames, heading - np.pi / 2)  # +Y turned to the heading
+    world = np.einsum("nij,nkj->nki", _rot_z(yaw), body)
+    path = np.asarray(start, dtype=np.float64) + speed * np.arange(frames)[:, None] / fps * np.array(
+        [np.cos(heading), np.sin(heading)])
+    floor = np.minimum(world[:, 3, 2], world[:, 6, 2])
+    return world + np.concatenate([path, (ANKLE_HEIGHT - floor)[:, None]], -1)[:, None, :]
+
+
+def coco_example(out: str | Path, seed: int = 0, images: int = 48, overwrite: bool = False) -> Path:
+    """A COCO keypoint results file to try run.lift on: a video of `images` 1920 x 1080 frames at 25 fps (f = 1400 px,
+    the camera 2.5 m high and tilted down) in which a synthetic test subject walks across the view and a second one
+    walks the other way in the first half, tracked (track_id), as a 2D detector and tracker would write it."""
     from lib.keypoints import coco_from_h36m
 
     rng = np.random.default_rng(seed)
-    cam = Camera(rot=look_at(np.array([0.0, -4500.0, 1500.0]), np.array([0.0, 0.0, 1000.0])),
-                 centre=np.array([0.0, -4500.0, 1500.0]), intrinsics=np.array([1400.0, 1400.0, 960.0, 540.0]))
+    cam = Camera(rot=look_at(np.array([0.0, -5000.0, 2500.0]), np.array([0.0, 0.0, 800.0])),
+                 centre=np.array([0.0, -5000.0, 2500.0]), intrinsics=np.array([1400.0, 1400.0, 960.0, 540.0]))
     detections = []
-    for person, count in ((0, images), (1, images // 2)):
-        world = sample_poses(14 if person == 0 else 3, count, subject_bones(9, seed), rng)
-        world[..., 0] += -400.0 if person == 0 else 1100.0
+    for person, count, start, heading in ((0, images, (-1400.0, 0.0), 0.0), (1, images // 2, (1000.0, 800.0), np.pi)):
+        world = walking_clip(count, subject_bones(9 + 2 * person, seed), rng, start=start, heading=heading)
         pix = project(cam.world_to_camera(world), np.broadcast_to(cam.intrinsics, (count, 4)))
         kps = coco_from_h36m(pix)
         for i in range(count):

@@ -5,13 +5,20 @@
     python -m run.lift openpose_json/ --format openpose --ckpt-dir DIR --image-size 1280 720 --smooth --out video
     python -m run.lift kps.npy --format h36m --ckpt-dir DIR --camera 1145 1144 512 515 --out lifted
 
+    python -m run.lift video.json --format coco --image-size 1920 1080 --export bvh,csv --world --fps 30 --out out
+                                                   # the shipped prior of real motion, BVH and CSV in a world frame
+
 Writes OUT/poses.npz (pose3d [T, P, 17, 3] mm, completed, uncertainty, root_depth, keypoints2d, valid, track,
-camera) and OUT/poses.json, and draws OUT/poses.png (or --draw gif / html / none). Without --camera the
-intrinsics come from the image size (f = max(W, H), centred principal point); the root depth is estimated from
-bone lengths (README 'Lift your own keypoints' says what that assumes).
+camera) and OUT/poses.json, and draws OUT/poses.png (or --draw gif / html / none). Without --ckpt-dir it uses the
+shipped prior of real motion (lib/resources/cmu_prior). Without --camera the intrinsics come from the image size
+(f = max(W, H), centred principal point); the root depth is estimated from bone lengths (README 'Lift your own
+keypoints' says what that assumes). --world adds the poses in a gravity-aligned frame on the floor (lib/world.py),
+and --export writes OUT/poses.csv and OUT/track_<id>.bvh per track in it (README 'Export and the world frame').
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ from lib.errors import ToolkitError
 from lib.io import check_writable
 from lib.keypoints import FORMATS, keypoints_from
 from lib.visualize import load_scene, render_html, render_images
+from lib.world import check_clip
 from run.common import ConfigFlag, Parser, eval_setup, guarded, parse
 
 FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1: the deterministic sampler)"),
@@ -34,33 +42,68 @@ def build_parser() -> Parser:
     parser.add_argument("input", help="keypoints: a COCO JSON, an OpenPose JSON file or folder, or an .npy")
     parser.add_argument("--format", required=True, choices=tuple(FORMATS), help="the input's keypoint layout")
     parser.add_argument("--config", help="config file (official checkpoints carry none)")
-    parser.add_argument("--ckpt-dir", required=True, help="run folder with best_model.pth / checkpoint.pth")
+    parser.add_argument("--ckpt-dir", help="run folder with best_model.pth / checkpoint.pth (default: the shipped "
+                        "prior of real motion, lib/resources/cmu_prior)")
     parser.add_argument("--best", action="store_true", help="use best_model.pth")
     parser.add_argument("--image-size", type=float, nargs=2, metavar=("W", "H"), help="image size in pixels")
     parser.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="known intrinsics")
     parser.add_argument("--fast", action="store_true", help="the validated fast samplers (and bf16 where native)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--draw", choices=("png", "gif", "html", "none"), default="png", help="picture of the result")
+    parser.add_argument("--world", action="store_true", help="also the poses in a gravity-aligned frame on the floor "
+                        "(a video: the floor from the feet over the clip); exports use it")
+    parser.add_argument("--export", type=exports, default=(), help="comma-separated: bvh (one file per track), csv")
+    parser.add_argument("--fps", type=float, default=30.0, help="the input's frame rate, for BVH files (default 30)")
     for f in FLAGS:
         f.add_to(parser)
     return parser
 
 
+EXPORTS = ("bvh", "csv")
+
+
+def exports(text: str) -> tuple[str, ...]:
+    """--export bvh,csv -> ('bvh', 'csv')."""
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    if not kinds or set(kinds) - set(EXPORTS):
+        raise argparse.ArgumentTypeError(f"--export takes a comma-separated list of {', '.join(EXPORTS)}, got "
+                                         f"{text!r}")
+    return kinds
+
+
 def main() -> None:
     args, raw = parse(build_parser())
+    if not (np.isfinite(args.fps) and 0 < args.fps <= 1000):
+        raise ToolkitError(f"--fps must be between 0 and 1000 frames per second, got {args.fps:g}")
+    if args.fps != 30.0 and "bvh" not in args.export:
+        print("warning: --fps has no effect without --export bvh", file=sys.stderr)
     out = check_writable(args.out, "--out", is_dir=True)
     kps = keypoints_from(args.input, args.format)
     args.gpus, args.pflow = None, False
     setup = eval_setup(args, raw, FLAGS)
     prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats, setup.pose_bank, setup.students)
+    if args.world:
+        check_clip(kps.valid, setup.config.lift.floor_min_frames)
+    for name in ("poses.npz", "poses.json") + (("poses.csv",) if "csv" in args.export else ()):
+        check_writable(out / name, "--out")
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
                         fast=args.fast, seed=setup.config.seed)
-    for path in result.save(out):
+    if args.world:
+        result = result.with_world(setup.config.lift)
+    written = result.save_bvh(out, args.fps) if "bvh" in args.export else []  # first: it refuses tracks it cannot use
+    written += result.save(out)
+    if "csv" in args.export:
+        written.append(result.save_csv(out / "poses.csv"))
+    for path in written:
         print(f"wrote {path}")
     people = int(result.valid.sum())
     print(f"{people} people in {len(result.frames)} frames; camera {'given' if result.camera_given else 'default'} "
           f"{[round(float(v), 1) for v in result.camera]}; root depth {np.nanmedian(result.root_depth):.0f} mm "
-          f"(median)")
+          f"(median); checkpoint {setup.checkpoint}")
+    if result.world is not None:
+        tilt = np.degrees(np.arccos(np.clip(-result.world.up[1], -1.0, 1.0)))
+        print(f"world frame: up is {tilt:.1f} degrees from the image's up; {100 * result.world.standing:.0f} % of "
+              f"the poses stand on the floor")
     for note in result.notes:
         print(f"note: {note}")
     if args.draw != "none":

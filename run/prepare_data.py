@@ -180,7 +180,7 @@ def main() -> None:
     out = Path(args.out or f"data/{args.source.split('-')[0]}")
     if args.source == "example":
         path = coco_example(out, args.seed, overwrite=args.overwrite)
-        print(f"wrote {path}: COCO keypoint results of 8 images (1920 x 1080); lift them with python -m run.lift "
+        print(f"wrote {path}: COCO keypoint results of a 48-frame video (1920 x 1080, 25 fps, two tracked people); lift them with python -m run.lift "
               f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
     elif args.source == "synthetic":
         if not (1 <= args.train_frames <= 10000 and 1 <= args.test_frames <= 10000):

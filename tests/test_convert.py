@@ -7,19 +7,18 @@ import h5py
 import numpy as np
 import pytest
 
+from lib.bvh import bvh_positions, parse_bvh
 from lib.camera import image_to_camera, project
 from lib.convert import (
     H36M_17_OF_32,
     SH_CAMERAS,
     SH_FILE,
     Collector,
-    bvh_positions,
     bvh_to_h36m,
     convert_cmu,
     convert_h36m_h5,
     convert_videopose3d,
     h36m_cameras,
-    parse_bvh,
 )
 from lib.data import load_split
 from lib.errors import ToolkitError
