@@ -132,6 +132,7 @@ class PosePrior:
         self.frames = frames_of(config)
         self.num_joints = int(config.data.num_joints)
         self._score_fns: dict[bool, ScoreFn] = {}
+        self.progress = False  # show the progress of sampling (run.lift turns it on)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None,
@@ -327,7 +328,7 @@ class PosePrior:
         task, _ = warm_start(score_fn, self.sde, task.to(self.device), warm, e.warm_t, bank, e.warm_hypotheses,
                              e.refine_steps, e.batch_size, self.device)
         out, _, _ = sample_task(score_fn, self.sde, task, cfg, hypotheses, e.batch_size, seed, self.device,
-                                progress=False)
+                                progress=self.progress)
         return out / self.frames.scale
 
     @staticmethod

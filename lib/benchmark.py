@@ -225,7 +225,8 @@ def sampling_speed(model: torch.nn.Module, sde: SDE, config: ml_collections.Conf
                                                                       progress=False), device)
             rate = batch * steps / sec
             base = base or rate
-            rows.append(Row("sampling", name, f"batch {batch}", steps, rate, "pose-evals/s", rate / base))
+            label = f"{name} (failed here, ran uncompiled)" if fn.compile_failed else name
+            rows.append(Row("sampling", label, f"batch {batch}", steps, rate, "pose-evals/s", rate / base))
     return rows
 
 

@@ -209,14 +209,14 @@ NETWORK_FIELDS = ("name", "hidden_dim", "embed_dim", "n_blocks", "num_groups", "
 
 
 def check_same_network(config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict, path: str | Path,
-                       ) -> None:
+                       config_optional: bool = True) -> None:
     """The network (and SDE) a config describes must be the one a checkpoint was trained with: one line names the
-    first field that differs."""
+    first field that differs (and, where the command can do without --config, says so)."""
     for key in NETWORK_FIELDS:
         if config.model.get(key) != stored.model.get(key):
             raise ToolkitError(f"model.{key} is {config.model.get(key)} here but {path} was trained with "
-                               f"{stored.model.get(key)}; use the config it was trained with (or drop --config: the "
-                               f"checkpoint carries its own)")
+                               f"{stored.model.get(key)}; use the config it was trained with"
+                               + (" (or drop --config: the checkpoint carries its own)" if config_optional else ""))
     if config.training.sde != stored.training.sde:
         raise ToolkitError(f"training.sde is {config.training.sde} here but {path} was trained with "
                            f"{stored.training.sde}")

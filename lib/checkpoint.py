@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lib.errors import ToolkitError
-from lib.io import atomic_write
+from lib.io import atomic_write, not_found
 
 # The reference stored the warm-up learning rate as a numpy float; allow exactly those globals.
 _LEGACY_GLOBALS = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load with ``weights_only=True``; old official files are read by allow-listing numpy scalars."""
     path = Path(path)
     if not path.is_file():
-        raise ToolkitError(f"checkpoint {path} not found; train one with python -m run.train_fc_adv_3d "
+        raise ToolkitError(f"{not_found(path, 'checkpoint')}; train one with python -m run.train_fc_adv_3d "
                            f"--config CFG --name NAME, or pass the folder that holds it")
     try:
         # torch warns about a raw pickle (not a zip checkpoint) before failing on it; the error below says it all

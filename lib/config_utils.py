@@ -14,6 +14,7 @@ import ml_collections
 from configs.default_h36m_configs import get_default_configs
 from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
+from lib.io import not_found
 from lib.keypoints import FORMATS, H36M
 from lib.tasks.base import WARM_STARTS
 from lib.tasks.observe import COMPLETIONS
@@ -27,7 +28,7 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
     """Import a config file that defines get_config(); any failure inside it is a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise ToolkitError(f"config file {path} not found; see configs/ (e.g. configs/subvp/synthetic_small.py)")
+        raise ToolkitError(f"{not_found(path, 'config file')}; see configs/ (e.g. configs/subvp/synthetic_small.py)")
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     if spec is None or spec.loader is None or path.suffix != ".py":
         raise ToolkitError(f"config file {path} is not a Python file (.py defining get_config())")

@@ -25,7 +25,7 @@ from lib.bvh import bvh_positions, parse_bvh
 from lib.camera import Camera, look_at, quaternion_matrix
 from lib.data import ACTIONS, camera_rows
 from lib.errors import ToolkitError
-from lib.io import load_npz, refuse_existing, staging
+from lib.io import load_npz, not_found, refuse_existing, staging
 from lib.safe_pickle import loads_restricted, save_pickle
 
 H36M_17_OF_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
@@ -304,7 +304,7 @@ def h36m_cameras(subject: int) -> list[Camera]:
 def load_npz_object(path: Path, key: str) -> object:
     """A pickled object array from an npz (VideoPose3D's dict of dicts), read with the restricted unpickler."""
     if not path.is_file():
-        raise ToolkitError(f"{path} not found")
+        raise ToolkitError(not_found(path))
     try:
         with zipfile.ZipFile(path) as z:
             raw = z.read(f"{key}.npy")
@@ -435,6 +435,9 @@ def convert_cmu(col: Collector, bvh_files: list[Path], pack: Path | None, seed: 
     for f in tqdm(bvh_files, desc="BVH", leave=False, disable=None):
         m = re.match(r"(\d+)_(\d+)", f.stem)
         subject, trial = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
+        if not m:
+            col.notes.append(f"{f.name}: no subject and trial in the name (CMU's SUBJECT_TRIAL.bvh); taken as subject "
+                             f"0, trial 1, in the {'test' if 0 in test_subjects else 'training'} split")
         world = bvh_to_h36m(f, bvh_step)
         col.add(world, virtual_cameras(world, rng), {"subject": subject, "action": action_id(f"cmu {f.stem}"),
                                                      "action_name": f"cmu {f.stem}", "subaction": trial,

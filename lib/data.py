@@ -13,6 +13,7 @@ import torch
 
 from lib.camera import Camera, Frames, RowCameras, box_around_root, camera_to_image
 from lib.errors import ToolkitError
+from lib.io import not_found
 from lib.keypoints import FORMATS, H36M, USED
 from lib.safe_pickle import load_pickle
 
@@ -120,7 +121,7 @@ def _check_finite(name: str, arr: np.ndarray, path: Path) -> None:
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)).ravel()
         raise ToolkitError(f"{path}: field '{name}' has NaN/inf in {len(bad)} rows (first row {bad[0]}); "
-                           f"clean or regenerate the file")
+                           f"drop or repair those rows (python -m run.prepare_data writes none)")
 
 
 def _stack(rows: list[dict], name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
@@ -200,10 +201,10 @@ def load_split(root: str | Path, file: str, det_file: str, split: str, sample: i
     """
     path = Path(root) / file
     if not path.is_file():
-        hint = ("python -m run.prepare_data synthetic --out " + str(root) if "synthetic" in str(root)
-                else f"put the Human3.6M pickles in {root}/ (README: 'Training on Human3.6M') "
-                     f"or make the demo data with python -m run.prepare_data synthetic --out data/synthetic")
-        raise ToolkitError(f"data file {path} not found; make it with: {hint}")
+        hint = ("make it with python -m run.prepare_data synthetic --out " + str(root) if "synthetic" in str(root)
+                else f"point --config.data.root at the folder that holds it, or put the pickles in {root}/ "
+                     f"(README 'Preparing data from the forms you have')")
+        raise ToolkitError(f"{not_found(path, 'data file')}; {hint}")
     if sample < 1:
         raise ToolkitError(f"sampling step must be >= 1, got {sample}")
     data = rows_to_posedata(load_pickle(path), path, num_joints)

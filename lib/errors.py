@@ -16,6 +16,11 @@ class RunInterruptedError(Exception):
 
 
 def first_line(e: BaseException, limit: int = 160) -> str:
-    """The first line of an exception's message (its type when it has none), at most `limit` characters."""
+    """The first line of an exception's message (its type when it has none); past `limit` characters it is cut at
+    a space and ends with '...', never in the middle of a word."""
     lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:limit]
+    text = lines[0] if lines else type(e).__name__
+    if len(text) <= limit:
+        return text
+    head = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return head.rstrip(",;:") + " ..."

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import ml_collections
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from lib import dist
 from lib.builders import fast_sampler, paper_sampler
@@ -21,6 +20,7 @@ from lib.errors import ToolkitError
 from lib.lookup import nearest_2d, nearest_3d
 from lib.metrics import Table
 from lib.model import ScoreFn
+from lib.progress import progress as progress_of
 from lib.sampling import SamplerConfig, sample, saved_steps
 from lib.sde import SDE
 from lib.tasks import Context, Task, TaskUnit
@@ -70,9 +70,8 @@ def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hyp
     c0, c1 = dist.split(n_chunks, ws, dist.rank())
     outs, trajs = [], []
     nfe_start = score_fn.nfe
-    # disable=None: no bar when stderr is not a terminal (a log file is not flooded)
-    for c in tqdm(range(c0, c1), desc=f"sampling ({cfg.method}, {cfg.steps} steps)", leave=False,
-                  disable=None if (progress and dist.is_main()) else True):
+    for c in progress_of(range(c0, c1), c1 - c0, f"sampling ({cfg.method}, {cfg.steps} steps)",
+                         progress and dist.is_main()):
         sub = rep.slice(c * batch_size, min(n, (c + 1) * batch_size)).to(device)
         gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, c))
         x, traj = sample(score_fn, sde, sub, cfg, gen, save_every)

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path next to `path` for a writer that wants a file name; on success the file is fsynced and
     renamed over `path`, on any error it is removed."""
     path = Path(path)
+    make_folder(path.parent)
     tmp = _temp_name(path)
     try:
         yield tmp
@@ -98,7 +99,9 @@ def pid_alive(pid: int) -> bool:
 def check_writable(path: str | Path, what: str, is_dir: bool = False) -> Path:
     """Make sure `path` (a file, or a folder with is_dir) can be written before any long work starts.
 
-    Creates the folder (or the file's folder); a path that is the wrong kind, or read-only, is a one-line error.
+    Creates nothing (the writers make the folders when they write, so a run that fails leaves no empty folder):
+    the folder, or the nearest part of it that exists, must be a writable folder. A path of the wrong kind or a
+    read-only place is a one-line error.
     """
     path = Path(path)
     folder = path if is_dir else path.parent
@@ -106,15 +109,79 @@ def check_writable(path: str | Path, what: str, is_dir: bool = False) -> Path:
         raise ToolkitError(f"{what} {path} is a file, not a folder; choose a folder")
     if not is_dir and path.is_dir():
         raise ToolkitError(f"{what} {path} is a folder; give a file name")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ToolkitError(f"{what} {path}: cannot create folder {folder} ({_reason(e)})") from e
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ToolkitError(f"{what} {path}: folder {folder} is not writable; choose another place")
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ToolkitError(f"{what} {path}: cannot create folder {folder} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ToolkitError(f"{what} {path}: folder {existing} is not writable; choose another place")
     if not is_dir and path.exists() and not os.access(path, os.W_OK):
         raise ToolkitError(f"{what} {path} is read-only; choose another file")
     return path
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create a folder (and its parents) for what is about to be written into it; a one-line error if it cannot."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ToolkitError(f"cannot create folder {folder} ({_reason(e)})") from e
+    return folder
+
+
+def not_found(path: str | Path, what: str = "") -> str:
+    """Why `path` cannot be opened: 'WHAT PATH not found', or that it is a symbolic link to nothing (a loop or a
+    target that is gone), which Path.exists() also reports as absent."""
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    if path.is_symlink():
+        return f"{label} is a symbolic link that leads nowhere (a loop, or its target is gone)"
+    return f"{label} not found"
+
+
+def check_output(path: str | Path, what: str, ours: Callable[[Path], bool]) -> Path:
+    """An output file to write: check_writable, and where a file is already there it must be one this tool wrote of
+    that kind (ours(path)); a user's own file (notes, another tool's output) is never replaced."""
+    path = check_writable(path, what)
+    if path.is_file() and not ours(path):
+        raise ToolkitError(f"{what} {path} exists and is not a file this tool writes there; choose another name, or "
+                           f"move the file away")
+    return path
+
+
+def json_with(*keys: str) -> Callable[[Path], bool]:
+    """A test for check_output: a JSON object with these keys."""
+    def ours(path: Path) -> bool:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(data, dict) and all(k in data for k in keys)
+    return ours
+
+
+def npz_with(*keys: str) -> Callable[[Path], bool]:
+    """A test for check_output: an .npz archive with these arrays."""
+    def ours(path: Path) -> bool:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return all(k in z.files for k in keys)
+        except (OSError, ValueError, EOFError, AttributeError, TypeError, zipfile.BadZipFile):
+            return False
+    return ours
+
+
+def text_starting(prefix: str) -> Callable[[Path], bool]:
+    """A test for check_output: a text file that starts with prefix."""
+    def ours(path: Path) -> bool:
+        try:
+            with path.open(encoding="utf-8") as f:
+                return f.read(len(prefix)) == prefix
+        except (OSError, UnicodeDecodeError):
+            return False
+    return ours
 
 
 def last_results_pointer() -> Path:
@@ -167,7 +234,7 @@ def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
     """Every array of an .npz archive (no pickles), or a one-line error naming `what` was expected."""
     path = Path(path)
     if not path.is_file():
-        raise ToolkitError(f"{path} not found (expected {what})")
+        raise ToolkitError(f"{not_found(path)} (expected {what})")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.errors import ToolkitError, first_line
+from lib.io import not_found
 
 NUM_JOINTS = 17
 KINDS = ("same", "near", "different", "absent")
@@ -295,7 +296,7 @@ def keypoints_from(source, fmt: str) -> Keypoints:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
-            raise ToolkitError(f"{path} not found")
+            raise ToolkitError(not_found(path))
         return spec.reader(path)
     try:
         arr = np.asarray(source, dtype=np.float64)

@@ -32,7 +32,7 @@ import torch
 from lib.bvh import CAMERA_TO_BVH, WORLD_TO_BVH, write_bvh
 from lib.camera import Frames, RowCameras, box_around_root, retarget, unproject
 from lib.errors import ToolkitError
-from lib.io import check_writable, write_json, write_npz, write_text
+from lib.io import check_output, check_writable, json_with, npz_with, text_starting, write_json, write_npz, write_text
 from lib.keypoints import NUM_JOINTS, Keypoints
 from lib.skeleton import JOINT_NAMES, bone_lengths
 from lib.video import smooth_depth, smooth_poses, tracks
@@ -64,6 +64,19 @@ def default_camera(image_size: tuple[float, float]) -> np.ndarray:
         raise ToolkitError(f"image size must be between 1 and 100000 px a side, got {w} x {h}")
     f = float(max(w, h))
     return np.array([f, f, w / 2.0, h / 2.0])
+
+
+# The files a lift writes and how to tell them from files it must not replace (lib/io.check_output)
+OUTPUTS = {"poses.npz": npz_with("pose3d", "valid"), "poses.json": json_with("camera", "frames"),
+           "poses.csv": text_starting("frame,track,pelvis_x")}
+BVH_OURS = text_starting("HIERARCHY\nROOT Hips")
+
+
+def check_outputs(out: Path, csv_name: str | None = "poses.csv") -> None:
+    """Before any work: OUT/poses.npz, poses.json (and the CSV) can be written, and replace only a lift's own."""
+    for name, ours in OUTPUTS.items():
+        if name != "poses.csv" or csv_name:
+            check_output(out / name, "--out", ours)
 
 
 @dataclass
@@ -109,6 +122,7 @@ class LiftResult:
         if self.world is not None:
             arrays.update(pose3d_world=self.pose3d_world, world_rotation=self.world.rotation,
                           world_origin=self.world.origin)
+        check_outputs(out, None)
         write_npz(out / "poses.npz", **arrays, frames=np.array(self.frames))
         world = None if self.world is None else self.pose3d_world
         people = [[dict({"track": int(self.track[t, p]), "pose3d_mm": np.round(self.pose3d[t, p], 1).tolist(),
@@ -138,7 +152,7 @@ class LiftResult:
         for t, p in zip(*np.nonzero(self.valid), strict=True):
             values = np.concatenate([poses[t, p], self.uncertainty[t, p, :, None]], -1).ravel()  # [17 x 4]
             writer.writerow([self.frames[t], int(self.track[t, p])] + [f"{v:.2f}" for v in values])
-        write_text(check_writable(path, "CSV file"), buf.getvalue())
+        write_text(check_output(path, "CSV file", OUTPUTS["poses.csv"]), buf.getvalue())
         return Path(path)
 
     def save_bvh(self, folder: str | Path, fps: float, stem: str = "track") -> list[Path]:
@@ -163,7 +177,7 @@ class LiftResult:
             frames = np.arange(spans[i][0], spans[i][-1] + 1)
             held = np.searchsorted(spans[i], frames, side="right") - 1  # the last frame of the track at or before
             track = poses[idx][rows][held] @ to_bvh.T  # [F, 17, 3]
-            paths.append(Path(folder) / f"{stem}_{i}.bvh")
+            paths.append(check_output(folder / f"{stem}_{i}.bvh", "BVH file", BVH_OURS))
             write_bvh(paths[-1], track, fps)
         return paths
 
@@ -230,9 +244,12 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     keep, notes = _people(kps, seen, lc.min_joints, float(max(_size(image_size, kps, cam))))
     notes = list(kps.notes) + ([f"{kps.empty_frames} frames with nobody in them"] if kps.empty_frames else []) + notes
     if not keep.any():
+        enough = kps.valid & (seen.sum(-1) >= lc.min_joints)
+        if enough.any():  # joints enough, but on one spot or beyond any image: the coordinates are the problem
+            raise ToolkitError("every person's keypoints are degenerate (all on one spot, or spread over more than "
+                               "100 times the image); check the coordinates and --image-size / --camera")
         raise ToolkitError(f"no person has {lc.min_joints} usable joints (a kind the network uses, confidence >= "
-                           f"lift.min_conf = {lc.min_conf}) with sane 2D; lower --config.lift.min_conf or check the "
-                           f"input")
+                           f"lift.min_conf = {lc.min_conf}); lower --min-conf if the detector's confidences are low")
     idx = np.nonzero(keep)
     sn = seen[idx]
     size = prior.frames.image_size

@@ -5,12 +5,13 @@ The network predicts the noise eps; the score is -eps / sigma(t) (see ``ScoreFn`
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from lib.errors import ToolkitError
+from lib.errors import ToolkitError, first_line
 from lib.sde import SDE, expand_like
 
 
@@ -100,10 +101,11 @@ class ScoreFn:
     def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False,
                  students: dict[int, nn.Module] | None = None, student_grid: str = "logsnr"):
         self.sde, self.bf16 = sde, bf16
-        self.net = model
+        self.net, self.compiled = model, None
         if compile:
             on_cuda = next(model.parameters()).is_cuda
-            self.net = torch.compile(model, mode="reduce-overhead" if on_cuda else None, dynamic=False)
+            self.compiled = torch.compile(model, mode="reduce-overhead" if on_cuda else None, dynamic=False)
+        self.compile_failed = ""  # why torch.compile could not be used here, where it failed
         self.nfe = 0
         self.students, self.student_grid = students or {}, student_grid
         self.parent: ScoreFn | None = None
@@ -123,6 +125,13 @@ class ScoreFn:
         if self.parent is not None:
             self.parent.nfe += 1
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            if self.compiled is not None:
+                try:
+                    return self.compiled(x, t, condition, mask).float()
+                except (RuntimeError, OSError) as e:  # no C++ compiler, or kernels the backend cannot build here
+                    self.compiled, self.compile_failed = None, first_line(e, 100)
+                    warnings.warn(f"torch.compile failed on this machine ({self.compile_failed}); the network runs "
+                                  f"uncompiled", stacklevel=2)
             return self.net(x, t, condition, mask).float()
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,

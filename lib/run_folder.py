@@ -3,7 +3,8 @@
 The lock is an `fcntl` lock on RUN/.lock, taken before anything else (data loading included): two starts at the same
 instant cannot both hold it, and a killed run's lock goes with its process. `--overwrite` moves the old run's files
 aside (RUN/.replaced-*) and deletes them only once the new run has written its first checkpoint; a run that fails
-before that puts them back. So an old best_model.pth never sits beside a new run.
+before that puts them back. So an old best_model.pth never sits beside a new run. Only the files training writes
+(TRAINING_FILES) are replaced: evaluation results, lifts and a user's own files in the folder stay.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ log = logging.getLogger("gfpose")
 LOCK = ".lock"
 ASIDE = ".replaced-"
 RESULTS = ("checkpoint.pth", "best_model.pth")
+# What training writes into a run folder (lib/train.py); --overwrite replaces these and leaves anything else there
+# (a user's notes, evaluation results, lifts) where it is
+TRAINING_FILES = RESULTS + ("config.json", "log.txt", "monitor.json", "learning_curve.png", "tb")
 
 
 class RunFolder:
@@ -33,7 +37,7 @@ class RunFolder:
         self.workdir, self.resume, self.overwrite = workdir, resume, overwrite
         self._fd: int | None = None
         self.aside: Path | None = None
-        self.created = False
+        self.created: Path | None = None
 
     def __enter__(self) -> RunFolder:
         if dist.is_main():
@@ -50,8 +54,11 @@ class RunFolder:
         return self
 
     def _lock(self) -> None:
+        top = self.workdir.absolute()  # the outermost folder this run creates (--ckpt-root too, when new)
+        while not top.parent.exists() and top != top.parent:
+            top = top.parent
         try:
-            self.created = not self.workdir.exists()
+            self.created = None if self.workdir.exists() else top
             self.workdir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.workdir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -77,8 +84,9 @@ class RunFolder:
                                f"run (checkpoint/NAME)")
 
     def _move_aside(self) -> None:
-        """The old run's files go into a unique hidden folder inside the run folder until the new run has saved."""
-        old = [p for p in self.workdir.iterdir() if p.name != LOCK and not p.name.startswith(ASIDE)]
+        """The old run's training files go into a unique hidden folder inside the run folder until the new run has
+        saved; other files stay where they are."""
+        old = [self.workdir / name for name in TRAINING_FILES if (self.workdir / name).exists()]
         if not old:
             return
         self.aside = Path(tempfile.mkdtemp(prefix=ASIDE, dir=self.workdir))
@@ -93,9 +101,11 @@ class RunFolder:
 
     def _restore(self) -> None:
         """The new run failed before saving: its partial files go, the replaced run comes back."""
-        for p in self.workdir.iterdir():
-            if p.name != LOCK and p != self.aside:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in (self.workdir / name for name in TRAINING_FILES):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
         for p in self.aside.iterdir():
             p.rename(self.workdir / p.name)
         self.aside.rmdir()
@@ -112,8 +122,8 @@ class RunFolder:
             if self.aside is not None:
                 self._restore()
             self._unlock()
-            if self.created and [p.name for p in self.workdir.iterdir()] == [LOCK]:  # a run that wrote nothing
-                shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.created is not None and [p.name for p in self.workdir.iterdir()] == [LOCK]:  # nothing written
+                shutil.rmtree(self.created, ignore_errors=True)
 
 
 class StopSignals:

@@ -103,6 +103,9 @@ class TrainState:
         load_weights(self.model, self.ema, state, path)
         if "optimizer_state_dict" in state:
             self.optimizer.load_state_dict(state["optimizer_state_dict"])  # moves its state to the parameters
+        else:  # a distilled run's or a shipped prior's file: the weights go on, Adam's moments start at zero
+            log.warning("warning: %s holds no optimizer state (a distilled run or a shipped prior): Adam starts "
+                        "afresh, so this is not an exact resume of the run that wrote it", path)
         self.step, self.best = int(state["step"]), float(state.get("best_metric", math.inf))
         self.elapsed = float(state.get("elapsed_seconds", 0.0))
 

@@ -14,7 +14,7 @@ from matplotlib import animation
 from matplotlib.figure import Figure
 
 from lib.errors import ToolkitError
-from lib.io import atomic_path, atomic_write, load_npz, write_text
+from lib.io import atomic_path, atomic_write, load_npz, not_found, write_text
 from lib.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
 COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#444444", "gt": "#2ca02c", "input": "#9467bd"}
@@ -55,13 +55,17 @@ def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: b
     `aggregate`, also that aggregate pose and the per-joint uncertainty."""
     path = Path(path)
     if not path.is_file():
-        raise ToolkitError(f"{path} not found; make it with python -m run.eval_fc_mp_adv_3d ... "
+        raise ToolkitError(f"{not_found(path)}; make it with python -m run.eval_fc_mp_adv_3d ... "
                            f"(add --save trajs for animations)")
     arrays = load_npz(path, "results.npz")
     bad = [k for k, v in arrays.items() if k not in ("aggregate_names", "frames") and v.dtype.kind not in "fiub"]
     if bad:
         raise ToolkitError(f"{path}: {', '.join(bad)} must hold numbers (found {arrays[bad[0]].dtype})")
     if "pose3d" in arrays:
+        for flag, given in (("--vis-gt", vis_gt), ("--aggregate", aggregate is not None)):
+            if given:
+                raise ToolkitError(f"{flag}: {path} is a lift's poses.npz, which holds one pose per person and no "
+                                   f"ground truth; drop {flag} (it is for evaluation results)")
         return _lift_scene(arrays, num_human, path)
     if "pred3d" not in arrays:
         raise ToolkitError(f"{path} has no 'pred3d' (found {', '.join(arrays) or 'nothing'}); expected the "

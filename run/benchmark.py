@@ -58,11 +58,11 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, validate_config, with_fields
 from lib.convert import Collector, convert_cmu
 from lib.errors import ToolkitError
-from lib.io import check_writable, unused_path, write_json, write_text
+from lib.io import check_output, json_with, text_starting, unused_path, write_json, write_text
 from lib.sampling import SamplerConfig
 from lib.train import train
 from lib.visualize import plot_learning_curves
-from run.common import Parser, add_config_arg, collect_overrides, guarded, parse
+from run.common import Parser, add_config_arg, collect_overrides, guarded, number, number_list, parse
 
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
@@ -83,13 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-format", default="sh", help="detected section: the detector's joints (lib/keypoints)")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of {', '.join(SECTIONS)} (default: all but budget)")
-    parser.add_argument("--budget-minutes", default="5,10,20", help="budget section: the budgets compared")
-    parser.add_argument("--poses", type=int, default=1000, help="test poses for S = 1 and comp3d")
-    parser.add_argument("--poses-multi", type=int, default=100, help="test poses for S = 20")
-    parser.add_argument("--batch", help="comma list of sampling batch sizes (default: 1000,4000 on CPU, "
-                                        "1000,10000,100000 on GPU)")
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps timed per throughput measurement")
-    parser.add_argument("--train-steps", type=int, default=10, help="optimiser steps timed per training loop")
+    parser.add_argument("--budget-minutes", type=number_list("--budget-minutes", float, 0, low_open=True),
+                        default=[5.0, 10.0, 20.0], help="budget section: the budgets compared (default 5,10,20)")
+    parser.add_argument("--poses", type=number("--poses", int, 1), default=1000, help="test poses for S = 1 and comp3d")
+    parser.add_argument("--poses-multi", type=number("--poses-multi", int, 1), default=100,
+                        help="test poses for S = 20")
+    parser.add_argument("--batch", type=number_list("--batch", int, 1), help="comma list of sampling batch sizes "
+                        "(default: 1000,4000 on CPU, 1000,10000,100000 on GPU)")
+    parser.add_argument("--steps", type=number("--steps", int, 1), default=20,
+                        help="sampler steps timed per throughput measurement")
+    parser.add_argument("--train-steps", type=number("--train-steps", int, 1), default=10,
+                        help="optimiser steps timed per training loop")
     parser.add_argument("--json", help="all rows and the device (default: checkpoint/benchmark.json, or beside it "
                                        "when that exists)")
     parser.add_argument("--markdown", help="also write the tables as markdown to this file (e.g. docs/benchmark.md)")
@@ -132,9 +136,7 @@ def _budget(args, rows: list[Row]) -> Path:
     drift_2m 20 on its recipe's grid): no checkpoint is chosen on the rows it is scored on. The runs go into a new
     folder checkpoint/benchmark_budget[-k] (never one that exists), with budget_curve.png (the validation curves);
     returns the picture's path."""
-    budgets = [float(b) for b in args.budget_minutes.split(",")]
-    if not budgets or min(budgets) <= 0:
-        raise ToolkitError(f"--budget-minutes must be positive numbers, got {args.budget_minutes}")
+    budgets = args.budget_minutes
     paper, ours = load_config(U3D_CMU), load_config(BUDGET_CMU)
     _cmu_data(args.cmu_pack, paper)
     paper.training.eval_every = 200
@@ -272,8 +274,7 @@ def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:
     if "sampling" in sections:
         torch.manual_seed(0)
         net = build_model(net_config).to(device).eval()
-        batches = [int(b) for b in (args.batch or ("1000,10000,100000" if device.type == "cuda"
-                                                   else "1000,4000")).split(",")]
+        batches = args.batch or ([1000, 10000, 100000] if device.type == "cuda" else [1000, 4000])
         variants = {"ours, fp32": net_config}
         if bf16_supported(device):
             variants["ours, bf16 autocast"] = with_fields(net_config, {"sampling.bf16": True})
@@ -300,9 +301,12 @@ def _table(rows: list[Row]) -> PrettyTable:
     return table
 
 
+MARKDOWN_HEAD = "# Benchmark"  # how a --markdown file of ours begins (another file there is never replaced)
+
+
 def markdown(rows: list[Row], info: dict) -> str:
     """docs/benchmark.md: one table per section, written by the run that measured it."""
-    out = [f"# Benchmark\n\nWritten by `{info['command']}` on {info['device']} (torch {info['torch']}); every row "
+    out = [f"{MARKDOWN_HEAD}\n\nWritten by `{info['command']}` on {info['device']} (torch {info['torch']}); every row "
            f"comes from that one run ({info['json']}). Ratios are to the first row of each setting: the paper's "
            f"sampler (accuracy), the paper's own code (speed; ours alone when it was not given) or the paper's "
            f"training recipe in the same minutes (budget).\n"]
@@ -327,20 +331,8 @@ def _outputs(args) -> tuple[Path, Path | None]:
     json_path = Path(args.json) if args.json else unused_path(Path("checkpoint/benchmark.json"))
     if not args.json and json_path.name != "benchmark.json":
         print(f"note: checkpoint/benchmark.json exists; writing {json_path}")
-    return (check_writable(json_path, "--json"),
-            check_writable(args.markdown, "--markdown") if args.markdown else None)
-
-
-def _check_numbers(args) -> None:
-    for flag in ("poses", "poses_multi", "steps", "train_steps"):
-        if getattr(args, flag) < 1:
-            raise ToolkitError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    try:
-        batches = [int(b) for b in (args.batch or "1").split(",")]
-    except ValueError as e:
-        raise ToolkitError(f"--batch must be whole numbers separated by commas, got {args.batch!r}") from e
-    if min(batches) < 1:
-        raise ToolkitError(f"--batch sizes must be >= 1, got {args.batch}")
+    return (check_output(json_path, "--json", json_with("rows", "device")),
+            check_output(args.markdown, "--markdown", text_starting(MARKDOWN_HEAD)) if args.markdown else None)
 
 
 def main() -> None:
@@ -351,7 +343,6 @@ def main() -> None:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or set(sections) - set(SECTIONS):
         raise ToolkitError(f"unknown --sections {args.sections}; choose from {', '.join(SECTIONS)}")
-    _check_numbers(args)
     json_path, md_path = _outputs(args)
     net_config = load_config(args.config or U3D)
     apply_overrides(net_config, collect_overrides(net_config, raw, args, ()))

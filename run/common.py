@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -45,7 +46,7 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalResult, EvalSettings, evaluate
-from lib.io import check_writable, last_results_pointer, write_json, write_npz, write_text
+from lib.io import check_output, json_with, last_results_pointer, npz_with, write_json, write_npz, write_text
 from lib.metrics import format_table
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
 from lib.tasks import Context, TaskUnit
@@ -62,8 +63,47 @@ class Parser(argparse.ArgumentParser):
         super().__init__(**kwargs)
 
     def error(self, message: str) -> None:
+        flag = message.partition(": ")[0].removeprefix("argument ")
+        if message.startswith("argument ") and message.partition(": ")[2].startswith(flag.split("/")[-1]):
+            message = message.partition(": ")[2]  # number(): the message names the flag itself
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def number(flag: str, kind: type = int, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Callable[[str], int | float]:
+    """The one parse of a numeric flag: a finite number of `kind` (int: a whole number) within [low, high] (low
+    excluded with low_open); anything else is one line naming the flag, what it takes and what it got."""
+    what = "a whole number" if kind is int else "a number"
+    need = " and ".join(part for part in (
+        "" if low is None else f"{'>' if low_open else '>='} {low:g}", "" if high is None else f"<= {high:g}") if part)
+
+    def parse(text: str) -> int | float:
+        try:
+            value = float(text)
+            ok = math.isfinite(value) and (kind is not int or value.is_integer())
+        except ValueError:
+            ok = False
+        if ok:
+            value = int(value) if kind is int else value
+            ok = (low is None or value > low or (value == low and not low_open)) and (high is None or value <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}{' ' + need if need else ''}, got {text!r}")
+        return value
+    return parse
+
+
+def number_list(flag: str, kind: type = int, low: float | None = None, low_open: bool = False
+                ) -> Callable[[str], list[int | float]]:
+    """A comma-separated list of numbers, each parsed by number()."""
+    one = number(flag, kind, low, None, low_open)
+
+    def parse(text: str) -> list[int | float]:
+        items = [t for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{flag} must be a comma-separated list of numbers, got {text!r}")
+        return [one(t.strip()) for t in items]
+    return parse
 
 
 @dataclass(frozen=True)
@@ -311,8 +351,10 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """results.npz and --json paths, checked (and their folders made) before any sampling starts."""
-    results = check_writable(Path(args.out or args.ckpt_dir) / "results.npz", "results file")
-    report = check_writable(args.json, "--json file") if args.json else None
+    results = check_output(Path(args.out or args.ckpt_dir) / "results.npz", "results file", npz_with("pred3d"))
+    report = check_output(args.json, "--json file", json_with("task", "table")) if args.json else None
+    if report is not None and report.resolve() == results.resolve():
+        raise ToolkitError(f"--json {args.json} is the results file itself; give the metrics another name")
     return results, report
 
 

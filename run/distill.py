@@ -19,15 +19,17 @@ from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, validate_config
 from lib.distill import distill_run
 from lib.errors import ToolkitError
-from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, parse, run_name
+from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, number, parse, run_name
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__)
     parser.add_argument("--ckpt-dir", required=True, help="the trained run to distil (the teacher)")
     parser.add_argument("--best", action="store_true", help="distil best_model.pth instead of checkpoint.pth")
-    parser.add_argument("--steps", type=int, default=4, help="the last student's steps (a power of two)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget of all rounds together")
+    parser.add_argument("--steps", type=number("--steps", int, 1), default=4,
+                        help="the last student's steps (a power of two)")
+    parser.add_argument("--minutes", type=number("--minutes", float, 0, 1e5, low_open=True), default=10.0,
+                        help="wall-clock budget of all rounds together")
     parser.add_argument("--name", help="run name (default: the teacher's name + _distilled)")
     parser.add_argument("--ckpt-root", default="checkpoint", help="parent folder of run folders")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder of this name")
@@ -44,10 +46,8 @@ def main() -> None:
     apply_overrides(config, collect_overrides(config, raw, args, ()), fixed_in_checkpoint(path))
     validate_config(config)
     first = config.distill.first_steps
-    if not (args.steps >= 1 and first % args.steps == 0 and (first // args.steps) & (first // args.steps - 1) == 0):
+    if not (first % args.steps == 0 and (first // args.steps) & (first // args.steps - 1) == 0):
         raise ToolkitError(f"--steps must divide distill.first_steps ({first}) by a power of two, got {args.steps}")
-    if not 0 < args.minutes < 1e5:
-        raise ToolkitError(f"--minutes must be positive, got {args.minutes}")
     name = run_name(args.name if args.name is not None else f"{Path(args.ckpt_dir).resolve().name}_distilled")
     try:
         result = distill_run(config, state, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)

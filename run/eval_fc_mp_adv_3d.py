@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-from lib.errors import ToolkitError
 from lib.tasks import TASKS
 from run.common import (
     EVAL_FLAGS,
@@ -23,6 +22,7 @@ from run.common import (
     add_task_parsers,
     evaluate_command,
     guarded,
+    number,
     parse,
     relaunch_workers,
 )
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--proto2", action="store_true", help="also print the Protocol-2 rows (always in --json)")
     parser.add_argument("--save", choices=("results", "trajs"), default="results",
                         help="results: final poses; trajs: also the diffusion trajectory")
-    parser.add_argument("--traj-frames", type=int, help="with --save trajs: states kept, at most (default 50)")
+    parser.add_argument("--traj-frames", type=number("--traj-frames", int, 1),
+                        help="with --save trajs: states kept, at most (default 50)")
     add_task_parsers(parser, UNITS)
     return parser
 
@@ -46,8 +47,6 @@ def main() -> None:
     args, raw = parse(build_parser())
     relaunch_workers(args.gpus, "run.eval_fc_mp_adv_3d")
     frames = 50 if args.traj_frames is None else args.traj_frames
-    if frames < 1:
-        raise ToolkitError(f"--traj-frames must be >= 1, got {frames}")
     evaluate_command(args, raw, TASKS[args.task], FLAGS, traj_frames=frames if args.save == "trajs" else 0,
                      hide=() if args.proto2 else ("p2",))
 

@@ -27,9 +27,10 @@ from lib.api import PosePrior
 from lib.errors import ToolkitError
 from lib.io import check_writable
 from lib.keypoints import FORMATS, keypoints_from
+from lib.lift import check_outputs
 from lib.visualize import load_scene, render_html, render_images
 from lib.world import check_clip
-from run.common import ConfigFlag, Parser, eval_setup, guarded, parse
+from run.common import ConfigFlag, Parser, eval_setup, guarded, number, parse
 
 FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1: the deterministic sampler)"),
          ConfigFlag("--smooth", "lift.smooth", None, "video: second pass from the neighbouring frames' poses"),
@@ -45,7 +46,8 @@ def build_parser() -> Parser:
     parser.add_argument("--ckpt-dir", help="run folder with best_model.pth / checkpoint.pth (default: the shipped "
                         "prior of real motion, lib/resources/cmu_prior)")
     parser.add_argument("--best", action="store_true", help="use best_model.pth")
-    parser.add_argument("--image-size", type=float, nargs=2, metavar=("W", "H"), help="image size in pixels")
+    parser.add_argument("--image-size", type=number("--image-size", float, 0, 1e5, low_open=True), nargs=2,
+                        metavar=("W", "H"), help="image size in pixels")
     parser.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="known intrinsics")
     parser.add_argument("--fast", action="store_true", help="the validated fast samplers (and bf16 where native)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -53,7 +55,8 @@ def build_parser() -> Parser:
     parser.add_argument("--world", action="store_true", help="also the poses in a gravity-aligned frame on the floor "
                         "(a video: the floor from the feet over the clip); exports use it")
     parser.add_argument("--export", type=exports, default=(), help="comma-separated: bvh (one file per track), csv")
-    parser.add_argument("--fps", type=float, default=30.0, help="the input's frame rate, for BVH files (default 30)")
+    parser.add_argument("--fps", type=number("--fps", float, 0, 1000, low_open=True), default=30.0,
+                        help="the input's frame rate, for BVH files (default 30)")
     for f in FLAGS:
         f.add_to(parser)
     return parser
@@ -73,19 +76,20 @@ def exports(text: str) -> tuple[str, ...]:
 
 def main() -> None:
     args, raw = parse(build_parser())
-    if not (np.isfinite(args.fps) and 0 < args.fps <= 1000):
-        raise ToolkitError(f"--fps must be between 0 and 1000 frames per second, got {args.fps:g}")
     if args.fps != 30.0 and "bvh" not in args.export:
         print("warning: --fps has no effect without --export bvh", file=sys.stderr)
+    if Path(args.input).is_dir() and Path(args.out).resolve() == Path(args.input).resolve():
+        raise ToolkitError(f"--out {args.out} is the input folder; the lift's files would land among its frames: "
+                           f"choose another folder")
     out = check_writable(args.out, "--out", is_dir=True)
     kps = keypoints_from(args.input, args.format)
     args.gpus, args.pflow = None, False
     setup = eval_setup(args, raw, FLAGS)
     prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats, setup.pose_bank, setup.students)
+    prior.progress = True
     if args.world:
         check_clip(kps.valid, setup.config.lift.floor_min_frames)
-    for name in ("poses.npz", "poses.json") + (("poses.csv",) if "csv" in args.export else ()):
-        check_writable(out / name, "--out")
+    check_outputs(out, "poses.csv" if "csv" in args.export else None)
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
                         fast=args.fast, seed=setup.config.seed)
     if args.world:

@@ -180,8 +180,9 @@ def main() -> None:
     out = Path(args.out or f"data/{args.source.split('-')[0]}")
     if args.source == "example":
         path = coco_example(out, args.seed, overwrite=args.overwrite)
-        print(f"wrote {path}: COCO keypoint results of a 48-frame video (1920 x 1080, 25 fps, two tracked people); lift them with python -m run.lift "
-              f"{path} --format coco --image-size 1920 1080 --ckpt-dir checkpoint/demo --best --fast --out OUT")
+        print(f"wrote {path}: COCO keypoint results of a 48-frame video (1920 x 1080, 25 fps, two tracked people); "
+              f"lift them with python -m run.lift {path} --format coco --image-size 1920 1080 --fps 25 --export "
+              f"bvh,csv --world --out OUT")
     elif args.source == "synthetic":
         if not (1 <= args.train_frames <= 10000 and 1 <= args.test_frames <= 10000):
             raise ToolkitError("--train-frames and --test-frames must be between 1 and 10000")

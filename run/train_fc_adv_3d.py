@@ -37,7 +37,7 @@ def _check_resume(config, restore_dir: str) -> None:
         raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier run")
     state = load_checkpoint(path)
     if "config" in state:
-        check_same_network(config, stored_config(state, path), path)
+        check_same_network(config, stored_config(state, path), path, config_optional=False)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from lib.errors import ToolkitError
 from lib.io import check_writable, last_results_pointer
 from lib.visualize import load_scene, render_html, render_images
-from run.common import Parser, guarded
+from run.common import Parser, guarded, number
 
 FORMATS = (".png", ".gif", ".mp4", ".html")
 
@@ -35,21 +35,22 @@ def main() -> None:
     parser = Parser(description=__doc__)
     parser.add_argument("--input", help="results.npz of run.eval_fc_mp_adv_3d / run.denoise_fc_adv_3d "
                                         "(default: the last evaluation's)")
-    parser.add_argument("--num-human", type=int, help="humans to draw, the first N (default: up to 4)")
-    parser.add_argument("--num-hypo", type=int, default=1, help="hypotheses overlaid per human")
+    parser.add_argument("--num-human", type=number("--num-human", int, 1), help="humans to draw, the first N "
+                        "(default: up to 4)")
+    parser.add_argument("--num-hypo", type=number("--num-hypo", int, 1), default=1,
+                        help="hypotheses overlaid per human")
     parser.add_argument("--vis-gt", action="store_true", help="draw the ground truth (green)")
-    parser.add_argument("--num-perline", type=int, default=4, help="humans per row of the grid")
+    parser.add_argument("--num-perline", type=number("--num-perline", int, 1), default=4,
+                        help="humans per row of the grid")
     parser.add_argument("--aggregate", help="also draw this aggregate pose (jpma, median, mean, prior), its joints "
                                             "coloured by uncertainty (yellow certain, purple uncertain)")
-    parser.add_argument("--fps", type=int, help="animation frames per second (default 10)")
+    parser.add_argument("--fps", type=number("--fps", int, 1, 1000), help="animation frames per second (default 10)")
     parser.add_argument("--out", help=f"output file: {', '.join(FORMATS)} (default: an .html page next to the input)")
     args = parser.parse_args()
     inp = _input(args.input)
     out = Path(args.out) if args.out else inp.with_suffix(".html")
     if out.suffix not in FORMATS:
         raise ToolkitError(f"--out {out}: unknown format '{out.suffix}'; choose {', '.join(FORMATS)}")
-    if args.num_perline < 1 or (args.fps is not None and not 1 <= args.fps <= 1000):
-        raise ToolkitError("--num-perline must be >= 1 and --fps between 1 and 1000")
     if args.fps is not None and out.suffix in (".png", ".html"):
         print(f"warning: --fps has no effect on a {out.suffix} (it sets the frame rate of .gif and .mp4)",
               file=sys.stderr)

@@ -22,6 +22,10 @@ from lib.tasks.gen import generation
 from tests.helpers import GOLDEN
 
 TOLERANCE = 2e-5  # network units; float32 round-off of a different arithmetic order (tests/golden/README.md)
+# Euler-Maruyama's noise makes 1000 steps amplify round-off more: 7.6e-6 with this CPU's AVX-512 kernels and 2.3e-5
+# with ATEN_CPU_CAPABILITY=default (the generic ones); the bound leaves 4x on the latter, and a noise stream one draw
+# off lands > 0.1 away (asserted below)
+EM_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def test_em_reproduces_the_papers_euler_maruyama_with_its_noise(golden, steps):
     cfg = dataclasses.replace(paper_sampler(config, deterministic=False), steps=steps)
     task = _task("est", inputs)
     out, _ = sample(score_fn, sde, task, cfg, torch.Generator().manual_seed(0))
-    assert np.abs(out.numpy() - ref[f"est_em_{steps}"]).max() < TOLERANCE
+    assert np.abs(out.numpy() - ref[f"est_em_{steps}"]).max() < EM_TOLERANCE
     shifted = torch.Generator().manual_seed(0)
     torch.randn(task.condition.shape, generator=shifted)
     out, _ = sample(score_fn, sde, task, cfg, shifted)

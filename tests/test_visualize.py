@@ -71,7 +71,7 @@ def test_bad_input_is_refused(results, tmp_path):
              (("--input", str(tmp_path / "shape.npz")), "expected [T, N, S, 17, 3]"),
              (("--input", str(tmp_path / "text.npz")), "must hold numbers"),
              (("--input", str(tmp_path / "notzip.npz")), "cannot read"),
-             (("--input", str(results), "--num-human", "0"), "must be >= 1"),
+             (("--input", str(results), "--num-human", "0"), "--num-human must be a whole number >= 1, got '0'"),
              (("--input", str(final), "--vis-gt"), "no gt3d"),
              (("--input", str(final), "--out", str(tmp_path / "README.md")), "unknown format"),
              (("--input", str(final), "--out", str(tmp_path)), "unknown format"),
