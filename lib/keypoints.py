@@ -208,6 +208,8 @@ def read_coco(path: Path) -> Keypoints:
     if not isinstance(data, list):
         raise ToolkitError(f"{path}: expected a COCO results list [{{'image_id', 'keypoints', ...}}] or an "
                            f"annotation file with 'annotations'")
+    if not data:
+        raise ToolkitError(f"{path} holds no detections (an empty list): nobody to lift")
     by_image: dict = {}
     for k, det in enumerate(data):
         if not isinstance(det, dict) or "image_id" not in det or "keypoints" not in det:

@@ -49,6 +49,18 @@ def to_view(pose: np.ndarray) -> np.ndarray:
     return np.stack([pose[..., 0], pose[..., 2], -pose[..., 1]], -1)
 
 
+def drawn_here(path: Path) -> bool:
+    """Whether a file is a drawing of this toolkit's kind for its suffix (lib/io.check_output): a PNG from matplotlib
+    (its 'Software' text chunk), a GIF, an MP4, or an HTML page with plotly inlined; a user's other files are not."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return {".png": head.startswith(b"\x89PNG") and b"Matplotlib" in head, ".gif": head.startswith(b"GIF8"),
+            ".mp4": head[4:8] == b"ftyp", ".html": b"plotly" in head.lower()}.get(path.suffix, False)
+
+
 def load_scene(path: str | Path, num_human: int | None, num_hypo: int, vis_gt: bool, aggregate: str | None = None
                ) -> Scene:
     """Read results.npz, check shapes, pick the first humans and hypotheses, make poses root-relative; with

@@ -83,16 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--det-format", default="sh", help="detected section: the detector's joints (lib/keypoints)")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of {', '.join(SECTIONS)} (default: all but budget)")
-    parser.add_argument("--budget-minutes", type=number_list("--budget-minutes", float, 0, low_open=True),
+    parser.add_argument("--budget-minutes", type=number_list("--budget-minutes", float, 0, 1e4, low_open=True),
                         default=[5.0, 10.0, 20.0], help="budget section: the budgets compared (default 5,10,20)")
-    parser.add_argument("--poses", type=number("--poses", int, 1), default=1000, help="test poses for S = 1 and comp3d")
-    parser.add_argument("--poses-multi", type=number("--poses-multi", int, 1), default=100,
+    parser.add_argument("--poses", type=number("--poses", int, 1, 10 ** 7), default=1000,
+                        help="test poses for S = 1 and comp3d")
+    parser.add_argument("--poses-multi", type=number("--poses-multi", int, 1, 10 ** 6), default=100,
                         help="test poses for S = 20")
-    parser.add_argument("--batch", type=number_list("--batch", int, 1), help="comma list of sampling batch sizes "
-                        "(default: 1000,4000 on CPU, 1000,10000,100000 on GPU)")
-    parser.add_argument("--steps", type=number("--steps", int, 1), default=20,
+    parser.add_argument("--batch", type=number_list("--batch", int, 1, 10 ** 7),
+                        help="comma list of sampling batch sizes (default: 1000,4000 on CPU, 1000,10000,100000 on GPU)")
+    parser.add_argument("--steps", type=number("--steps", int, 1, 10 ** 4), default=20,
                         help="sampler steps timed per throughput measurement")
-    parser.add_argument("--train-steps", type=number("--train-steps", int, 1), default=10,
+    parser.add_argument("--train-steps", type=number("--train-steps", int, 1, 10 ** 4), default=10,
                         help="optimiser steps timed per training loop")
     parser.add_argument("--json", help="all rows and the device (default: checkpoint/benchmark.json, or beside it "
                                        "when that exists)")

@@ -93,10 +93,10 @@ def number(flag: str, kind: type = int, low: float | None = None, high: float | 
     return parse
 
 
-def number_list(flag: str, kind: type = int, low: float | None = None, low_open: bool = False
-                ) -> Callable[[str], list[int | float]]:
+def number_list(flag: str, kind: type = int, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> Callable[[str], list[int | float]]:
     """A comma-separated list of numbers, each parsed by number()."""
-    one = number(flag, kind, low, None, low_open)
+    one = number(flag, kind, low, high, low_open)
 
     def parse(text: str) -> list[int | float]:
         items = [t for t in text.split(",") if t.strip()]

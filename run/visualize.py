@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from lib.errors import ToolkitError
-from lib.io import check_writable, last_results_pointer
-from lib.visualize import load_scene, render_html, render_images
+from lib.io import check_output, last_results_pointer
+from lib.visualize import drawn_here, load_scene, render_html, render_images
 from run.common import Parser, guarded, number
 
 FORMATS = (".png", ".gif", ".mp4", ".html")
@@ -54,7 +54,7 @@ def main() -> None:
     if args.fps is not None and out.suffix in (".png", ".html"):
         print(f"warning: --fps has no effect on a {out.suffix} (it sets the frame rate of .gif and .mp4)",
               file=sys.stderr)
-    check_writable(out, "--out")
+    check_output(out, "--out", drawn_here)
     scene = load_scene(inp, args.num_human, args.num_hypo, args.vis_gt, args.aggregate)
     humans, hypo = scene.pred.shape[1:3]
     if (args.num_human or humans) > humans or args.num_hypo > hypo:

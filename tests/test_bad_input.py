@@ -86,8 +86,8 @@ EVAL_CASES = [
     (["--batch", "0", "est"], "eval.batch_size = 0 must be >= 1"),
     (["--batch", "-5", "est"], "eval.batch_size = -5 must be >= 1"),
     (["--gpus", "-1", "est"], "--gpus must be between 0 and"),
-    (["--traj-frames", "0", "--save", "trajs", "est"], "--traj-frames must be >= 1"),
-    (["--traj-frames", "-1", "est"], "--traj-frames must be >= 1"),
+    (["--traj-frames", "0", "--save", "trajs", "est"], "--traj-frames must be a whole number >= 1"),
+    (["--traj-frames", "-1", "est"], "--traj-frames must be a whole number >= 1"),
     (["--config.sampling.eps=2", "est"], "sampling.eps = 2.0 must be < 1"),
     (["--config.model.hidden_dim=512", "est"], "model.hidden_dim=512 cannot take effect"),
     (["--config.training.batch_size=5", "est"], "training.batch_size=5 cannot take effect"),
@@ -212,14 +212,26 @@ ENTRIES = {"train": train_fc_adv_3d, "eval": eval_fc_mp_adv_3d, "den": denoise_f
            "visualize": visualize, "prepare_data": prepare_data, "benchmark": benchmark, "distill": distill}
 
 
-def _probe(entry: str, argv: list[str], expect: str, monkeypatch, capsys, message: str = "") -> str:
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under folder (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _probe(entry: str, argv: list[str], expect: str, monkeypatch, capsys, message: str | tuple[str, ...] = "",
+           folder: Path | None = None) -> str:
+    """Run a probe; an error must be one line naming `message` (any one of a tuple) and, with `folder`, leave every
+    file in it as it was, byte for byte (and add none)."""
+    before = _files(folder) if folder is not None else None
     code, out, err = run_main(ENTRIES[entry], argv, monkeypatch, capsys)
     assert "Traceback" not in err, err
     if expect == "ok":
         assert code == 0, (argv, err[-2000:])
     else:
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, code, err[-2000:])
-        assert message in err, (argv, err)
+        names = (message,) if isinstance(message, str) else message
+        assert any(n in err for n in names), (argv, names, err)
+        if before is not None:
+            assert _files(folder) == before, argv
     return out + err
 
 
@@ -304,8 +316,10 @@ FILE_ARGS = [
     ("lift", "npy", ["{f}", "--format", "h36m", "--ckpt-dir", "{run}", "--image-size", "1000", "1000", "--out",
                      "{out}", "--draw", "none"]),
     ("visualize", "npz", ["--input", "{f}", "--out", "{out}/x.png"]),
-    ("prepare_data", "pkl", ["detector-errors", "--gt", "{f}", "--det", "{det}", "--out", "{out}/t.json"]),
-    ("prepare_data", "det", ["detector-errors", "--gt", "{pkl}", "--det", "{f}", "--out", "{out}/t.json"]),
+    ("prepare_data", "pkl", ["detector-errors", "--split", "test", "--gt", "{f}", "--det", "{det}", "--out",
+                             "{out}/t.json"]),
+    ("prepare_data", "det", ["detector-errors", "--split", "test", "--gt", "{pkl}", "--det", "{f}", "--out",
+                             "{out}/t.json"]),
     ("prepare_data", "table", ["detections", "--table", "{f}", "--train", "{pkl}", "--test", "{pkl}", "--out",
                                "{out}/d.pkl"]),
     ("prepare_data", "bvh", ["cmu", "--bvh", "{f}", "--pack", "{pack}", "--out", "{out}"]),
@@ -347,8 +361,8 @@ def test_probe_every_file_argument(entry, what, argv, kind, files, trained_run, 
     else:
         argv = [a.format(f=bad, run=trained_run, out=out, det=files["det"], pkl=files["pkl"], pack=files["pack"])
                 for a in argv]
-        message = ""
-    _probe(entry, argv, "error", monkeypatch, capsys, message)
+        message = bad.name
+    _probe(entry, argv, "error", monkeypatch, capsys, message, folder=tmp_path)
     assert not (out / "results.npz").exists() and not (out / "poses.npz").exists()
 
 
@@ -398,21 +412,32 @@ NUMERIC_FLAGS = [
      {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
     ("prepare_data", ["detections", "--table", "{table}", "--train", "{pkl}", "--test", "{pkl}", "--format", "h36m",
                       "--tail"], [], {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
-    ("benchmark", ["--sections", "detected", "--poses"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
+    ("benchmark", ["--poses"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                               "non-number": BAD}),
-    ("benchmark", ["--sections", "detected", "--poses-multi"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
+    ("benchmark", ["--poses-multi"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                                     "non-number": BAD}),
-    ("benchmark", ["--sections", "detected", "--steps"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
+    ("benchmark", ["--steps"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                               "non-number": BAD}),
-    ("benchmark", ["--sections", "detected", "--train-steps"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
+    ("benchmark", ["--train-steps"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                                     "non-number": BAD}),
-    ("benchmark", ["--sections", "detected", "--batch"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
+    ("benchmark", ["--batch"], [], {"zero": BAD, "negative": BAD, "huge": BAD,
                                                               "non-number": BAD}),
     ("distill", ["--steps"], [], {"zero": BAD, "negative": BAD, "huge": BAD, "non-number": BAD}),
     ("distill", ["--minutes"], [], {"zero": BAD, "negative": BAD, "huge": BAD, "non-number": BAD}),
     ("train", ["--sample"], [], {"zero": BAD, "negative": BAD, "huge": BAD, "non-number": BAD}),
     ("train", ["--config.training.n_iters"], [], {"zero": BAD, "negative": BAD, "huge": OK, "non-number": BAD}),
 ]
+
+
+# The config field a short flag sets, where the error names the field (written here from the README's flag lists)
+ALIASES = {("eval", "--hypo"): ("eval.hypo", "hypotheses"), ("eval", "--batch"): ("eval.batch_size",),
+           ("eval", "--sample"): ("data.test_sample",), ("eval", "--seed"): ("seed",),
+           ("eval", "--steps"): ("sampling.steps",), ("eval", "--eta"): ("sampling.eta",),
+           ("eval", "--min-conf"): ("eval.min_conf",), ("lift", "--hypo"): ("lift.hypotheses", "hypotheses"),
+           ("lift", "--min-conf"): ("lift.min_conf",), ("lift", "--seed"): ("seed",),
+           ("lift", "1000"): ("--image-size",), ("lift", "500"): ("--camera", "camera"),
+           ("lift", "--camera"): ("camera",), ("train", "--sample"): ("data.train_sample",),
+           ("den", "--std"): ("--std",), ("den", "--t"): ("--t",)}
 
 
 def _base_argv(entry: str, files: dict, run: Path, data_root: Path, out: Path) -> list[str]:
@@ -423,7 +448,7 @@ def _base_argv(entry: str, files: dict, run: Path, data_root: Path, out: Path) -
                      "--out", str(out), "--draw", "none", "--hypo", "1"],
             "visualize": ["--input", str(files["npz"]), "--out", str(out / "x.png")],
             "prepare_data": ["--out", str(out)],
-            "benchmark": ["--ckpt-dir", str(run), "--json", str(out / "b.json")],
+            "benchmark": ["--sections", "sampling", "--batch", "8", "--steps", "2", "--json", str(out / "b.json")],
             "distill": ["--ckpt-dir", str(run), "--ckpt-root", str(out), "--config.distill.first_steps=4"],
             "train": [*SMALL_TRAIN[:2], "--name", "n", "--ckpt-root", str(out), *overrides(tiny_config(data_root))],
             }[entry]
@@ -449,7 +474,9 @@ def test_probe_every_numeric_flag(entry, before, after, expect, kind, files, tra
     else:
         sub = [i for i, b in enumerate(before) if b in ("est", "comp2d", "gen", "den")]
         argv = [*argv, *before, value, *after] if not sub else [*argv, *before, value, *after]
-    text = _probe(entry, argv, expect[kind], monkeypatch, capsys)
+    flag = before[-1] if not before[-1].startswith("--config.") else before[-1].removeprefix("--config.")
+    names = (flag, *ALIASES.get((entry, flag), ()))
+    text = _probe(entry, argv, expect[kind], monkeypatch, capsys, names, folder=tmp_path)
     if expect[kind] == "error":
         assert not (out / "results.npz").exists()
     elif entry == "eval" and kind == "huge" and "--sample" in before:
@@ -464,18 +491,19 @@ OUTPUTS = [
     ("den", ["--ckpt-dir", "{run}", "--out", "{tmp}/o", "--json", "{p}", "--steps", "2", "den"], "file"),
     ("lift", ["{coco}", "--format", "coco", "--ckpt-dir", "{run}", "--image-size", "1000", "1000", "--hypo", "1",
               "--out", "{p}"], "folder"),
-    ("visualize", ["--input", "{npz}", "--out", "{p}.png"], "file"),
+    ("visualize", ["--input", "{npz}", "--out", "{p}"], "png"),
     ("prepare_data", ["synthetic", "--train-frames", "1", "--test-frames", "1", "--out", "{p}"], "folder"),
     ("prepare_data", ["example", "--out", "{p}"], "folder"),
-    ("prepare_data", ["detector-errors", "--gt", "{pkl}", "--det", "{det}", "--out", "{p}"], "data file"),
+    ("prepare_data", ["detector-errors", "--split", "test", "--gt", "{pkl}", "--det", "{det}", "--out", "{p}"],
+     "data file"),
     ("prepare_data", ["detections", "--table", "{table}", "--train", "{pkl}", "--test", "{pkl}", "--format", "h36m",
                       "--out", "{p}"], "data file"),
     ("prepare_data", ["cmu", "--bvh", "{bvh}", "--pack", "{pack}", "--out", "{p}"], "folder"),
     ("train", [*SMALL_TRAIN[:2], "--name", "n", "--ckpt-root", "{p}"], "folder"),
     ("distill", ["--ckpt-dir", "{run}", "--ckpt-root", "{p}"], "folder"),
-    ("benchmark", ["--ckpt-dir", "{run}", "--sections", "detected", "--json", "{p}"], "file"),
-    ("benchmark", ["--ckpt-dir", "{run}", "--sections", "detected", "--json", "{tmp}/b.json", "--markdown", "{p}"],
-     "file"),
+    ("benchmark", ["--sections", "sampling", "--batch", "8", "--steps", "2", "--json", "{p}"], "file"),
+    ("benchmark", ["--sections", "sampling", "--batch", "8", "--steps", "2", "--json", "{tmp}/b.json", "--markdown",
+                   "{p}"], "file"),
 ]
 
 
@@ -494,20 +522,16 @@ def read_only(tmp_path):
 @pytest.mark.parametrize("entry,argv,kind", OUTPUTS, ids=[f"{e}-{i}" for i, (e, _, _) in enumerate(OUTPUTS)])
 def test_probe_every_output_path(entry, argv, kind, case, files, trained_run, data_root, tmp_path, monkeypatch,
                                  capsys, request):
-    if case == "existing file":
-        path = tmp_path / ("named.json" if kind == "file" else "named")
+    if case == "existing file":  # the user's own file where an output goes: never replaced, whatever it is named
+        path = tmp_path / {"file": "named.json", "png": "named.png"}.get(kind, "named")
         path.write_text("the user's own file\n")
     else:
-        path = request.getfixturevalue("read_only") / "inside"
+        path = request.getfixturevalue("read_only") / ("inside.png" if kind == "png" else "inside")
     fields = {k: str(v) for k, v in files.items()} | {"run": str(trained_run), "p": str(path), "tmp": str(tmp_path)}
     argv = [a.format(**fields) for a in argv]
     if entry == "train":
         argv += overrides(tiny_config(data_root))
-    # a file the user named (--json) is theirs to replace; a data file needs --overwrite; a folder is not a file
-    expect = "ok" if (case == "existing file" and kind == "file" and entry != "benchmark") else "error"
-    _probe(entry, argv, expect, monkeypatch, capsys)
-    if case == "existing file" and expect == "error":
-        assert path.read_text() == "the user's own file\n"  # nothing the user did not name is replaced
+    _probe(entry, argv, "error", monkeypatch, capsys, (str(path), path.name, str(path.parent)), folder=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -535,11 +559,13 @@ API_PROBES = {
                                                                                             device="tpu"),
                lambda p: PosePrior(p.model, p.config, device=12)],
 }
-API_VALID = {
-    "N = 0": [lambda p: p.estimate(np.zeros((0, 17, 2))), lambda p: p.complete_2d(np.zeros((0, 17, 2)), [1]),
-              lambda p: p.complete_3d(np.zeros((0, 17, 3)), [1]), lambda p: p.denoise(np.zeros((0, 17, 3))),
-              lambda p: p.score(np.zeros((0, 17, 3)), 0.5), lambda p: p.generate(0)],
-    "NaN": [lambda p: p.complete_3d(np.where(np.arange(17)[:, None] == 1, np.nan, Z3), [1], steps=2)],
+API_VALID = {  # (call, the shape of what it returns): empty inputs give empty outputs of the right shape
+    "N = 0": [(lambda p: p.estimate(np.zeros((0, 17, 2))), (0, 1, 17, 3)),
+              (lambda p: p.complete_2d(np.zeros((0, 17, 2)), [1]), (0, 1, 17, 3)),
+              (lambda p: p.complete_3d(np.zeros((0, 17, 3)), [1]), (0, 1, 17, 3)),
+              (lambda p: p.denoise(np.zeros((0, 17, 3))), (0, 17, 3)),
+              (lambda p: p.score(np.zeros((0, 17, 3)), 0.5), (0, 17, 3)), (lambda p: p.generate(0), (0, 17, 3))],
+    "NaN": [(lambda p: p.complete_3d(np.where(np.arange(17)[:, None] == 1, np.nan, Z3), [1], steps=2), (3, 1, 17, 3))],
 }
 
 
@@ -552,5 +578,23 @@ def test_probe_the_api_refuses(kind, k, probe_prior):
 
 @pytest.mark.parametrize("kind,k", [(kind, k) for kind, calls in API_VALID.items() for k in range(len(calls))])
 def test_probe_the_api_accepts(kind, k, probe_prior):
-    out = API_VALID[kind][k](probe_prior)
-    assert all(np.isfinite(np.asarray(o)).all() for o in (out if isinstance(out, tuple) else (out,)))
+    call, shape = API_VALID[kind][k]
+    out = np.asarray(call(probe_prior))
+    assert out.shape == shape and np.isfinite(out).all()
+    if kind == "NaN":  # the seen joints are kept exactly, the NaN one is filled in
+        assert np.array_equal(out[:, 0, [0, 2]], Z3[:, [0, 2]]) and np.isfinite(out[:, 0, 1]).all()
+
+
+BASE_TAIL = {"eval": ["est"], "den": ["den"], "distill": ["--steps", "4", "--minutes", "0.05"],
+             "prepare_data": ["synthetic", "--train-frames", "1", "--test-frames", "1"]}
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
+def test_every_probe_starts_from_a_command_that_succeeds(entry, files, trained_run, data_root, tmp_path, monkeypatch,
+                                                         capsys):
+    """The numeric probes change one value of these commands: each succeeds as it is, so a probe's error is the
+    value's."""
+    argv = _base_argv(entry, files, trained_run, data_root, tmp_path / "out")
+    tail = BASE_TAIL.get(entry, [])
+    argv = [*tail, *argv] if entry == "prepare_data" else [*argv, *tail]
+    _probe(entry, argv, "ok", monkeypatch, capsys)

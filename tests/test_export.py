@@ -212,7 +212,7 @@ def test_lift_command_exports_bvh_and_csv_in_the_world_frame(tmp_path, monkeypat
     (["--world"], "at least 10 frames"),
     (["--export", "bvh,fbx"], "--export takes a comma-separated list of bvh, csv"),
     (["--export", "bvh"], "track 3 has one frame"),
-    (["--export", "csv", "--fps", "0"], "--fps must be between 0 and 1000"),
+    (["--export", "csv", "--fps", "0"], "--fps must be a number > 0 and <= 1000"),
     (["--best"], "--best needs --ckpt-dir"),
 ])
 def test_export_bad_input(extra, message, trained_run, tmp_path, monkeypatch, capsys):
