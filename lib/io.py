@@ -242,4 +242,6 @@ def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
         with z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ToolkitError(f"cannot read {path} as {what} ({first_line(e)})") from e
+        # numpy's own message for a file that is not in its format suggests loading pickles: never pass that on
+        reason = "not numpy's .npz format" if "pickle" in str(e) else first_line(e)
+        raise ToolkitError(f"cannot read {path} as {what} ({reason})") from e

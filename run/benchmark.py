@@ -66,9 +66,10 @@ from run.common import Parser, add_config_arg, collect_overrides, guarded, numbe
 
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
-U3D = "configs/subvp/h36m_ncsnpp_deep_continuous.py"
-U3D_CMU = "configs/subvp/cmu_u3d.py"
-BUDGET_CMU = "configs/subvp/cmu_budget.py"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "subvp"  # the repository's, wherever it runs from
+U3D = str(CONFIGS / "h36m_ncsnpp_deep_continuous.py")
+U3D_CMU = str(CONFIGS / "cmu_u3d.py")
+BUDGET_CMU = str(CONFIGS / "cmu_budget.py")
 
 
 def build_parser() -> argparse.ArgumentParser:

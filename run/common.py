@@ -351,11 +351,11 @@ def eval_setup(args: argparse.Namespace, raw: list[str], flags: tuple[ConfigFlag
 
 def output_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """results.npz and --json paths, checked (and their folders made) before any sampling starts."""
-    results = check_output(Path(args.out or args.ckpt_dir) / "results.npz", "results file", npz_with("pred3d"))
-    report = check_output(args.json, "--json file", json_with("task", "table")) if args.json else None
-    if report is not None and report.resolve() == results.resolve():
+    results = Path(args.out or args.ckpt_dir) / "results.npz"
+    if args.json and Path(args.json).resolve() == results.resolve():
         raise ToolkitError(f"--json {args.json} is the results file itself; give the metrics another name")
-    return results, report
+    report = check_output(args.json, "--json file", json_with("task", "table")) if args.json else None
+    return check_output(results, "results file", npz_with("pred3d")), report
 
 
 def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, flags: tuple[ConfigFlag, ...],

@@ -151,7 +151,7 @@ def test_eval_refuses_to_write_over_its_results_or_a_users_file(trained_run, tmp
     (tmp_path / "notes.json").write_text("my notes, not metrics\n")
     before = _files(tmp_path)
     _error(eval_fc_mp_adv_3d, ["--json", str(out / "results.npz"), *base], monkeypatch, capsys, "--json",
-           "is not a file this tool writes there")
+           "is the results file itself")
     _error(eval_fc_mp_adv_3d, ["--json", str(tmp_path / "notes.json"), *base], monkeypatch, capsys,
            "notes.json", "is not a file this tool writes there")
     assert _files(tmp_path) == before
@@ -274,3 +274,22 @@ def test_the_advice_fits_the_case(trained_run, data_root, tmp_path, monkeypatch,
 def test_long_messages_are_cut_between_words():
     text = first_line(ValueError("word " * 60))
     assert text.endswith(" ...") and len(text) <= 164 and text[:-4].split(" ")[-1] == "word"
+
+
+def test_long_work_shows_progress_off_a_terminal(capsys):
+    """Off a terminal (pytest's captured stderr) a line every `every` seconds of a clock (a fake one here: 10 s per
+    item), and none at the end or when disabled."""
+    from lib.progress import progress
+
+    ticks = iter(range(0, 1000, 10))
+    assert list(progress(range(7), 7, "lifting", every=25, clock=lambda: next(ticks))) == list(range(7))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["lifting: 3/7 (43 %, 30 s)", "lifting: 6/7 (86 %, 60 s)"]
+    assert list(progress(range(3), 3, "x", enabled=False)) == [0, 1, 2] and not capsys.readouterr().err
+
+
+def test_an_npz_that_is_not_one_is_named_without_pickle_advice(tmp_path, monkeypatch, capsys):
+    (tmp_path / "results.npz").write_text(json.dumps({"task": "est", "table": {}}))
+    err = _error(visualize, ["--input", str(tmp_path / "results.npz"), "--out", str(tmp_path / "x.png")], monkeypatch,
+                 capsys, "results.npz", "not numpy's .npz format")
+    assert "pickle" not in err
