@@ -70,7 +70,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     training.completion_3d_p = 0.3
 
     # A detector's errors applied to the 2D condition during training (lib/detnoise.py), for data without real
-    # detections (CMU, BVH, synthetic) or to harden a model against another detector; README 'Detected 2D'.
+    # detections (CMU, BVH, synthetic) or to harden a model against another detector (README 'Training that expects
+    # detections').
     config.detnoise = detnoise = ml_collections.ConfigDict()
     detnoise.table = ""                    # a detector error table (JSON, run.prepare_data detector-errors); "" = off
     detnoise.p = 0.5                       # share of training samples whose 2D condition gets the detector's errors
@@ -110,7 +111,7 @@ def get_default_configs() -> ml_collections.ConfigDict:
     sampling.resample_t = 0.5              # ... at every step starting at t >= this (extra NFE: README)
     sampling.guidance = 0.0                # DPS reconstruction guidance step (0 = off; one extra backward per step)
 
-    # --fast: the validated fast replacements of the paper's samplers (README 'Fast sampling', run.benchmark)
+    # --fast: the validated fast replacements of the paper's samplers (README 'Samplers', run.benchmark)
     config.fast = fast = ml_collections.ConfigDict()
     fast.deterministic = "drift_2m"        # replaces drift (--pflow) with 1000 steps
     fast.deterministic_steps = 20
@@ -163,7 +164,8 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.min_conf = 0.3                    # joints below this detector confidence are missing (completed)
     lift.min_joints = 6                    # people with fewer usable joints are skipped
     lift.hypotheses = 10                   # S per person, reduced to one pose by eval.reduce (1: the --pflow sampler)
-    lift.completion = "condition-only"     # as est: the network is conditioned on the usable joints (README 'Lift')
+    lift.completion = "condition-only"     # as est: the network is conditioned on the usable joints (README 'Lift
+                                           # your own keypoints')
     lift.smooth = False                    # video: a second pass from the neighbouring frames' poses
     lift.smooth_t = 0.3                    # ... starting at this time
     lift.smooth_steps = 10                 # ... and denoised in this many network evaluations

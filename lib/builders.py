@@ -101,7 +101,7 @@ def paper_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> Sam
 
 
 def fast_sampler(config: ml_collections.ConfigDict, deterministic: bool) -> SamplerConfig:
-    """The validated fast replacement of the paper's sampler (config.fast; README 'Fast sampling'), or a distilled
+    """The validated fast replacement of the paper's sampler (config.fast; README 'Samplers'), or a distilled
     student where the checkpoint carries one (config.distill)."""
     f, d = config.fast, config.distill
     if d.fast_steps in student_steps(config) and (deterministic or d.fast_stochastic):  # a distilled student

@@ -1,14 +1,14 @@
 """BVH motion files: reading (any skeleton) and writing lifted 17-joint poses as an animated skeleton.
 
-Writing (README 'Export'): the hierarchy is rooted at the pelvis ("Hips", position and rotation channels); every
-other joint has three rotation channels in the order Z, X, Y. Rest offsets are the median bone lengths of the
-track, laid out as a T-pose facing +Z with Y up and the subject's left along +X. Each bone gets a joint of its
-own at its start, so that every bone of every frame points exactly where the lifted bone points: the pelvis'
-hip bones start at "RHipJoint" / "LHipJoint" and the thorax's shoulder bones at "RightCollar" / "LeftCollar"
-(zero offsets, as in CMU's BVH files). A joint's rotation turns its rest frame into the bone's frame in the pose,
-whose twist is taken from the plane of the hips (legs, spine, neck and head) or of the body's up axis and the
-shoulders (hips and arms). Because the skeleton is rigid, the file's joint positions are the lifted ones with
-each bone at its median length; the direction of every bone is kept.
+Writing (docs/design.md, 'Export'): the hierarchy is rooted at the pelvis ("Hips", position and rotation channels);
+every other joint has three rotation channels in the order Z, X, Y. Rest offsets are the median bone lengths of the
+track, laid out as a T-pose facing +Z with Y up and the subject's left along +X. Each bone gets a joint of its own
+at its start, so that every bone of every frame points exactly where the lifted bone points: the pelvis' hip bones
+start at "RHipJoint" / "LHipJoint" and the thorax's shoulder bones at "RightCollar" / "LeftCollar" (zero offsets, as
+in CMU's BVH files). A joint's rotation turns its rest frame into the bone's frame in the pose, whose twist is taken
+from the plane of the hips (legs, spine, neck and head) or of the body's up axis and the shoulders (hips and arms).
+Because the skeleton is rigid, the file's joint positions are the lifted ones with each bone at its median length;
+the direction of every bone is kept.
 
 Axes: the BVH frame has Y up. From camera millimetres (x right, y down, z forward) it is (x, -y, -z); from the
 world frame of lib/world.py (Z up) it is (x, z, -y). Units: millimetres.

@@ -104,7 +104,7 @@ def refine(score_fn: ScoreFn, sde: SDE, task: Task, hyps: torch.Tensor, t: float
 
 def warm_start(score_fn: ScoreFn, sde: SDE, task: Task, how: str, t: float, bank: torch.Tensor | None,
                hypotheses: int, steps: int, batch_size: int, device: torch.device) -> tuple[Task, torch.Tensor | None]:
-    """Completion from a plausible answer (docs/design.md, 'Completion'): the task starts at time t from the answer
+    """Completion from a plausible answer (README 'Completion'): the task starts at time t from the answer
     perturbed to t (alpha x + sigma z, a fresh z per hypothesis), its observation imputed as before. The answer is
     the training pose nearest on the seen joints (lib/lookup.py; bank [R, J, 3] in network space) or the mean of a
     few quick hypotheses (the drift-only sampler, `steps` evaluations each); its observed coordinates are the

@@ -10,7 +10,8 @@ Pipeline:
  3. The view the network sees: each pixel's ray (u - c) / f seen through the training cameras' median intrinsics
     (the checkpoint carries them), the same camera centre and orientation. For a camera like the training data's
     the input is what `est` sees, so lifting and estimation give the same 3D (tests/test_lift.py). (Centring the
-    root and scaling the 2D bones to their typical length instead was 14 mm worse on the demo data: README 'Lift'.)
+    root and scaling the 2D bones to their typical length instead was 14 mm worse on the demo data: README 'Lift
+    your own keypoints'.)
  4. The prior lifts it exactly as est does (lib/tasks/observe.py, `lift.completion`): S hypotheses, one pose by
     `eval.reduce`, per-joint uncertainty.
  5. Root depth: given, or the depth at which the lifted skeleton's 3D bone lengths match the training set's mean.
@@ -72,10 +73,10 @@ OUTPUTS = {"poses.npz": npz_with("pose3d", "valid"), "poses.json": json_with("ca
 BVH_OURS = text_starting("HIERARCHY\nROOT Hips")
 
 
-def check_outputs(out: Path, csv_name: str | None = "poses.csv") -> None:
-    """Before any work: OUT/poses.npz, poses.json (and the CSV) can be written, and replace only a lift's own."""
+def check_outputs(out: Path, with_csv: bool = True) -> None:
+    """Before any work: OUT/poses.npz, poses.json (and poses.csv) can be written, and replace only a lift's own."""
     for name, ours in OUTPUTS.items():
-        if name != "poses.csv" or csv_name:
+        if name != "poses.csv" or with_csv:
             check_output(out / name, "--out", ours)
 
 
@@ -122,7 +123,7 @@ class LiftResult:
         if self.world is not None:
             arrays.update(pose3d_world=self.pose3d_world, world_rotation=self.world.rotation,
                           world_origin=self.world.origin)
-        check_outputs(out, None)
+        check_outputs(out, with_csv=False)
         write_npz(out / "poses.npz", **arrays, frames=np.array(self.frames))
         world = None if self.world is None else self.pose3d_world
         people = [[dict({"track": int(self.track[t, p]), "pose3d_mm": np.round(self.pose3d[t, p], 1).tolist(),
@@ -171,14 +172,12 @@ class LiftResult:
             raise ToolkitError(f"track {short[0]} has one frame: a BVH file is an animation of a track over frames; "
                                f"export csv for single images")
         folder = check_writable(folder, "BVH folder", is_dir=True)
-        paths = []
-        for i in ids:
+        paths = [check_output(folder / f"{stem}_{i}.bvh", "BVH file", BVH_OURS) for i in ids]  # all before any
+        for i, path in zip(ids, paths, strict=True):
             rows = [where[(t, i)] for t in spans[i]]
-            frames = np.arange(spans[i][0], spans[i][-1] + 1)
-            held = np.searchsorted(spans[i], frames, side="right") - 1  # the last frame of the track at or before
-            track = poses[idx][rows][held] @ to_bvh.T  # [F, 17, 3]
-            paths.append(check_output(folder / f"{stem}_{i}.bvh", "BVH file", BVH_OURS))
-            write_bvh(paths[-1], track, fps)
+            every = np.arange(spans[i][0], spans[i][-1] + 1)
+            held = np.searchsorted(spans[i], every, side="right") - 1  # the last frame of the track at or before
+            write_bvh(path, poses[idx][rows][held] @ to_bvh.T, fps)  # [F, 17, 3] in the BVH's axes
         return paths
 
 

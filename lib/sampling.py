@@ -45,7 +45,7 @@ class SamplerConfig:
     rtol: float = 1e-5
     atol: float = 1e-5
     eta: float = 0.0                # ddim / dpm2m: 0 = probability-flow ODE, 1 = reverse SDE
-    # Completion (tasks that impute an observation; docs/design.md, 'Completion'):
+    # Completion (tasks that impute an observation; README 'Completion'):
     resample: int = 0               # RePaint: go back up the noise scale and redo the step this many times ...
     resample_t: float = 0.5         # ... at every step that starts at t >= this
     guidance: float = 0.0           # DPS reconstruction guidance: step size on grad |M (D(x) - y)|

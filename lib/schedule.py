@@ -3,7 +3,7 @@
 A run's progress is its step count over training.n_iters, or, with training.budget_minutes, the wall-clock time
 it has spent over its budget. Because the schedules follow p, a budget run ends on its schedule (warm-up done,
 cosine decayed to its final value, EMA averaged over the right share of the run) however fast or slow its steps
-were, including on a machine that was busy for a while (docs/design.md, 'Training on a budget').
+were, including on a machine that was busy for a while (README 'Training on a budget').
 """
 from __future__ import annotations
 

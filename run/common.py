@@ -137,7 +137,8 @@ SAMPLER_FLAGS = (
 )
 EVAL_FLAGS = (
     ConfigFlag("--sample", "data.test_sample", int, "evaluate every k-th test row"),
-    ConfigFlag("--reduce", "eval.reduce", str, "the one pose made from S hypotheses (see README 'One pose')",
+    ConfigFlag("--reduce", "eval.reduce", str,
+               "the one pose made from S hypotheses (see README 'One pose from many hypotheses')",
                tuple(AGGREGATORS)),
     ConfigFlag("--completion", "eval.completion", str, "comp2d / comp3d: how the observation is used "
                "(lib/tasks/observe.py; README 'Completion')", COMPLETIONS),

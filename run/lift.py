@@ -89,7 +89,7 @@ def main() -> None:
     prior.progress = True
     if args.world:
         check_clip(kps.valid, setup.config.lift.floor_min_frames)
-    check_outputs(out, "poses.csv" if "csv" in args.export else None)
+    check_outputs(out, with_csv="csv" in args.export)
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
                         fast=args.fast, seed=setup.config.seed)
     if args.world:

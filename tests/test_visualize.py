@@ -86,7 +86,7 @@ def test_bad_input_is_refused(results, tmp_path):
 
 
 def _chromium() -> tuple[str, str]:
-    """Chromium and its driver from the system (README 'Tests' says how to install them); skip without them."""
+    """Chromium and its driver from the system (README 'Two commands' says how to install them); skip without them."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (browser and driver):
         pytest.skip("Chromium / chromedriver are not installed (Debian: apt-get install chromium chromium-driver)")
