@@ -37,15 +37,16 @@ from lib.io import check_writable, refuse_existing, write_json
 from lib.keypoints import USED
 from lib.safe_pickle import load_pickle, save_pickle
 from lib.synthetic import coco_example, generate
-from run.common import Parser, guarded
+from run.common import Parser, guarded, number
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__)
     sub = parser.add_subparsers(dest="source", required=True)
     syn = sub.add_parser("synthetic", help="the embedded synthetic dataset (no download)")
-    syn.add_argument("--train-frames", type=int, default=32, help="frames per subject, action and subaction")
-    syn.add_argument("--test-frames", type=int, default=16)
+    syn.add_argument("--train-frames", type=number("--train-frames", int, 1, 10000), default=32,
+                     help="frames per subject, action and subaction")
+    syn.add_argument("--test-frames", type=number("--test-frames", int, 1, 10000), default=16)
     ex = sub.add_parser("example", help="a COCO keypoint results file to try run.lift on (data/example)")
     h5 = sub.add_parser("h36m-h5", help="Human3.6M as cameras.h5 + S*/MyPoses/3D_positions/*.h5 "
                                         "(+ S*/StackedHourglass/*.h5 detections)")
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmu = sub.add_parser("cmu", help="CMU motion capture (BVH files and/or the converted npz pack)")
     cmu.add_argument("--bvh", nargs="*", default=[], help="BVH files or folders of them")
     cmu.add_argument("--pack", help="cmu_h36m17.npz (its own train/test split)")
-    cmu.add_argument("--bvh-step", type=int, default=4, help="keep every k-th BVH frame (120 Hz -> 30 Hz)")
+    cmu.add_argument("--bvh-step", type=number("--bvh-step", int, 1), default=4,
+                     help="keep every k-th BVH frame (120 Hz -> 30 Hz)")
     err = sub.add_parser("detector-errors", help="fit a detector error table from ground truth and its detections")
     err.add_argument("--gt", required=True, help="a pickle in the H36M-Toolbox layout (e.g. the training split)")
     err.add_argument("--det", required=True, help="its detections, row-aligned ({'train' | 'test': {...}})")
@@ -66,21 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--table", required=True, help="a detector error table (JSON)")
     sim.add_argument("--train", required=True, help="the training pickle")
     sim.add_argument("--test", required=True, help="the test pickle")
-    sim.add_argument("--tail", type=float, default=1.0, help="times the table's outliers (> 1: a heavier tail)")
+    sim.add_argument("--tail", type=number("--tail", float, 1.0), default=1.0,
+                     help="times the table's outliers (> 1: a heavier tail)")
     sim.add_argument("--format", default="sh", help="the detector's joints: those it does not give get confidence 0")
     for p in (syn, ex, h5, vp, cmu):
         p.add_argument("--out", help="output folder (default: data/<source>)")
     for p in (err, sim):
         p.add_argument("--out", required=True, help="output file (.json table / .pkl detections)")
     for p in (syn, ex, h5, vp, cmu, err, sim):
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=number("--seed", int, 0, 2 ** 32 - 1), default=0)
         p.add_argument("--overwrite", action="store_true", help="replace data files already at --out")
     for p in (h5, vp, cmu):
         p.add_argument("--train-subjects", default=",".join(map(str, TRAIN_SUBJECTS)) if p is not cmu else "")
         p.add_argument("--test-subjects", default=",".join(map(str, TEST_SUBJECTS)) if p is not cmu else "",
                        help="subjects for the test split (CMU: BVH subjects, e.g. 131; the pack keeps its split)")
-        p.add_argument("--train-every", type=int, default=1, help="keep every k-th frame of training sequences")
-        p.add_argument("--test-every", type=int, default=1, help="keep every k-th frame of test sequences")
+        p.add_argument("--train-every", type=number("--train-every", int, 1), default=1,
+                       help="keep every k-th frame of training sequences")
+        p.add_argument("--test-every", type=number("--test-every", int, 1), default=1,
+                       help="keep every k-th frame of test sequences")
     return parser
 
 
@@ -121,8 +126,6 @@ def _convert(args: argparse.Namespace, out: Path) -> None:
     else:
         if not args.bvh and not args.pack:
             raise ToolkitError("cmu needs --bvh FILES/FOLDERS and/or --pack cmu_h36m17.npz")
-        if args.bvh_step < 1:
-            raise ToolkitError("--bvh-step must be >= 1")
         convert_cmu(col, _bvh_files(args.bvh), Path(args.pack) if args.pack else None, args.seed, args.bvh_step,
                     test_subjects)
         prefix = "cmu"
@@ -154,8 +157,6 @@ def _detector_errors(args: argparse.Namespace, out: Path) -> None:
 def _detections(args: argparse.Namespace, out: Path) -> None:
     """Simulated detections of a detector (its error table) on the train and test pickles, row-aligned."""
     refuse_existing([out], args.overwrite)
-    if not (args.tail >= 1.0 and np.isfinite(args.tail)):
-        raise ToolkitError(f"--tail must be a finite number >= 1, got {args.tail}")
     noise = DetectorNoise.from_table(load_table(args.table), args.tail)
     unused = np.array([k not in USED for k in detector_kinds(args.format)])
     det = {}
@@ -174,8 +175,6 @@ def _detections(args: argparse.Namespace, out: Path) -> None:
 
 def main() -> None:
     args = build_parser().parse_args()
-    if not 0 <= args.seed < 2 ** 32:
-        raise ToolkitError(f"--seed must be between 0 and 2**32 - 1, got {args.seed}")
     start = time.monotonic()
     out = Path(args.out or f"data/{args.source.split('-')[0]}")
     if args.source == "example":
@@ -184,8 +183,6 @@ def main() -> None:
               f"lift them with python -m run.lift {path} --format coco --image-size 1920 1080 --fps 25 --export "
               f"bvh,csv --world --out OUT")
     elif args.source == "synthetic":
-        if not (1 <= args.train_frames <= 10000 and 1 <= args.test_frames <= 10000):
-            raise ToolkitError("--train-frames and --test-frames must be between 1 and 10000")
         counts = generate(out, args.seed, args.train_frames, args.test_frames, args.overwrite)
         print(f"wrote {out}: {counts['train']} train rows, {counts['test']} test rows "
               f"(subjects 1,5,6,7,8 / 9,11; 15 actions; 4 cameras)")
