@@ -2,7 +2,7 @@
 
 Baselines are the paper's own: for accuracy, its samplers (drift-only `--pflow` and Euler-Maruyama, N = 1000
 on its grid), which this toolkit reproduces to 1e-5 (tests/test_golden.py); for speed, the paper's own code
-(`PaperCode`: a checkout of Embracing/GFPose run by run/paper_reference.py with the same weights and data).
+(`PaperCode`: a checkout of Embracing/GFPose run in a subprocess with the same weights and data).
 """
 from __future__ import annotations
 
@@ -34,8 +34,6 @@ from lib.skeleton import parse_joint_list
 from lib.tasks import TASKS, Context, options_from
 from lib.tasks.est import estimation
 from lib.train import TrainState, get_step_fn
-
-PAPER_SCRIPT = Path(__file__).resolve().parents[1] / "run" / "paper_reference.py"
 
 
 @dataclass
@@ -73,15 +71,17 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> f
 
 @dataclass
 class PaperCode:
-    """The paper's sampler and training loop, run from a checkout of Embracing/GFPose in a subprocess."""
+    """The paper's sampler and training loop, run from a checkout of Embracing/GFPose in a subprocess by `script`
+    (the command line that drives the paper's code: run/paper_reference.py, which the caller names)."""
 
     repo: Path
     device: torch.device
+    script: Path
 
     def _run(self, args: list[str], dims: tuple[int, int, int], ckpt: Path | None = None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.json"
-            cmd = [sys.executable, str(PAPER_SCRIPT), "--repo", str(self.repo), "--hidden", str(dims[0]),
+            cmd = [sys.executable, str(self.script), "--repo", str(self.repo), "--hidden", str(dims[0]),
                    "--embed", str(dims[1]), "--blocks", str(dims[2]), "--device", str(self.device),
                    "--report", str(report)] + (["--ckpt", str(ckpt)] if ckpt else []) + args
             res = subprocess.run(cmd, capture_output=True, text=True)

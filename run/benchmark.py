@@ -67,6 +67,7 @@ from run.common import Parser, add_config_arg, collect_overrides, guarded, numbe
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "subvp"  # the repository's, wherever it runs from
+PAPER_SCRIPT = Path(__file__).resolve().parent / "paper_reference.py"  # drives the paper's code (--paper-repo)
 U3D = str(CONFIGS / "h36m_ncsnpp_deep_continuous.py")
 U3D_CMU = str(CONFIGS / "cmu_u3d.py")
 BUDGET_CMU = str(CONFIGS / "cmu_budget.py")
@@ -349,7 +350,7 @@ def main() -> None:
     net_config = load_config(args.config or U3D)
     apply_overrides(net_config, collect_overrides(net_config, raw, args, ()))
     validate_config(net_config)
-    paper = PaperCode(Path(args.paper_repo), device) if args.paper_repo else None
+    paper = PaperCode(Path(args.paper_repo), device, PAPER_SCRIPT) if args.paper_repo else None
     rows: list[Row] = []
     info = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
             f"CPU ({platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, bf16 native: "
