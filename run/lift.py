@@ -25,10 +25,10 @@ import numpy as np
 
 from lib.api import PosePrior
 from lib.errors import ToolkitError
-from lib.io import check_writable
+from lib.io import check_output, check_writable
 from lib.keypoints import FORMATS, keypoints_from
 from lib.lift import check_outputs
-from lib.visualize import load_scene, render_html, render_images
+from lib.visualize import drawn_here, load_scene, render_html, render_images
 from lib.world import check_clip
 from run.common import ConfigFlag, Parser, eval_setup, guarded, number, parse
 
@@ -90,6 +90,8 @@ def main() -> None:
     if args.world:
         check_clip(kps.valid, setup.config.lift.floor_min_frames)
     check_outputs(out, with_csv="csv" in args.export)
+    if args.draw != "none":
+        check_output(out / f"poses.{args.draw}", "--out", drawn_here)
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
                         fast=args.fast, seed=setup.config.seed)
     if args.world:

@@ -171,10 +171,13 @@ def test_lift_never_replaces_a_users_file_in_out(trained_run, tmp_path, monkeypa
     np.save(tmp_path / "kps.npy", KPS)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "poses.json").write_text("my own poses\n")
+    (tmp_path / "pic").mkdir()
+    (tmp_path / "pic" / "poses.png").write_text("my own picture\n")
     before = _files(tmp_path)
-    _error(lift, [str(tmp_path / "kps.npy"), "--format", "h36m", "--ckpt-dir", str(trained_run), "--image-size",
-                  "1000", "1000", "--hypo", "1", "--out", str(tmp_path / "out")], monkeypatch, capsys, "poses.json",
-           "is not a file this tool writes there")
+    for out, name in (("out", "poses.json"), ("pic", "poses.png")):
+        _error(lift, [str(tmp_path / "kps.npy"), "--format", "h36m", "--ckpt-dir", str(trained_run), "--image-size",
+                      "1000", "1000", "--hypo", "1", "--out", str(tmp_path / out)], monkeypatch, capsys, name,
+               "is not a file this tool writes there")
     assert _files(tmp_path) == before
 
 
