@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import ml_collections
 import torch
@@ -48,13 +49,15 @@ class Progress:
     checkpoint), measured while the run goes. `elapsed` carries over a resume. Under torchrun every rank uses the
     mean of the ranks' clocks, so learning rates and EMA decays are identical on all ranks."""
 
-    def __init__(self, config: ml_collections.ConfigDict, step: int, elapsed: float = 0.0):
+    def __init__(self, config: ml_collections.ConfigDict, step: int, elapsed: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         t = config.training
         self.budget = 60.0 * t.budget_minutes
         self.n_iters = t.n_iters
         self.reserve = 0.0
         self.elapsed_before = elapsed
-        self.started = time.monotonic()
+        self.clock = clock  # seconds; the tests give a clock of their own
+        self.started = clock()
         self.value = self._at(step)
 
     @property
@@ -63,7 +66,7 @@ class Progress:
 
     def elapsed(self) -> float:
         """Wall-clock seconds of training so far, this run and the runs it resumes."""
-        return self.elapsed_before + time.monotonic() - self.started
+        return self.elapsed_before + self.clock() - self.started
 
     def _at(self, step: int) -> float:
         if not self.timed:

@@ -264,7 +264,7 @@ class _Loop:
     def evaluate(self) -> float:
         """Score the EMA weights; the best so far is best_model.pth. A budget run keeps the time of an evaluation
         and a save in reserve, so that the final ones fit the budget."""
-        tick = time.monotonic()
+        tick = self.state.progress.clock()
         scores = self.monitor(self.state.ema_model())
         self.history.append({"step": self.state.step, "minutes": self.state.progress.elapsed() / 60, **scores})
         if dist.is_main():
@@ -280,7 +280,7 @@ class _Loop:
         if scores["p1"] < self.state.best:
             self.state.best = scores["p1"]
             self.save("best_model.pth")
-        self.state.progress.reserve = 2.0 * (time.monotonic() - tick)
+        self.state.progress.reserve = 2.0 * (self.state.progress.clock() - tick)
         return scores["p1"]
 
     def draw(self) -> None:
@@ -325,10 +325,11 @@ def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSi
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None,
-          overwrite: bool = False) -> dict[str, float]:
+          overwrite: bool = False, clock: Callable[[], float] = time.monotonic) -> dict[str, float]:
     """Train (or resume) a prior; rank 0 writes checkpoint.pth, best_model.pth, config.json, log.txt, tb/.
 
-    The run folder is locked before anything else happens (lib/run_folder.py)."""
+    The run folder is locked before anything else happens (lib/run_folder.py). clock: the seconds a budget run
+    spends (lib/schedule.Progress)."""
     validate_config(config)
     device, workdir = dist.init(), Path(workdir)
     t, ws = config.training, dist.world_size()
@@ -345,11 +346,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
                                f"({t.batch_size}); lower the batch size or data.train_sample")
         selection = val_data if val_data is not None else load_data(config, "test")
         return _train(config, workdir, restore_dir, device, train_data, selection, Monitor(config, selection, device),
-                      folder)
+                      folder, clock)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | Path | None, device: torch.device,
-           train_data: PoseData, selection: PoseData, monitor: Monitor, folder: RunFolder) -> dict[str, float]:
+           train_data: PoseData, selection: PoseData, monitor: Monitor, folder: RunFolder,
+           clock: Callable[[], float]) -> dict[str, float]:
     setup_logging(workdir)
     if folder.aside is not None:
         log.info("--overwrite: the previous run's files wait in %s until this run saves its first checkpoint",
@@ -369,7 +371,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
                                                      else None) if ws > 1 else state.model)
     batches = Batches(config, train_data, device)
     baseline = mean_pose_p1(train_data, selection)
-    state.progress = Progress(config, state.step, state.elapsed)  # the budget's clock starts here
+    state.progress = Progress(config, state.step, state.elapsed, clock)  # the budget's clock starts here
     loop = _Loop(config, workdir, state, batches, monitor, folder)
     if dist.is_main():
         write_text(workdir / "config.json", config_to_json(config))

@@ -255,28 +255,33 @@ def test_the_monitor_and_the_loss_fall(tmp_path, data_root):
 
 
 def test_a_budget_run_ends_on_time_on_its_schedule_after_a_slow_start(tmp_path, data_root, monkeypatch):
-    """The schedule follows the share of the budget spent, not a step count fitted once: a first half of slow steps
-    (a busy machine) does not make the run end early or late, and its last step runs at the final learning rate."""
+    """The schedule follows the share of the budget spent, not a step count fitted once: with a clock that the steps
+    advance (a fake one: 0.05 s a step while the run is in its first half, a busy machine; 0.005 s after), the run
+    ends when the budget is spent (6 s: 60 or 61 slow steps, then fast ones to 6 s), with its last step at the final
+    learning rate, whatever the real time was."""
     import lib.train
 
     config = _fast_learner(data_root, 0)
     config.training.budget_minutes, config.training.eval_every, config.training.log_every = 0.1, 100, 50
     config.optim.lr_final = 0.1
     real = lib.train.get_step_fn
+    now, steps = [0.0], {"slow": 0, "fast": 0}
 
-    def slow_first_half(*args):
+    def clocked(*args):
         step_fn = real(*args)
 
         def step(state, batch):
-            if state.progress.value < 0.5:
-                time.sleep(0.05)  # ten times a step's own time on this data
+            slow = state.progress.value < 0.5
+            now[0] += 0.05 if slow else 0.005
+            steps["slow" if slow else "fast"] += 1
             return step_fn(state, batch)
         return step
 
-    monkeypatch.setattr(lib.train, "get_step_fn", slow_first_half)
-    summary = train(config, tmp_path / "run")
+    monkeypatch.setattr(lib.train, "get_step_fn", clocked)
+    summary = train(config, tmp_path / "run", clock=lambda: now[0])
     assert summary["reason"] == "budget of 0.1 min"
-    assert 0.9 * 0.1 < summary["minutes"] < 1.1 * 0.1, summary  # the run's own clock, evaluations included
+    assert abs(summary["minutes"] - 0.1) < 0.01 / 60, summary  # the budget, to a step of the clock
+    assert 60 <= steps["slow"] <= 61 and 6.0 <= 0.05 * steps["slow"] + 0.005 * steps["fast"] < 6.0 + 0.0051, steps
     assert abs(summary["lr"] - config.optim.lr * config.optim.lr_final) < 1e-9  # the cosine ended at its final value
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "a budget of 0.1 min" in log and "(budget of 0.1 min)" in log
