@@ -154,7 +154,7 @@ def test_lifting_equals_estimation_pose_by_pose_for_any_intrinsics_and_finds_the
     the rays through the training cameras' median intrinsics, 0.4 % from each row's. Filmed by a camera far from
     the training median (focal length x 2, principal point 200 px off), the same 3D gives the same rays, so the
     lift must not move (1e-6 mm). Without the depth, the one found from bone lengths is within 5 % of the true
-    one in the median row (measured 2.7 %) and 15 % in the worst (11 %; the synthetic subjects' sizes vary by
+    one in the median row (measured 2.7 %) and 15 % in the worst (8.8 %; the synthetic subjects' sizes vary by
     +-8 %)."""
     from lib.camera import project
 
