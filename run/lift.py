@@ -9,11 +9,12 @@
                                                    # the shipped prior of real motion, BVH and CSV in a world frame
 
 Writes OUT/poses.npz (pose3d [T, P, 17, 3] mm, completed, uncertainty, root_depth, keypoints2d, valid, track,
-camera) and OUT/poses.json, and draws OUT/poses.png (or --draw gif / html / none). Without --ckpt-dir it uses the
-shipped prior of real motion (lib/resources/cmu_prior). Without --camera the intrinsics come from the image size
-(f = max(W, H), centred principal point); the root depth is estimated from bone lengths (README 'Lift your own
-keypoints' says what that assumes). --world adds the poses in a gravity-aligned frame on the floor (lib/world.py),
-and --export writes OUT/poses.csv and OUT/track_<id>.bvh per track in it (README 'Export and the world frame').
+camera) and OUT/poses.json (OUT: --out, by default a folder beside the input named after it, INPUT_lifted), and
+draws OUT/poses.png (or --draw gif / html / none). Without --ckpt-dir it uses the shipped prior of real motion
+(lib/resources/cmu_prior). Without --camera the intrinsics come from the image size (f = max(W, H), centred
+principal point); the root depth is estimated from bone lengths (README 'Lift your own keypoints' says what that
+assumes). --world adds the poses in a gravity-aligned frame on the floor (lib/world.py), and --export writes
+OUT/poses.csv and OUT/track_<id>.bvh per track in it (README 'Export and the world frame').
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def build_parser() -> Parser:
                         metavar=("W", "H"), help="image size in pixels")
     parser.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="known intrinsics")
     parser.add_argument("--fast", action="store_true", help="the validated fast samplers (and bf16 where native)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", help="output folder (default: beside the input, its name + _lifted)")
     parser.add_argument("--draw", choices=("png", "gif", "html", "none"), default="png", help="picture of the result")
     parser.add_argument("--world", action="store_true", help="also the poses in a gravity-aligned frame on the floor "
                         "(a video: the floor from the feet over the clip); exports use it")
@@ -78,6 +79,8 @@ def main() -> None:
     args, raw = parse(build_parser())
     if args.fps != 30.0 and "bvh" not in args.export:
         print("warning: --fps has no effect without --export bvh", file=sys.stderr)
+    if args.out is None:
+        args.out = str(Path(args.input).with_name(Path(args.input).stem + "_lifted"))
     if Path(args.input).is_dir() and Path(args.out).resolve() == Path(args.input).resolve():
         raise ToolkitError(f"--out {args.out} is the input folder; the lift's files would land among its frames: "
                            f"choose another folder")

@@ -210,6 +210,15 @@ def test_lift_command_exports_bvh_and_csv_in_the_world_frame(tmp_path, monkeypat
     assert "world frame: up is" in stdout and json.loads((out / "poses.json").read_text())["world"]["axes"]
 
 
+def test_lift_without_out_writes_beside_its_input(trained_run, tmp_path, monkeypatch, capsys):
+    _coco_video(tmp_path / "walk.json", frames=12)
+    code, _, err = run_main(lift_cli, [str(tmp_path / "walk.json"), "--format", "coco", "--ckpt-dir", str(trained_run),
+                                       "--image-size", "1920", "1080", "--hypo", "1", "--fast", "--draw", "none"],
+                            monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "walk_lifted").iterdir()) == ["poses.json", "poses.npz"]
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--world"], "at least 10 frames"),
     (["--export", "bvh,fbx"], "--export takes a comma-separated list of bvh, csv"),
