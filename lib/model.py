@@ -129,7 +129,7 @@ class ScoreFn:
                 try:
                     return self.compiled(x, t, condition, mask).float()
                 except (RuntimeError, OSError) as e:  # no C++ compiler, or kernels the backend cannot build here
-                    self.compiled, self.compile_failed = None, first_line(e, 100)
+                    self.compiled, self.compile_failed = None, f"{type(e).__name__}: {first_line(e, 100)}"
                     warnings.warn(f"torch.compile failed on this machine ({self.compile_failed}); the network runs "
                                   f"uncompiled", stacklevel=2)
             return self.net(x, t, condition, mask).float()
