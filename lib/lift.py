@@ -247,8 +247,13 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
         if enough.any():  # joints enough, but on one spot or beyond any image: the coordinates are the problem
             raise ToolkitError("every person's keypoints are degenerate (all on one spot, or spread over more than "
                                "100 times the image); check the coordinates and --image-size / --camera")
+        lost = kps.valid[..., None] & ~np.isfinite(kps.xy).all(-1)  # [T, P, 17]: joints given as NaN / inf
+        if lost.sum() * 2 > (kps.valid[..., None] & ~seen).sum():
+            raise ToolkitError(f"no person has {lc.min_joints} usable joints: most of the keypoints are NaN or inf "
+                               f"(not found); check the input")
         raise ToolkitError(f"no person has {lc.min_joints} usable joints (a kind the network uses, confidence >= "
-                           f"lift.min_conf = {lc.min_conf}); lower --min-conf if the detector's confidences are low")
+                           f"lift.min_conf = {lc.min_conf}); lower it (--min-conf) if the detector's confidences are "
+                           f"low")
     idx = np.nonzero(keep)
     sn = seen[idx]
     size = prior.frames.image_size

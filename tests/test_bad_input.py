@@ -541,23 +541,28 @@ def probe_prior(trained_run):
 
 Z2, Z3 = np.zeros((3, 17, 2)), np.zeros((3, 17, 3))
 NAN2 = np.full((3, 17, 2), np.nan)
-API_PROBES = {
-    "wrong type": [lambda p: p.estimate("abc"), lambda p: p.complete_2d(Z2, missing="x"),
-                   lambda p: p.complete_3d(None, [1]), lambda p: p.denoise({"a": 1}), lambda p: p.score(Z3, t="x"),
-                   lambda p: p.lift(12345, format="coco"), lambda p: p.generate("5"),
-                   lambda p: PosePrior.from_checkpoint(123), lambda p: p.estimate(Z2, reduce=3)],
-    "wrong shape": [lambda p: p.estimate(np.zeros((2, 16, 2))), lambda p: p.complete_2d(Z3, [1]),
-                    lambda p: p.complete_3d(Z2, [1]), lambda p: p.denoise(np.zeros(17)),
-                    lambda p: p.score(Z3, 0.5, condition=np.zeros((2, 17, 3))),
-                    lambda p: p.lift(np.zeros((3, 5, 2)), "coco"), lambda p: p.complete_3d(Z3, np.ones((2, 17), bool)),
-                    lambda p: p.estimate(Z2, confidence=np.ones((3, 5)))],
-    "N = 0": [lambda p: p.lift(np.zeros((0, 17, 2)), "h36m")],
-    "NaN": [lambda p: p.estimate(NAN2), lambda p: p.complete_2d(NAN2, [1]), lambda p: p.complete_3d(Z3 * np.nan, [1]),
-            lambda p: p.denoise(Z3 * np.nan), lambda p: p.score(Z3 * np.nan, 0.5),
-            lambda p: p.lift(NAN2, "h36m", image_size=(1000, 1000)), lambda p: p.estimate(Z2, confidence=NAN2[..., 0])],
-    "device": [lambda p: PosePrior(p.model, p.config, device="cuda:7"), lambda p: PosePrior(p.model, p.config,
-                                                                                            device="tpu"),
-               lambda p: PosePrior(p.model, p.config, device=12)],
+API_PROBES = {  # (call, what its one-line error must name)
+    "wrong type": [(lambda p: p.estimate("abc"), "keypoints"), (lambda p: p.complete_2d(Z2, missing="x"), "missing"),
+                   (lambda p: p.complete_3d(None, [1]), "pose"), (lambda p: p.denoise({"a": 1}), "pose"),
+                   (lambda p: p.score(Z3, t="x"), "t must be"), (lambda p: p.lift(12345, format="coco"), "keypoints"),
+                   (lambda p: p.generate("5"), "n must be"), (lambda p: PosePrior.from_checkpoint(123), "path"),
+                   (lambda p: p.estimate(Z2, reduce=3), "reduce")],
+    "wrong shape": [(lambda p: p.estimate(np.zeros((2, 16, 2))), "keypoints"), (lambda p: p.complete_2d(Z3, [1]),
+                                                                              "keypoints"),
+                    (lambda p: p.complete_3d(Z2, [1]), "pose"), (lambda p: p.denoise(np.zeros(17)), "pose"),
+                    (lambda p: p.score(Z3, 0.5, condition=np.zeros((2, 17, 3))), "condition"),
+                    (lambda p: p.lift(np.zeros((3, 5, 2)), "coco"), "keypoints"),
+                    (lambda p: p.complete_3d(Z3, np.ones((2, 17), bool)), "missing"),
+                    (lambda p: p.estimate(Z2, confidence=np.ones((3, 5))), "confidence")],
+    "N = 0": [(lambda p: p.lift(np.zeros((0, 17, 2)), "h36m"), "keypoints")],
+    "NaN": [(lambda p: p.estimate(NAN2), "keypoints"), (lambda p: p.complete_2d(NAN2, [1]), "keypoints"),
+            (lambda p: p.complete_3d(Z3 * np.nan, [1]), "pose"), (lambda p: p.denoise(Z3 * np.nan), "pose"),
+            (lambda p: p.score(Z3 * np.nan, 0.5), "pose"),
+            (lambda p: p.lift(NAN2, "h36m", image_size=(1000, 1000)), "NaN or inf"),
+            (lambda p: p.estimate(Z2, confidence=NAN2[..., 0]), "confidence")],
+    "device": [(lambda p: PosePrior(p.model, p.config, device="cuda:7"), "cuda:7"),
+               (lambda p: PosePrior(p.model, p.config, device="tpu"), "tpu"),
+               (lambda p: PosePrior(p.model, p.config, device=12), "device 12")],
 }
 API_VALID = {  # (call, the shape of what it returns): empty inputs give empty outputs of the right shape
     "N = 0": [(lambda p: p.estimate(np.zeros((0, 17, 2))), (0, 1, 17, 3)),
@@ -571,9 +576,10 @@ API_VALID = {  # (call, the shape of what it returns): empty inputs give empty o
 
 @pytest.mark.parametrize("kind,k", [(kind, k) for kind, calls in API_PROBES.items() for k in range(len(calls))])
 def test_probe_the_api_refuses(kind, k, probe_prior):
+    call, name = API_PROBES[kind][k]
     with pytest.raises(ToolkitError) as e:
-        API_PROBES[kind][k](probe_prior)
-    assert "\n" not in str(e.value)
+        call(probe_prior)
+    assert "\n" not in str(e.value) and name in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("kind,k", [(kind, k) for kind, calls in API_VALID.items() for k in range(len(calls))])
