@@ -46,9 +46,7 @@ def ship(checkpoint: str | Path, out: str | Path, card: dict, metrics: dict[str,
         except (OSError, ValueError) as e:
             raise ToolkitError(f"metrics file {path}: {e}; give the --json files of run.eval_fc_mp_adv_3d") from e
     if clip is not None:
-        prior.pose_bank = bank
         measured["walking_clip"] = measure_clip(prior, clip)
-    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(shipped, out / "checkpoint.pth")
     write_json(out / "card.json", dict(card, step=int(shipped["step"]), metrics=measured))
     return [out / "checkpoint.pth", out / "card.json"]

@@ -84,8 +84,9 @@ def number(flag: str, kind: type = int, low: float | None = None, high: float | 
             ok = math.isfinite(value) and (kind is not int or value.is_integer())
         except ValueError:
             ok = False
+        if ok and kind is int:  # exactly, also past float's 2**53
+            value = int(text) if text.strip().lstrip("+-").isdigit() else int(value)
         if ok:
-            value = int(value) if kind is int else value
             ok = (low is None or value > low or (value == low and not low_open)) and (high is None or value <= high)
         if not ok:
             raise argparse.ArgumentTypeError(f"{flag} must be {what}{' ' + need if need else ''}, got {text!r}")
