@@ -14,7 +14,7 @@ TASK_ARGS := --ckpt-dir $(CKPT) --best --sample 4 --fast
 EVAL := $(BIN)/python -m run.eval_fc_mp_adv_3d $(TASK_ARGS)
 VIS := $(BIN)/python -m run.visualize
 
-.PHONY: demo demo-tasks demo-pictures prior prior-ship benchmark test lint venv clean
+.PHONY: demo demo-tasks demo-pictures prior prior-ship baseline detected benchmark test lint venv clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -91,6 +91,28 @@ prior-ship: venv data/cmu/cmu_sim_dt.pkl
 	$(BIN)/python -m run.ship_prior --ckpt-dir $(PRIOR) --out lib/resources/cmu_prior --overwrite \
 		--cmu-pack $(CMU_DATA)/cmu_h36m17.npz \
 		--command "$(PRIOR_TRAIN)" --metrics $(foreach m,gt_s1 det_s1 gt_s20 det_s20,$(m)=$(PRIOR)/$(m).json)
+
+# The regression baseline beside the shipped prior (lib/regression.py): Martinez et al. 2017 trained on the same rows,
+# 2D and minutes; and held-out CMU test detections that also fail by whole sequences (time offsets, runs of heavy
+# error), from another seed. `make detected` scores both on them, and any other runs named by DETECTED_RUNS (a comma
+# list; README 'Robust conditioning and the regression baseline').
+BASELINE_TRAIN := python -m run.train_fc_adv_3d --config configs/subvp/cmu_baseline.py --name cmu_baseline \
+	--overwrite --config.detnoise.table=$(CMU_DATA)/sh_detection_errors_h36m_train.json
+
+baseline: venv data/cmu/cmu_sim_dt.pkl
+	$(BIN)/$(BASELINE_TRAIN)
+
+data/cmu/cmu_sim_dt_fail.pkl: | data/cmu/cmu_sim_dt.pkl
+	$(BIN)/python -m run.prepare_data detections --table $(CMU_DATA)/sh_detection_errors_h36m_train.json \
+		--train data/cmu/cmu_train.pkl --test data/cmu/cmu_test.pkl --out data/cmu/cmu_sim_dt_fail.pkl --seed 11 \
+		--tail 2 --offset-share 0.07 --run-share 0.05 --overwrite
+
+DETECTED_RUNS ?= $(PRIOR)
+
+detected: venv data/cmu/cmu_sim_dt_fail.pkl
+	$(BIN)/python -m run.benchmark --sections detected --ckpt-dir $(DETECTED_RUNS) --baseline checkpoint/cmu_baseline \
+		--detections cmu_sim_dt_fail.pkl --detector-table $(CMU_DATA)/sh_detection_errors_h36m_train.json --robust \
+		--poses 2000 --poses-multi 500 --json checkpoint/detected.json --markdown checkpoint/detected.md
 
 # Speed and accuracy against the paper's samplers (and, with PAPER=path/to/GFPose, its own code): ~12 min on CPU.
 benchmark: venv

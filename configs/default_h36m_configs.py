@@ -28,6 +28,10 @@ def get_default_configs() -> ml_collections.ConfigDict:
     data.val_fraction = 0.1
     data.val_subjects = ""                 # e.g. "8": hold out a whole training subject instead
     data.flip = False                      # random horizontal flip during training
+    data.rotate = 0.0                      # > 0: turn a share of the training poses about the up axis by up to
+                                           # this many degrees, the 2D projected again (lib/augment.py)
+    data.bone_scale = 0.0                  # > 0: scale their bones by exp(N(0, this^2)), mirrored bones alike
+    data.augment_p = 0.5                   # the share of training samples so changed
 
     config.model = model = ml_collections.ConfigDict()
     model.name = "ScoreModelFC_Adv"
@@ -139,7 +143,12 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.batch_size = 1000           # poses x hypotheses per network call
     evaluation.hypo = 1                    # hypotheses per input (S; --hypo)
     evaluation.reduce = "refined"          # the one pose from S hypotheses: mean | median | jpma | refined | reproj
-    evaluation.reproj_sigma = 10.0         # 'reproj': the 2D noise (px of the 1000-px frame) its weights assume
+    evaluation.reproj_sigma = 10.0         # 'reproj': the 2D noise (px of the 1000-px frame) its weights assume ...
+    evaluation.detector_table = ""         # ... unless the detector's error table (JSON, lib/detnoise.py) is given:
+                                           # then its per-joint bias, spread and heavy tail; robust conditioning
+                                           # takes its typical errors from it too (lib/robust.py)
+    evaluation.reproj_temper = 0.1         # 'reproj': the likelihood to this power (< 1: hypotheses drawn given the
+                                           # 2D already carry its evidence once)
     # comp2d / comp3d: how the observed coordinates are used (lib/tasks/observe.py): 'condition' (the paper's: the
     # network is conditioned on them and they are imputed), 'impute' (imputed only: the unconditional prior completes
     # them; README 'Completion') or 'condition-only' (conditioned only, as est is)
@@ -176,4 +185,15 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.floor_prior = 50.0                # mm: how hard the plane's tilt is pulled towards the body's mean up axis
                                            # where the feet span too little to fix it (a person standing still)
     lift.floor_min_frames = 10             # frames with someone in them that a floor needs
+
+    # Robust conditioning of est from detections and of lift (lib/robust.py): left / right swaps undone and
+    # keypoints the prior does not believe completed. Off by default: it costs 9 passes of the sampler for about
+    # 1 % of P1, and only with the detector's table (README 'Robust conditioning and the regression baseline');
+    # the margin and k were chosen on CMU validation rows
+    config.robust = robust = ml_collections.ConfigDict()
+    robust.enabled = False
+    robust.swap_margin = 16.0              # a swap is kept when it lowers the score by this much
+    robust.outlier_k = 4.0                 # a joint beyond k typical errors is completed (0: none)
+    robust.rounds = 2                      # passes that look for outliers
+    robust.flag_share = 0.3                # a person with more of its joints disbelieved is flagged implausible
     return config

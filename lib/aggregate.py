@@ -11,8 +11,11 @@ needs one pose; these aggregators make it from the hypotheses alone (all vectori
            form) from a small time t (eval.refine_t) with the task's own condition, eval.refine_steps network
            evaluations per input (not per hypothesis); computed by lib/evaluate.refine
   reproj   the posterior expectation given the 2D evidence: the hypotheses weighted by how well they reproject onto
-           it, w_s ~ exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) with the joints' confidences c_j and the 2D noise
-           sigma (eval.reproj_sigma); in the spirit of FMPose3D's reprojection-based aggregation
+           it, w_s ~ p(u | x_s)^temper (eval.reproj_temper). With the detector's error table (eval.detector_table)
+           p is its error model (lib/detnoise.py): per joint a bias, a spread and a heavy tail, relative to the
+           pose size; else a Gaussian, exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) with the joints' confidences
+           c_j and the 2D noise sigma (eval.reproj_sigma); in the spirit of FMPose3D's reprojection-based
+           aggregation
 Observed joints of completion tasks are the same in every hypothesis, so every aggregate keeps them.
 """
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lib.detnoise import DetectorNoise, pose_size
+
 
 @dataclass
 class Evidence:
@@ -32,6 +37,8 @@ class Evidence:
     seen: torch.Tensor | None = None      # [N, J] bool: the joints it gives
     conf: torch.Tensor | None = None      # [N, J] their confidences (1 for ground truth)
     sigma: float = 1.0                    # the 2D noise's std (reproj)
+    noise: DetectorNoise | None = None    # the detector's error model (reproj), in place of sigma and conf
+    temper: float = 1.0                   # reproj: the power of the likelihood
     refined: torch.Tensor | None = None   # [N, J, 3] the refined pose (lib/evaluate.refine)
 
 
@@ -78,16 +85,25 @@ def refined_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
 
 @register_aggregator("reproj")
 def reproj_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
-    """Posterior expectation under a Gaussian 2D likelihood: the hypotheses [N, S, J, 3] weighted by
-    exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) over the joints the input gives; the mean without an input."""
+    """Posterior expectation under the 2D likelihood (module docstring): the hypotheses [N, S, J, 3] weighted over the
+    joints the input gives; the mean without an input."""
     if ev.input2d is None:
         return mean_pose(hyps, ev)
-    c = torch.ones(ev.input2d.shape[:2]) if ev.conf is None else ev.conf.float()  # [N, J]
-    if ev.seen is not None:
-        c = c * ev.seen.float()
-    sq = (hyps[..., :2] - ev.input2d[:, None]).square().sum(-1)  # [N, S, J]
-    logw = -(c[:, None] * sq).sum(-1) / (2.0 * ev.sigma ** 2)  # [N, S]
-    w = torch.softmax(logw, dim=1)
+    seen = torch.ones(ev.input2d.shape[:2]) if ev.seen is None else ev.seen.float()  # [N, J]
+    if ev.noise is not None:  # the detector's mixture: a core and a wide component per joint, relative to the size
+        n = ev.noise
+        size = pose_size(ev.input2d)[:, None, None, None]  # [N, 1, 1, 1]
+        r = hyps[..., :2] - ev.input2d[:, None] - n.bias * size  # [N, S, J, 2]
+        sd = n.scale * size  # [N, 1, J, 2]
+        core = -0.5 * (r / sd).square().sum(-1) - sd.log().sum(-1)  # [N, S, J] log densities (up to a constant)
+        wide = -0.5 * (r / (n.ratio[:, None] * sd)).square().sum(-1) - (n.ratio[:, None] * sd).log().sum(-1)
+        loglik = torch.logaddexp(torch.log1p(-n.outlier) + core, torch.log(n.outlier.clamp_min(1e-12)) + wide)
+        logw = (loglik * seen[:, None]).sum(-1)  # [N, S]
+    else:
+        c = seen if ev.conf is None else ev.conf.float() * seen  # [N, J]
+        sq = (hyps[..., :2] - ev.input2d[:, None]).square().sum(-1)  # [N, S, J]
+        logw = -(c[:, None] * sq).sum(-1) / (2.0 * ev.sigma ** 2)  # [N, S]
+    w = torch.softmax(ev.temper * logw, dim=1)
     return (w[..., None, None] * hyps).sum(1)
 
 

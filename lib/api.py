@@ -40,11 +40,13 @@ from lib.builders import (
 from lib.camera import box_around_root, image_to_camera, unproject
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import MAX_SEED, load_config, validate_config, with_fields
+from lib.detnoise import DetectorNoise, detector_noise
 from lib.errors import ToolkitError, first_line
 from lib.evaluate import check_fits, refine, sample_task, warm_start
 from lib.keypoints import keypoints_from
 from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
 from lib.model import ScoreFn
+from lib.robust import RobustResult, RobustSettings, robust_condition
 from lib.sampling import SAMPLERS
 from lib.tasks import Task
 from lib.tasks.base import WARM_STARTS
@@ -133,6 +135,7 @@ class PosePrior:
         self.num_joints = int(config.data.num_joints)
         self._score_fns: dict[bool, ScoreFn] = {}
         self.progress = False  # show the progress of sampling (run.lift turns it on)
+        self._noise: tuple[str, DetectorNoise | None] = ("", None)  # eval.detector_table and its model
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None,
@@ -260,6 +263,13 @@ class PosePrior:
         cam, box, depth = back  # per row [N]; broadcast over the hypothesis axis of [N, S, J, 3]
         return image_to_camera(self.frames.denormalise(pose_norm.double()), cam, box, depth).float()
 
+    def _detector(self) -> DetectorNoise | None:
+        """The error model of eval.detector_table (the 'reproj' aggregate), fitted once."""
+        path = self.config.eval.detector_table
+        if self._noise[0] != path:
+            self._noise = (path, detector_noise(path))
+        return self._noise[1]
+
     # ------------------------------------------------------------------------------------------ sampling
     def _score_fn(self, fast: bool) -> ScoreFn:
         bf16 = bool(self.config.sampling.bf16 or (fast and self.config.fast.bf16)) and bf16_supported(self.device)
@@ -358,9 +368,28 @@ class PosePrior:
         miss = self._missing(missing, self._rows(keypoints))
         cond, back = self._input_2d(keypoints, camera, root_depth, miss)
         task = observe_2d(cond, ~miss, self._completion(completion))
-        ev = Evidence(cond[..., :2], ~miss, self._confidence(confidence, cond.shape[0]))
+        ev = Evidence(cond[..., :2], ~miss, self._confidence(confidence, cond.shape[0]), noise=self._detector(),
+                      temper=self.config.eval.reproj_temper)
         out = self.run_task(task, hypotheses, method, steps, fast, pflow, seed, warm=self._warm(warm_start, miss))
         return self._finish(out, task, reduce, back, keypoints, fast, ev)
+
+    def robust_2d(self, keypoints: ArrayLike, missing, confidence: ArrayLike | None = None, seed: int = 0
+                  ) -> RobustResult:
+        """Robust conditioning (lib/robust.py, the config's `robust` section) of normalised 2D keypoints [N, J, 2]
+        whose joints `missing` are not given: left / right swaps undone, keypoints the prior does not believe made
+        missing, implausible people flagged. Each pass is the deterministic fast sampler. The result is in network
+        space (divide by frames.scale for normalised coordinates)."""
+        settings = RobustSettings.from_config(self.config)
+        if settings is None:
+            raise ToolkitError("robust conditioning is off in this prior's config; set config.robust.enabled = True")
+        miss = self._missing(missing, self._rows(keypoints))
+        cond, _ = self._input_2d(keypoints, None, None, miss)
+        conf = self._confidence(confidence, cond.shape[0])
+
+        def lift(c: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+            return self.run_task(observe_2d(c, seen), 1, fast=True, pflow=True, seed=seed)[:, 0] * self.frames.scale
+
+        return robust_condition(lift, cond, ~miss, conf, settings)
 
     def complete_3d(self, pose: ArrayLike, missing, hypotheses: int = 1, method: str | None = None,
                     steps: int | None = None, fast: bool = False, pflow: bool = False, seed: int = 0,

@@ -24,9 +24,11 @@ import torch
 from lib.builders import build_score_fn, frames_of
 from lib.config_utils import with_fields
 from lib.data import PoseData
+from lib.detnoise import detector_noise
 from lib.errors import ToolkitError
 from lib.evaluate import EvalSettings, evaluate, sample_task
 from lib.losses import Batch
+from lib.robust import RobustSettings
 from lib.sampling import SamplerConfig
 from lib.schedule import Progress
 from lib.sde import SDE
@@ -137,6 +139,7 @@ class Setting:
     paper_check: bool = False     # also run the paper's own code (--pflow) on the same inputs
     completion: str = "condition"  # how completion uses the observation (the paper's, so its own code checks ours)
     section: str = "accuracy"
+    robust: bool = False          # robust conditioning of detected 2D (lib/robust.py), whatever the config says
 
 
 def _scores(table: dict, task: str) -> dict[str, float]:
@@ -159,7 +162,9 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
         ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
-                      min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma)
+                      min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma,
+                      reproj_temper=config.eval.reproj_temper, detector=detector_noise(config.eval.detector_table),
+                      robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
         base = None
         for c in st.candidates:
             res = evaluate(unit, opts, ctx, score_fns[c.bf16], sde, c.sampler,

@@ -14,14 +14,20 @@ from lib.data import PoseData, load_split, parse_subjects, validation_mask
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
 from lib.model import ScoreFn, ScoreModelFC_Adv
+from lib.regression import MartinezLifter
 from lib.sampling import SamplerConfig
 from lib.sde import SDE, get_sde
 
+MODELS = ("ScoreModelFC_Adv", "MartinezLifter")  # the score network; the regression baseline (lib/regression.py)
 
-def build_model(config: ml_collections.ConfigDict) -> ScoreModelFC_Adv:
+
+def build_model(config: ml_collections.ConfigDict) -> torch.nn.Module:
     m = config.model
-    if m.name != "ScoreModelFC_Adv":
-        raise ToolkitError(f"unknown model.name '{m.name}'; the toolkit provides ScoreModelFC_Adv")
+    if m.name not in MODELS:
+        raise ToolkitError(f"unknown model.name '{m.name}'; the toolkit provides {', '.join(MODELS)}")
+    if m.name == "MartinezLifter":
+        return MartinezLifter(num_joints=config.data.num_joints, hidden_dim=m.hidden_dim, n_blocks=m.n_blocks,
+                              dropout=m.dropout)
     if m.hidden_dim % m.num_groups:
         raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
     return ScoreModelFC_Adv(num_joints=config.data.num_joints, joint_dim=config.data.joint_dim,

@@ -167,7 +167,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "optim.warmup": _NONNEG_INT, "optim.grad_clip": _num(0.0), "optim.warmup_frac": _num(0.0, 0.5),
     "optim.schedule": _one_of("constant", "cosine"), "optim.lr_final": _PROB, "model.ema_halflife": _num(0.0, 1.0),
     "training.budget_minutes": _num(0.0), "training.select_on": _one_of("val", "test"),
-    "data.val_fraction": _num(0.0, 0.5, lo_open=True),
+    "data.val_fraction": _num(0.0, 0.5, lo_open=True), "data.rotate": _num(0.0, 180.0),
+    "data.bone_scale": _num(0.0, 0.5), "data.augment_p": _PROB,
     "sampling.steps": _STEPS, "sampling.eps": _num(0.0, 1.0, True, True), "sampling.snr": _POS,
     "sampling.corrector_steps": _num(1, 100, integer=True), "sampling.rtol": _POS, "sampling.atol": _POS,
     "sampling.eta": _num(0.0),
@@ -176,7 +177,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _STEPS,
     "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
-    "eval.reproj_sigma": _POS, "eval.warm_start": _one_of(*WARM_STARTS), "eval.warm_t": _num(0.0, 1.0, lo_open=True),
+    "eval.reproj_sigma": _POS, "eval.reproj_temper": _num(0.0, 1.0, lo_open=True),
+    "eval.warm_start": _one_of(*WARM_STARTS), "eval.warm_t": _num(0.0, 1.0, lo_open=True),
     "eval.warm_hypotheses": _num(1, 1000, integer=True),
     "data.det_format": _H36M_ORDER,
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _STEPS,
@@ -189,6 +191,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "lift.smooth_t": _num(0.0, 1.0, lo_open=True), "lift.smooth_steps": _STEPS, "lift.smooth_window": _POS_INT,
     "lift.floor_ankle_height": _num(0.0, 500.0), "lift.floor_tolerance": _num(1.0, 1000.0),
     "lift.floor_prior": _num(0.0, 1000.0), "lift.floor_min_frames": _num(2, integer=True),
+    "robust.swap_margin": _num(0.0), "robust.outlier_k": _num(0.0), "robust.rounds": _num(0, 10, integer=True),
+    "robust.flag_share": _PROB,
 }
 
 

@@ -224,6 +224,14 @@ def load_split(root: str | Path, file: str, det_file: str, split: str, sample: i
     return data.subset(slice(None, None, sample))
 
 
+def sequence_ids(data: PoseData) -> np.ndarray:
+    """[N] one id per run of consecutive rows of one sequence (subject, action, subaction, camera): the
+    H36M-Toolbox layout keeps a sequence's frames together and in time order."""
+    key = np.stack([data.subject, data.action, data.subaction, data.cameraid], 1)
+    change = np.r_[True, (key[1:] != key[:-1]).any(1)]
+    return np.cumsum(change) - 1
+
+
 def validation_mask(data: PoseData, fraction: float, subjects: tuple[int, ...]) -> np.ndarray:
     """[N] bool: the training rows held out for validation (model selection), never test rows.
 

@@ -142,6 +142,11 @@ class DetectorNoise:
         return noisy, dropped
 
 
+def detector_noise(path: str) -> DetectorNoise | None:
+    """The error model of a table file (eval.detector_table), None for ""."""
+    return DetectorNoise.from_table(load_table(path)) if path else None
+
+
 def fit_table(gt: np.ndarray, det: np.ndarray, conf: np.ndarray, what: str) -> dict:
     """The error table of detections det [N, J, 2] (confidence conf [N, J], 0 = not given) against ground truth
     gt [N, J, 2], both pixels, in the layout of the module docstring."""
@@ -177,11 +182,50 @@ def fit_table(gt: np.ndarray, det: np.ndarray, conf: np.ndarray, what: str) -> d
             "error_correlation_xy_flat": np.round(np.nan_to_num(corr), 3).tolist()}
 
 
-def simulate(gt: np.ndarray, noise: DetectorNoise, seed: int, unused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class SequenceFailures:
+    """How a detector fails by whole stretches of a video, not by frames (on top of the per-frame errors):
+    a share of the sequences is offset in time by 1 to max_offset frames (the detections of another frame: a
+    synchronisation error), and runs of run_length frames, covering about run_share of all frames, have their
+    errors run_scale times larger (a detector that has lost the person or a limb). Confidences stay as the
+    per-frame model made them: a failing detector is often sure of itself."""
+
+    offset_share: float = 0.0
+    max_offset: int = 5
+    run_share: float = 0.0
+    run_length: int = 25
+    run_scale: float = 4.0
+
+    def apply(self, gt: np.ndarray, noisy: np.ndarray, sequence: np.ndarray, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Detections [N, J, 2] with the failures, and [N] bool: the rows they touched. gt, noisy [N, J, 2];
+        sequence [N] ids, each sequence's rows consecutive and in time order."""
+        out, touched = noisy.copy(), np.zeros(len(gt), bool)
+        starts = np.flatnonzero(np.r_[True, sequence[1:] != sequence[:-1]])
+        ends = np.r_[starts[1:], len(gt)]
+        for a, b in zip(starts, ends, strict=True):
+            if rng.random() < self.offset_share and b - a > 1:  # the whole sequence k frames late or early
+                k = int(rng.integers(1, self.max_offset + 1)) * (1 if rng.random() < 0.5 else -1)
+                src = np.clip(np.arange(a, b) + k, a, b - 1)
+                out[a:b] = noisy[src]  # the detections of frame t + k
+                touched[a:b] = True
+            n_runs = rng.poisson(self.run_share * (b - a) / self.run_length) if self.run_share > 0 else 0
+            for _ in range(n_runs):  # runs of heavy error
+                r0 = int(rng.integers(a, b))
+                r1 = min(b, r0 + self.run_length)
+                out[r0:r1] = gt[r0:r1] + self.run_scale * (out[r0:r1] - gt[r0:r1])
+                touched[r0:r1] = True
+        return out, touched
+
+
+def simulate(gt: np.ndarray, noise: DetectorNoise, seed: int, unused: np.ndarray,
+             failures: SequenceFailures | None = None, sequence: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Detections [N, J, 2] and confidences [N, J] for clean 2D gt [N, J, 2] (pixels): the model's errors, and a
     confidence that falls with the error relative to the pose size, blurred (1 - rel / 0.25 + N(0, 0.15), clipped
     to [0.02, 1]; real detectors' confidences track their errors loosely too). Dropped joints and the joints the
-    detector does not give (`unused` [J] bool) get confidence 0."""
+    detector does not give (`unused` [J] bool) get confidence 0. With `failures` and the rows' sequence ids [N],
+    the sequence-level failures of SequenceFailures follow."""
     g = torch.Generator().manual_seed(seed)
     xy = torch.from_numpy(gt).double()
     noisy, dropped = noise.apply(xy.float(), g)
@@ -189,4 +233,7 @@ def simulate(gt: np.ndarray, noise: DetectorNoise, seed: int, unused: np.ndarray
     rel = (noisy - xy).norm(dim=-1) / pose_size(xy)[:, None]
     conf = (1.0 - rel / 0.25 + 0.15 * torch.randn(rel.shape, generator=g, dtype=torch.float64)).clamp(0.02, 1.0)
     conf = torch.where(dropped | torch.from_numpy(unused)[None], 0.0, conf)
-    return noisy.numpy(), conf.numpy()
+    out = noisy.numpy()
+    if failures is not None and sequence is not None:
+        out, _ = failures.apply(gt, out, sequence, np.random.default_rng(seed))
+    return out, conf.numpy()

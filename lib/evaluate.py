@@ -21,9 +21,11 @@ from lib.lookup import nearest_2d, nearest_3d
 from lib.metrics import Table
 from lib.model import ScoreFn
 from lib.progress import progress as progress_of
+from lib.robust import robust_condition
 from lib.sampling import SamplerConfig, sample, saved_steps
 from lib.sde import SDE
-from lib.tasks import Context, Task, TaskUnit
+from lib.tasks import Context, Prepared, Task, TaskUnit
+from lib.tasks.est import estimation
 
 
 def available_memory(device: torch.device) -> int:
@@ -127,6 +129,21 @@ def warm_start(score_fn: ScoreFn, sde: SDE, task: Task, how: str, t: float, bank
     return dataclasses.replace(task, x_init=answer, t_start=t, noised_start=True), answer
 
 
+def robust_inputs(score_fn: ScoreFn, sde: SDE, prep: Prepared, ctx: Context, cfg: SamplerConfig, batch_size: int,
+                  device: torch.device) -> int:
+    """Robust conditioning of an est task built from detections (lib/robust.py), in place: the task, its 2D
+    evidence and prep.info['robust']; cfg the deterministic sampler of its passes. Returns its NFE per input."""
+    def lift(cond: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        out, _, _ = sample_task(score_fn, sde, estimation(cond, seen), cfg, 1, batch_size, 0, device, progress=False)
+        return out[:, 0]
+
+    conf = None if ctx.test.det_conf is None else torch.from_numpy(ctx.test.det_conf)
+    res = robust_condition(lift, prep.task.condition, prep.info["seen"], conf, ctx.robust)
+    prep.task = estimation(res.condition, res.seen)
+    prep.info.update(input2d=res.condition[..., :2], seen=res.seen, robust=res)
+    return res.passes * cfg.steps
+
+
 @dataclass
 class EvalSettings:
     """How a task is sampled (not what it is)."""
@@ -191,11 +208,15 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     if prep.task.observed is None:  # nothing imputed: resampling and guidance have nothing to act on, and say so
         samplers = {k: dataclasses.replace(v, resample=0, guidance=0.0) for k, v in samplers.items()}
     start = time.monotonic()
+    robust_nfe = 0
+    if unit.robust and ctx.robust is not None and ctx.test.det2d is not None:  # detected 2D, robustly
+        robust_nfe = robust_inputs(score_fn, sde, prep, ctx, fast_sampler(config, True), settings.batch_size,
+                                   device)
     warm = ctx.warm_start if unit.completes else "none"  # (den, est and gen have nothing hidden to start from)
     task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, warm, settings.warm_t, ctx.bank,
                                          settings.warm_hypotheses, settings.refine_steps, settings.batch_size, device)
     # a 'mean' warm start's pose evaluations per input, shared by its S hypotheses
-    extra = settings.warm_hypotheses * settings.refine_steps if warm == "mean" else 0
+    extra = (settings.warm_hypotheses * settings.refine_steps if warm == "mean" else 0) + robust_nfe
     for k, (label, cfg) in enumerate(samplers.items()):
         save = settings.save_every if k == 0 else 0
         preds[label], t, n = sample_task(score_fn, sde, task, cfg, settings.hypo, settings.batch_size,

@@ -96,6 +96,7 @@ class LiftResult:
     frames: list[str]
     notes: list[str]
     world: WorldFrame | None = None   # with_world(): the gravity-aligned frame on the floor (lib/world.py)
+    implausible: np.ndarray | None = None   # [T, P] bool with config.robust: people whose 2D the prior disbelieves
 
     @property
     def pose3d_world(self) -> np.ndarray:
@@ -123,6 +124,8 @@ class LiftResult:
         if self.world is not None:
             arrays.update(pose3d_world=self.pose3d_world, world_rotation=self.world.rotation,
                           world_origin=self.world.origin)
+        if self.implausible is not None:
+            arrays["implausible"] = self.implausible
         check_outputs(out, with_csv=False)
         write_npz(out / "poses.npz", **arrays, frames=np.array(self.frames))
         world = None if self.world is None else self.pose3d_world
@@ -130,7 +133,8 @@ class LiftResult:
                          "completed": self.completed[t, p].tolist(),
                          "uncertainty_mm": np.round(self.uncertainty[t, p], 1).tolist(),
                          "root_depth_mm": round(float(self.root_depth[t, p]), 1)},
-                        **({} if world is None else {"pose3d_world_mm": np.round(world[t, p], 1).tolist()}))
+                        **({} if world is None else {"pose3d_world_mm": np.round(world[t, p], 1).tolist()}),
+                        **({} if self.implausible is None else {"implausible": bool(self.implausible[t, p])}))
                    for p in range(self.valid.shape[1]) if self.valid[t, p]] for t in range(len(self.frames))]
         header = {"camera": {"fx": self.camera[0], "fy": self.camera[1], "cx": self.camera[2], "cy": self.camera[3],
                              "given": self.camera_given},
@@ -264,6 +268,11 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
         raise ToolkitError(f"the camera {np.round(cam, 1).tolist()} puts these keypoints on one spot or far outside "
                            f"any image ({size:g} px the training frame); check --camera / --image-size")
     cond = torch.from_numpy(np.where(sn[..., None], prior.frames.normalise(pixels), 0.0)).float()  # [M, 17, 2]
+    robust = None
+    if prior.config.robust.enabled:  # swaps undone, disbelieved keypoints completed (lib/robust.py)
+        robust = prior.robust_2d(cond, ~sn, kps.conf[idx] * sn, seed)
+        cond, sn = robust.condition[..., :2] / prior.frames.scale, robust.seen.numpy()
+        notes += _robust_notes(robust)
     s = int(lc.hypotheses)
     # as est (no warm start: lifting must give what estimation gives on the same 2D, tests/test_lift.py)
     out = prior.complete_2d(cond, ~sn, hypotheses=s, fast=fast, pflow=s == 1, seed=seed,
@@ -274,6 +283,8 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
     else:  # one hypothesis: the pose, and no spread to measure
         pose = torch.as_tensor(out)[:, 0]
         unc = torch.zeros(pose.shape[:2])
+    if robust is not None:  # how much the answer depends on the keypoints disbelieved
+        unc = torch.maximum(unc, (robust.plain - robust.pose).norm(dim=-1) / prior.frames.scale)
     where = tracks(idx, kps.track)
     if lc.smooth:
         net = torch.cat([cond, torch.zeros_like(cond[..., :1])], -1) * prior.frames.scale
@@ -287,7 +298,20 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
             depth = smooth_depth(depth, where, lc.smooth_window)
     mm = place(pose, vcam, frames, depth)
     unc_mm = unc.double().numpy() * size / 2.0 * depth[:, None] / vcam[:, :1]  # normalised -> px -> mm at depth
-    return _assemble(kps, idx, mm, depth, unc_mm, sn, cam, given, notes)
+    result = _assemble(kps, idx, mm, depth, unc_mm, sn, cam, given, notes)
+    if robust is not None:
+        result.implausible = np.zeros(kps.valid.shape, bool)
+        result.implausible[idx] = robust.implausible.numpy()
+        result.implausible &= result.valid
+    return result
+
+
+def _robust_notes(robust) -> list[str]:
+    """What robust conditioning changed, as notes."""
+    counts = ((robust.swapped >= 0).sum(), robust.dropped.sum(), robust.implausible.sum())
+    words = ("left / right swaps undone", "detected joints disbelieved and completed",
+             "people flagged implausible (config robust.flag_share of their joints disbelieved)")
+    return [f"robust: {int(n)} {w}" for n, w in zip(counts, words, strict=True) if n]
 
 
 def _size(image_size, kps: Keypoints, cam: np.ndarray | None = None) -> tuple[float, float]:

@@ -9,6 +9,7 @@ import ml_collections
 import torch
 
 from lib.model import ScoreFn
+from lib.regression import regression_loss
 from lib.sde import SDE, expand_like
 from lib.skeleton import PARTS
 
@@ -49,13 +50,20 @@ def mask_rates(training: ml_collections.ConfigDict, progress: float) -> tuple[fl
     return training.mask_whole_p, training.mask_part_p, training.mask_joint_p, training.cond_3d_p
 
 
-def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[ScoreFn, Batch], torch.Tensor]:
+def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict, predicts_pose: bool = False
+                ) -> Callable[[ScoreFn, Batch], torch.Tensor]:
     """loss_fn(score_fn, batch): mean over the batch of 0.5 * sum over 51 dims of (s(x_t, t) sigma(t) + z)^2.
 
     The paper's code sums over dimensions (reduce_mean False) and samples t ~ U(eps, 1); with probability
     cond_3d_p the condition is the 3D ground truth, and the condition masks are drawn per sample (at the batch's
-    rates, else the config's).
+    rates, else the config's). predicts_pose: the network is a regression baseline (lib/regression.py); the loss is
+    its squared error from the 2D condition, masked the same way (never the 3D condition).
     """
+
+    def regression(score_fn: ScoreFn, batch: Batch) -> torch.Tensor:
+        whole, part, joint, _ = batch.rates or mask_rates(training, 0.0)
+        condition, mask = draw_condition(batch, (whole, part, joint, 0.0))
+        return regression_loss(score_fn.net, batch.x0, condition, mask)
 
     def loss_fn(score_fn: ScoreFn, batch: Batch) -> torch.Tensor:
         x0 = batch.x0
@@ -68,7 +76,7 @@ def get_loss_fn(sde: SDE, training: ml_collections.ConfigDict) -> Callable[[Scor
         residual = z - score_fn.eps(xt, t, condition, mask)  # score * std = -eps_theta
         return 0.5 * residual.square().reshape(b, -1).sum(dim=1).mean()
 
-    return loss_fn
+    return regression if predicts_pose else loss_fn
 
 
 def draw_condition(batch: Batch, rates: tuple[float, float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -490,6 +490,12 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
            save_every: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Draw one sample per task row: x [B, J, 3] and, if save_every > 0, every k-th state (kept on the device)."""
     spec = cfg.validate(sde)
+    if getattr(score_fn.net, "predicts_pose", False):  # a regression baseline (lib/regression.py): one forward
+        none = torch.zeros_like(task.condition)           # pass, the observation it is given kept
+        x = score_fn.eps(none, none[:, 0, 0], task.condition, task.mask)
+        if task.observed is not None:
+            x = torch.where(task.observed_mask > 0, task.observed, x)
+        return x, [x] if save_every else []
     if cfg.method == "distilled":  # the student of that many steps, on the grid it learnt
         score_fn = score_fn.student(cfg.steps)
         if cfg.schedule not in ("auto", score_fn.parent.student_grid):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib import dist
+from lib.augment import new_people_and_views, up_axis
 from lib.builders import (
     bf16_supported,
     build_model,
@@ -121,8 +122,10 @@ def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Modul
     """step_fn(state, batch): advance the run's progress, set the learning rate and EMA decay it gives
     (lib/schedule.py), DSM loss through `net` (the model, or its DDP wrapper), gradient clip, Adam, EMA; returns
     the detached loss."""
-    loss_fn = get_loss_fn(sde, config.training)
+    module = net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+    loss_fn = get_loss_fn(sde, config.training, getattr(module, "predicts_pose", False))
     score_fn = ScoreFn(net, sde)
+    constrain = getattr(module, "constrain", None)  # the regression baseline's max-norm (lib/regression.py)
     amp = config.training.amp and bf16_supported(next(net.parameters()).device)
     clip = config.optim.grad_clip
 
@@ -139,6 +142,8 @@ def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Modul
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), clip)
         state.optimizer.step()
+        if constrain is not None:
+            constrain()
         state.ema.update(state.model.parameters())
         state.step += 1
         return loss.detach()
@@ -157,6 +162,12 @@ class Batches:
         self.per_rank = t.batch_size // dist.world_size()
         self.steps_per_epoch = len(data) // t.batch_size
         self._perm, self._epoch = None, -1
+        d = config.data
+        self.rotate, self.bone_scale, self.augment_p, self.frames = d.rotate, d.bone_scale, d.augment_p, frames
+        if self.rotate > 0 or self.bone_scale > 0:  # the rows in camera mm, to change and project again
+            self.rows = tuple(torch.from_numpy(a).double().to(device) for a in (data.pose_cam, data.cam, data.box,
+                                                                                  data.root_depth))
+            self.axis = up_axis(self.rows[0])
         n = config.detnoise
         self.noise = DetectorNoise.from_table(load_table(n.table), n.tail) if n.table else None
         self.noise_p = n.p
@@ -171,6 +182,13 @@ class Batches:
         idx = self._perm[lo:lo + self.per_rank]
         torch.manual_seed(step_seed(self.seed, step, dist.rank()))
         x0, cond = self.x[idx], self.cond[idx]
+        if self.rotate > 0 or self.bone_scale > 0:  # new people and views for a share of the batch (lib/augment.py)
+            new = torch.rand(len(idx), device=idx.device) < self.augment_p
+            pick = idx[new]
+            x_new, c_new = new_people_and_views(*(r[pick] for r in self.rows), self.frames, self.axis, self.rotate,
+                                                self.bone_scale)
+            x0, cond = x0.clone(), cond.clone()
+            x0[new], cond[new] = x_new, c_new
         if self.flip:
             flip = (torch.rand(self.per_rank, device=x0.device) < 0.5)[:, None, None]
             x0, cond = torch.where(flip, flip_pose(x0), x0), torch.where(flip, flip_pose(cond), cond)

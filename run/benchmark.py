@@ -3,7 +3,8 @@
     python -m run.benchmark --ckpt-dir checkpoint/demo --sections accuracy             # after make demo
     python -m run.benchmark --cmu-pack ../shared/data/cmu_h36m17.npz --paper-repo PATH  # CPU: ~12 min
     python -m run.benchmark --sections sampling,training --paper-repo PATH    # GPU: the U3D network
-    python -m run.benchmark --sections detected --ckpt-dir RUN_GT,RUN_NOISE --detections cmu_sh_heldout_dt.pkl
+    python -m run.benchmark --sections detected --ckpt-dir RUN_GT,RUN_NOISE --detections cmu_sh_heldout_dt.pkl \
+        --baseline RUN_REGRESSION
     python -m run.benchmark --sections distill --ckpt-dir RUN_distilled
 
 Sections:
@@ -18,7 +19,7 @@ Sections:
             checkpoint of each run scored on the test rows (no checkpoint chosen on the rows it is scored on)
   detected  est from ground-truth 2D and from detections (--detections, a row-aligned file in the run's data
             folder) on the same test rows, for every run of --ckpt-dir (a comma list): S = 1 and S = 20 with every
-            one-pose aggregate
+            one-pose aggregate; a regression baseline (--baseline RUN, lib/regression.py) at S = 1 beside them
   distill   a run with distilled students (run.distill): the paper's samplers, the fast ones and the students
             at 4, 2, 1 steps on est S = 1, est S = 20 and comp3d S = 1
 The accuracy sections score --ckpt-dir's final checkpoint (checkpoint.pth), or, with --cmu-pack instead, convert
@@ -49,6 +50,7 @@ from lib.builders import (
     fast_sampler,
     load_data,
     load_model,
+    load_train_val,
     model_from_state,
     paper_sampler,
     stored_config,
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                                            "sections, and the data of the budget section")
     parser.add_argument("--detections", help="detected section: detections file in the run's data folder")
     parser.add_argument("--det-format", default="sh", help="detected section: the detector's joints (lib/keypoints)")
+    parser.add_argument("--detector-table", help="detected section: the detector's error table (eval.detector_table:"
+                                                 " the reproj aggregate and --robust use it)")
+    parser.add_argument("--robust", action="store_true", help="detected section: also the rows from detections with "
+                                                              "robust conditioning (lib/robust.py)")
+    parser.add_argument("--baseline", metavar="RUN", help="detected section: a regression baseline's run folder "
+                                                          "(lib/regression.py), scored beside the priors at S = 1")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of {', '.join(SECTIONS)} (default: all but budget)")
     parser.add_argument("--budget-minutes", type=number_list("--budget-minutes", float, 0, 1e4, low_open=True),
@@ -220,27 +228,46 @@ def _accuracy(args, sections, device, paper, rows: list[Row]) -> dict:
 
 
 def _detected(args, device, rows: list[Row]) -> None:
-    """est from ground-truth 2D and from detections, the same test rows, every run of --ckpt-dir."""
+    """est from ground-truth 2D and from detections, on the same validation rows (held out of training) and test
+    rows, every run of --ckpt-dir; with --robust also robustly from detections; the regression baseline of
+    --baseline beside them (one pose per input: S = 1 only)."""
     if not args.detections:
         raise ToolkitError("the detected section needs --detections FILE (row-aligned detections in the run's data "
                            "folder; python -m run.prepare_data detections makes them for pose data)")
-    for run in _run_dirs(args):
+    runs = [(run, True) for run in _run_dirs(args)] + ([(Path(args.baseline), False)] if args.baseline else [])
+    for run, prior in runs:
         path = checkpoint_path(run, best=False)
         model, config = load_model(path, None, device)
-        gt = with_fields(config, {"data.use_gt_2d": True})
+        if prior == bool(getattr(model, "predicts_pose", False)):
+            raise ToolkitError(f"{run} holds a {config.model.name}: give priors to --ckpt-dir and a regression "
+                               f"baseline to --baseline")
+        if args.detector_table:
+            config = with_fields(config, {"eval.detector_table": args.detector_table})
         det = with_fields(config, {"data.use_gt_2d": False, "data.det_file": args.detections,
                                    "data.det_format": args.det_format})
-        gt_rows, det_rows = load_data(gt, "test"), load_data(det, "test")
-        if len(gt_rows) != len(det_rows):
-            raise ToolkitError(f"{args.detections} leaves {len(gt_rows) - len(det_rows)} test rows without detections;"
-                               f" the detected section compares the same rows")
-        idx = np.linspace(0, len(gt_rows) - 1, min(args.poses, len(gt_rows))).round().astype(int)
-        multi = idx[::max(len(idx) // args.poses_multi, 1)]
+        sources = {"GT 2D": with_fields(config, {"data.use_gt_2d": True}), "detections": det}
+        name = run.name if prior else f"{run.name} (regression baseline)"
         det_s, sto_s = fast_sampler(config, True), fast_sampler(config, False)
-        settings = [Setting(f"est S=1, {src}", "est", {}, 1, data.subset(idx), [Candidate(run.name, det_s)],
-                            section="detected") for src, data in (("GT 2D", gt_rows), ("detections", det_rows))]
-        settings += [Setting(f"est S=20, {src}", "est", {}, 20, data.subset(multi), [Candidate(run.name, sto_s)],
-                             section="detected") for src, data in (("GT 2D", gt_rows), ("detections", det_rows))]
+        settings = []
+        for split in ("validation", "test"):
+            data = {src: load_data(c, "test") if split == "test" else load_train_val(c)[1]
+                    for src, c in sources.items()}
+            if data["GT 2D"] is None or len(data["GT 2D"]) != len(data["detections"]):
+                raise ToolkitError(f"{args.detections} must give every {split} row of {config.data.root} (the "
+                                   f"detected section compares the same rows; validation needs training.select_on "
+                                   f"val)")
+            n = len(data["GT 2D"])
+            idx = np.linspace(0, n - 1, min(args.poses, n)).round().astype(int)
+            multi = idx[::max(len(idx) // args.poses_multi, 1)]
+            for src, rows_ in data.items():
+                robust = (False, True) if prior and args.robust and src == "detections" else (False,)
+                for r in robust:
+                    label = f"{src}{', robust' if r else ''}, {split}"
+                    settings.append(Setting(f"est S=1, {label}", "est", {}, 1, rows_.subset(idx),
+                                            [Candidate(name, det_s)], section="detected", robust=r))
+                    if prior:
+                        settings.append(Setting(f"est S=20, {label}", "est", {}, 20, rows_.subset(multi),
+                                                [Candidate(name, sto_s)], section="detected", robust=r))
         rows += accuracy_rows(settings, model, build_sde(config), config, device)
 
 

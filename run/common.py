@@ -38,16 +38,20 @@ from lib.builders import (
     choose_sampler,
     frames_of,
     load_data,
+    load_model,
     model_from_state,
     stored_config,
     students_from_state,
 )
 from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config, parse_override, validate_config
+from lib.detnoise import detector_noise
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalResult, EvalSettings, evaluate
 from lib.io import check_output, json_with, last_results_pointer, npz_with, write_json, write_npz, write_text
 from lib.metrics import format_table
+from lib.model import ScoreFn
+from lib.robust import RobustSettings
 from lib.sampling import SAMPLERS, SCHEDULES, SamplerConfig
 from lib.tasks import Context, TaskUnit
 from lib.tasks.observe import COMPLETIONS
@@ -376,21 +380,44 @@ def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, f
     e = config.eval
     ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
                   num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf,
-                  reproj_sigma=e.reproj_sigma, warm_start=e.warm_start,
-                  bank=None if setup.pose_bank is None else setup.pose_bank.float() * config.data.scale)
+                  reproj_sigma=e.reproj_sigma, reproj_temper=e.reproj_temper, detector=detector_noise(e.detector_table),
+                  warm_start=e.warm_start,
+                  bank=None if setup.pose_bank is None else setup.pose_bank.float() * config.data.scale,
+                  robust=RobustSettings.from_config(config))
     save_every = max(1, sampler.steps // traj_frames) if traj_frames else 0
     settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
                             refine_steps=e.refine_steps, warm_t=e.warm_t, warm_hypotheses=e.warm_hypotheses)
     sde = build_sde(config)
+    baseline = load_baseline(args.baseline, config, setup.device) if getattr(args, "baseline", None) else None
     try:
         result = evaluate(unit, opts, ctx, build_score_fn(setup.model, sde, config, setup.students), sde, sampler,
                           settings, config, setup.device)
+        if baseline is not None:  # the regression baseline on the same rows and 2D: its one pose per input
+            base = evaluate(unit, opts, dataclasses.replace(ctx, hypo=1, robust=None), ScoreFn(baseline, sde), sde,
+                            sampler, dataclasses.replace(settings, hypo=1, save_every=0), config, setup.device)
+            for k in ("p1", "p2", "p1_root"):
+                result.table[f"{k}@baseline"] = base.table[k]
+                result.titles[f"{k}@baseline"] = f"{base.titles[k]} of the regression baseline ({args.baseline})"
     finally:
         dist.shutdown()
     header = {"task": unit.name, "checkpoint": setup.checkpoint, "hypo": e.hypo, "reduce": e.reduce,
               "sampler": sampler.method, "steps": sampler.steps, "options": dataclasses.asdict(opts)}
-    shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or f"@{e.reduce}" in k)]
+    shown = [k for k in result.table if not k.startswith(hide) and ("@" not in k or k.endswith((f"@{e.reduce}",
+                                                                                                  "@baseline")))]
     report(result, results, json_path, header, shown)
+
+
+def load_baseline(path: str, config: ml_collections.ConfigDict, device: torch.device) -> torch.nn.Module:
+    """The regression baseline of --baseline RUN (lib/regression.py; its final checkpoint), in the prior's frame."""
+    model, stored = load_model(checkpoint_path(path, False), None, device)
+    if not getattr(model, "predicts_pose", False):
+        raise ToolkitError(f"--baseline {path} is a {stored.model.name}, not a regression baseline; train one with "
+                           f"python -m run.train_fc_adv_3d --config configs/subvp/cmu_baseline.py")
+    for key in ("scale", "image_size", "num_joints"):
+        if stored.data[key] != config.data[key]:
+            raise ToolkitError(f"--baseline {path} was trained with data.{key} = {stored.data[key]}, the prior with "
+                               f"{config.data[key]}; compare models trained in the same frame")
+    return model
 
 
 def unused_settings(given: tuple[str, ...], unit: TaskUnit, config: ml_collections.ConfigDict, traj_frames: int,
@@ -406,6 +433,9 @@ def unused_settings(given: tuple[str, ...], unit: TaskUnit, config: ml_collectio
             out.append(f"{key} has no effect on {unit.name}: only comp2d and comp3d complete an observation")
     if "eval.min_conf" in given and (config.data.use_gt_2d or unit.name in ("comp3d", "gen", "den")):
         out.append("--min-conf has no effect: ground-truth 2D and 3D inputs carry no confidences")
+    if "robust.enabled" in given and config.robust.enabled and (config.data.use_gt_2d or not unit.robust):
+        out.append(f"--robust has no effect: it acts on est from detections, not on {unit.name} from "
+                   f"{'ground-truth 2D' if config.data.use_gt_2d else 'this input'}")
     if getattr(args, "traj_frames", None) is not None and not traj_frames:
         out.append("--traj-frames has no effect without --save trajs")
     return out

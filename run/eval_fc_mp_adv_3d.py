@@ -28,12 +28,16 @@ from run.common import (
 )
 
 UNITS = [TASKS[name] for name in ("est", "comp2d", "comp3d", "gen")]
-FLAGS = EVAL_FLAGS + (ConfigFlag("--hypo", "eval.hypo", int, "hypotheses per input (S)"),)
+FLAGS = EVAL_FLAGS + (ConfigFlag("--hypo", "eval.hypo", int, "hypotheses per input (S)"),
+                      ConfigFlag("--robust", "robust.enabled", None, "est from detections: undo left / right swaps and "
+                                 "complete keypoints the prior does not believe (config.robust)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__)
     add_eval_args(parser, FLAGS)
+    parser.add_argument("--baseline", metavar="RUN", help="also score a regression baseline's run folder (its "
+                        "checkpoint.pth; lib/regression.py) on the same rows and 2D")
     parser.add_argument("--proto2", action="store_true", help="also print the Protocol-2 rows (always in --json)")
     parser.add_argument("--save", choices=("results", "trajs"), default="results",
                         help="results: final poses; trajs: also the diffusion trajectory")

@@ -36,7 +36,9 @@ from run.common import ConfigFlag, Parser, eval_setup, guarded, number, parse
 FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1: the deterministic sampler)"),
          ConfigFlag("--smooth", "lift.smooth", None, "video: second pass from the neighbouring frames' poses"),
          ConfigFlag("--min-conf", "lift.min_conf", float, "joints below this confidence are completed"),
-         ConfigFlag("--seed", "seed", int, "random seed"))
+         ConfigFlag("--seed", "seed", int, "random seed"),
+         ConfigFlag("--robust", "robust.enabled", None, "undo left / right swaps, complete keypoints the prior does "
+                    "not believe, flag implausible people (config.robust)"))
 
 
 def build_parser() -> Parser:

@@ -30,8 +30,9 @@ from lib.data import (
     detector_kinds,
     parse_subjects,
     rows_to_posedata,
+    sequence_ids,
 )
-from lib.detnoise import DetectorNoise, fit_table, load_table, simulate
+from lib.detnoise import DetectorNoise, SequenceFailures, fit_table, load_table, simulate
 from lib.errors import ToolkitError
 from lib.io import check_writable, refuse_existing, write_json
 from lib.keypoints import USED
@@ -71,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--tail", type=number("--tail", float, 1.0), default=1.0,
                      help="times the table's outliers (> 1: a heavier tail)")
     sim.add_argument("--format", default="sh", help="the detector's joints: those it does not give get confidence 0")
+    sim.add_argument("--offset-share", type=number("--offset-share", float, 0.0, 1.0), default=0.0,
+                     help="share of the sequences offset in time by 1 to --max-offset frames (whole-sequence failure)")
+    sim.add_argument("--max-offset", type=number("--max-offset", int, 1), default=5, help="largest time offset, frames")
+    sim.add_argument("--run-share", type=number("--run-share", float, 0.0, 1.0), default=0.0,
+                     help="about this share of the frames lies in runs of heavy error")
+    sim.add_argument("--run-length", type=number("--run-length", int, 1), default=25, help="frames per run")
+    sim.add_argument("--run-scale", type=number("--run-scale", float, 1.0), default=4.0,
+                     help="how many times larger the errors in a run are")
     for p in (syn, ex, h5, vp, cmu):
         p.add_argument("--out", help="output folder (default: data/<source>)")
     for p in (err, sim):
@@ -159,10 +168,11 @@ def _detections(args: argparse.Namespace, out: Path) -> None:
     refuse_existing([out], args.overwrite)
     noise = DetectorNoise.from_table(load_table(args.table), args.tail)
     unused = np.array([k not in USED for k in detector_kinds(args.format)])
+    failures = SequenceFailures(args.offset_share, args.max_offset, args.run_share, args.run_length, args.run_scale)
     det = {}
     for k, (split, path) in enumerate((("train", args.train), ("test", args.test))):
-        gt, _ = _rows_2d(path)
-        xy, conf = simulate(gt, noise, args.seed * 2 + k, unused)
+        gt, data = _rows_2d(path)
+        xy, conf = simulate(gt, noise, args.seed * 2 + k, unused, failures, sequence_ids(data))
         det[split] = {"joint3d_image": np.concatenate([xy, np.zeros(xy.shape[:2] + (1,))], -1),
                       "confidence": conf[..., None]}
         err = np.linalg.norm(xy - gt, axis=-1)[:, ~unused]

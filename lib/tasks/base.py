@@ -15,7 +15,9 @@ import torch
 
 from lib.camera import Frames
 from lib.data import PoseData
+from lib.detnoise import DetectorNoise
 from lib.metrics import Table
+from lib.robust import RobustSettings
 
 
 @dataclass
@@ -99,6 +101,9 @@ class Context:
     warm_start: str = "none"           # completion from a plausible answer: none | nearest | mean (eval.warm_start)
     bank: torch.Tensor | None = None   # [R, J, 3] training poses (network space) for the 'nearest' warm start
     reproj_sigma: float = 10.0         # the 2D noise the 'reproj' aggregate assumes, px (eval.reproj_sigma)
+    reproj_temper: float = 1.0         # the power of its likelihood (eval.reproj_temper)
+    detector: DetectorNoise | None = None   # the detector's error model (eval.detector_table): 'reproj' uses it
+    robust: RobustSettings | None = None   # robust conditioning of detected 2D (config.robust; None: off)
 
 
 @dataclass
@@ -124,6 +129,7 @@ class TaskUnit:
     titles: ClassVar[dict[str, str]] = {}
     compare: ClassVar[tuple[str, ...]] = ()   # samplers ('paper', 'fast') whose results the table shows side by side
     completes: ClassVar[bool] = False         # it fills in hidden joints of an observation: warm starts apply
+    robust: ClassVar[bool] = False            # its detected 2D may be conditioned robustly (lib/robust.py)
 
     def build(self, ctx: Context, opts: Any) -> Prepared:
         raise NotImplementedError

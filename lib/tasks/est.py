@@ -29,7 +29,11 @@ class Estimation(TaskUnit):
     name = "est"
     help = "3D pose estimation from 2D keypoints"
     aggregates = True
-    titles = TITLES | {"diversity": "diversity (RMS distance between hypotheses)"}
+    robust = True
+    titles = TITLES | {"diversity": "diversity (RMS distance between hypotheses)",
+                       "robust_swaps": "robust: share of poses with a left / right swap undone",
+                       "robust_dropped": "robust: detected joints disbelieved per pose",
+                       "robust_implausible": "robust: share of poses flagged implausible"}
 
     def build(self, ctx: Context, opts: NoOptions) -> Prepared:
         cond, seen = ctx.test.cond2d(ctx.frames), ctx.test.seen2d(ctx.min_conf)
@@ -42,6 +46,10 @@ class Estimation(TaskUnit):
     def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
         pred = next(iter(preds.values()))
         table = score_hypotheses(pred, ctx, evidence(ctx, prep.info))
+        if (r := prep.info.get("robust")) is not None:
+            table |= per_action({"robust_swaps": (r.swapped >= 0).float().numpy(),
+                                 "robust_dropped": r.dropped.sum(1).float().numpy(),
+                                 "robust_implausible": r.implausible.float().numpy()}, ctx.test.action_name)
         if pred.shape[1] == 1:
             return table
         spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()

@@ -50,7 +50,9 @@ def evidence(ctx: Context, info: dict) -> Evidence:
     if info.get("input2d") is not None and ctx.test.det_conf is not None:
         conf = torch.from_numpy(ctx.test.det_conf).float()
     sigma = ctx.reproj_sigma / ctx.frames.image_size * 2.0 * ctx.frames.scale  # px -> network units
-    return Evidence(info.get("input2d"), info.get("seen"), conf, sigma, info.get("refined"))
+    detected = ctx.test is not None and ctx.test.det2d is not None  # the detector's model fits its own keypoints
+    return Evidence(info.get("input2d"), info.get("seen"), conf, sigma, refined=info.get("refined"),
+                    noise=ctx.detector if detected else None, temper=ctx.reproj_temper)
 
 
 def score_hypotheses(pred: torch.Tensor, ctx: Context, ev: Evidence, missing: torch.Tensor | None = None) -> Table:
