@@ -72,13 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--tail", type=number("--tail", float, 1.0), default=1.0,
                      help="times the table's outliers (> 1: a heavier tail)")
     sim.add_argument("--format", default="sh", help="the detector's joints: those it does not give get confidence 0")
-    sim.add_argument("--offset-share", type=number("--offset-share", float, 0.0, 1.0), default=0.0,
+    fail = SequenceFailures()  # the defaults: no sequence fails
+    sim.add_argument("--offset-share", type=number("--offset-share", float, 0.0, 1.0), default=fail.offset_share,
                      help="share of the sequences offset in time by 1 to --max-offset frames (whole-sequence failure)")
-    sim.add_argument("--max-offset", type=number("--max-offset", int, 1), default=5, help="largest time offset, frames")
-    sim.add_argument("--run-share", type=number("--run-share", float, 0.0, 1.0), default=0.0,
+    sim.add_argument("--max-offset", type=number("--max-offset", int, 1), default=fail.max_offset,
+                     help="largest time offset, frames")
+    sim.add_argument("--run-share", type=number("--run-share", float, 0.0, 1.0), default=fail.run_share,
                      help="about this share of the frames lies in runs of heavy error")
-    sim.add_argument("--run-length", type=number("--run-length", int, 1), default=25, help="frames per run")
-    sim.add_argument("--run-scale", type=number("--run-scale", float, 1.0), default=4.0,
+    sim.add_argument("--run-length", type=number("--run-length", int, 1), default=fail.run_length,
+                     help="frames per run")
+    sim.add_argument("--run-scale", type=number("--run-scale", float, 1.0), default=fail.run_scale,
                      help="how many times larger the errors in a run are")
     for p in (syn, ex, h5, vp, cmu):
         p.add_argument("--out", help="output folder (default: data/<source>)")
