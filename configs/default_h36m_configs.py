@@ -187,9 +187,9 @@ def get_default_configs() -> ml_collections.ConfigDict:
     lift.floor_min_frames = 10             # frames with someone in them that a floor needs
 
     # Robust conditioning of est from detections and of lift (lib/robust.py): left / right swaps undone and
-    # keypoints the prior does not believe completed. Off by default: it costs 9 passes of the sampler for about
-    # 1 % of P1, and only with the detector's table (README 'Robust conditioning and the regression baseline');
-    # the margin and k were chosen on CMU validation rows
+    # keypoints the prior does not believe completed. Off by default: it costs 9 more passes of the sampler for 1-3 %
+    # of P1, and only with the detector's table (README 'Robust conditioning and the regression baseline'); the
+    # margin and k were chosen on CMU validation rows
     config.robust = robust = ml_collections.ConfigDict()
     robust.enabled = False
     robust.swap_margin = 16.0              # a swap is kept when it lowers the score by this much
