@@ -129,7 +129,14 @@ def get_default_configs() -> ml_collections.ConfigDict:
     # python -m run.distill: students of the deterministic sampler in few steps (lib/distill.py)
     config.distill = distill = ml_collections.ConfigDict()
     distill.first_steps = 8                # the first student's steps; its teacher: config.fast's sampler, twice that
-    distill.lr = 3e-4                      # Adam, cosine to 0 within each round (a 2 % warm-up)
+    distill.predict = "eps+v"              # the students' output (lib/model.Student): eps (the teacher's head),
+                                           # eps+v (it and a new v head, blended by the SNR), v or x; loss weights
+                                           # on |D - D*|^2: SNR, SNR + 1, SNR + 1, max(SNR, 1)
+    distill.fit_share = 0.1                # share of the minutes a new head first spends learning the teacher's
+                                           # data prediction (0 for eps, which is the teacher's head)
+    distill.round_growth = 1.0             # round i gets a share of the rest ~ growth^i (1: equal rounds)
+    distill.t_start = 1.0                  # the students' first step starts here, from the data-matched Gaussian
+    distill.lr = 1e-3                      # Adam, cosine to 0 within each round (a 2 % warm-up)
     distill.batch_size = 512               # student steps per update
     distill.pool = 1024                    # training rows whose teacher trajectories are drawn at a time
     distill.ema_halflife = 0.05            # EMA half-life, share of a round

@@ -124,6 +124,7 @@ class Candidate:
     sampler: SamplerConfig
     seed_offset: int = 0      # another seed: the Monte-Carlo noise floor of the comparison
     bf16: bool = False        # the network under bf16 autocast
+    students: dict | None = None  # the distilled students the 'distilled' sampler takes (lib/distill.py)
 
 
 @dataclass
@@ -152,12 +153,10 @@ def _scores(table: dict, task: str) -> dict[str, float]:
 
 def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
                   device: torch.device, paper: PaperCode | None = None, ckpt: Path | None = None,
-                  progress: Callable[[str], None] = print, students: dict | None = None) -> list[Row]:
+                  progress: Callable[[str], None] = print) -> list[Row]:
     """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
     ratios to the setting's baseline; with `paper`, the paper's own code on the same inputs as a cross-check."""
     rows, frames = [], frames_of(config)
-    score_fns = {bf16: build_score_fn(model, sde, with_fields(config, {"sampling.bf16": bf16}), students)
-                 for bf16 in (False, True)}
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
@@ -167,7 +166,8 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
                       robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
         base = None
         for c in st.candidates:
-            res = evaluate(unit, opts, ctx, score_fns[c.bf16], sde, c.sampler,
+            score_fn = build_score_fn(model, sde, with_fields(config, {"sampling.bf16": c.bf16}), c.students)
+            res = evaluate(unit, opts, ctx, score_fn, sde, c.sampler,
                            EvalSettings(st.hypo, config.eval.batch_size, config.seed + c.seed_offset, progress=False),
                            config, device)
             scores = _scores(res.table, st.task)

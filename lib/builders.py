@@ -13,7 +13,7 @@ from lib.config_utils import config_from_json
 from lib.data import PoseData, load_split, parse_subjects, validation_mask
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
-from lib.model import ScoreFn, ScoreModelFC_Adv
+from lib.model import ScoreFn, ScoreModelFC_Adv, Student
 from lib.regression import MartinezLifter
 from lib.sampling import SamplerConfig
 from lib.sde import SDE, get_sde
@@ -74,14 +74,18 @@ def student_steps(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def students_from_state(state: dict, config: ml_collections.ConfigDict, device: torch.device | str = "cpu"
-                        ) -> dict[int, torch.nn.Module]:
-    """The distilled students a checkpoint carries ({steps: network in eval mode}; none for other files)."""
+                        ) -> dict[int, Student]:
+    """The distilled students a checkpoint carries ({steps: Student in eval mode}; none for other files). Their
+    weights are the Student's state dict; those of runs before distill.predict, the bare noise network's."""
     out = {}
     for steps, weights in state.get("students", {}).items():
-        model = build_model(config)
-        check_compatible(model, weights, f"student of {steps} steps")
-        model.load_state_dict(weights)
-        out[int(steps)] = model.to(device).eval()
+        student = Student(build_model(config), build_sde(config), config.distill.predict)
+        if not any(k.startswith("net.") for k in weights):  # an earlier run's: the network alone, from T
+            weights = student.state_dict() | {f"net.{k}": v for k, v in weights.items()}
+        check_compatible(student.net, {k[4:]: v for k, v in weights.items() if k.startswith("net.")},
+                         f"student of {steps} steps")
+        student.load_state_dict(weights)
+        out[int(steps)] = student.to(device).eval()
     return out
 
 

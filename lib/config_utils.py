@@ -16,12 +16,14 @@ from lib.aggregate import AGGREGATORS
 from lib.errors import ToolkitError
 from lib.io import not_found
 from lib.keypoints import FORMATS, H36M
+from lib.model import PREDICTIONS
 from lib.tasks.base import WARM_STARTS
 from lib.tasks.observe import COMPLETIONS
 
 # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
-VERSION = 3
+# 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
+VERSION = 4
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -184,7 +186,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "eval.refine_t": _num(0.0, 1.0, lo_open=True), "eval.refine_steps": _STEPS,
     "distill.first_steps": _POS_INT, "distill.lr": _POS, "distill.batch_size": _POS_INT, "distill.pool": _POS_INT,
     "distill.ema_halflife": _num(0.0, 1.0, lo_open=True), "distill.fast_steps": _NONNEG_INT,
-    "distill.fast_tolerance": _num(0.0),
+    "distill.fast_tolerance": _num(0.0), "distill.predict": _one_of(*PREDICTIONS), "distill.fit_share": _num(0.0, 0.5),
+    "distill.round_growth": _num(0.25, 4.0), "distill.t_start": _num(0.1, 1.0),
     "detnoise.p": _PROB, "detnoise.tail": _num(1.0), "detnoise.format": _H36M_ORDER,
     "lift.min_conf": _num(0.0), "lift.min_joints": _num(1, 17, integer=True),
     "lift.hypotheses": _POS_INT,
@@ -215,6 +218,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
     if m.beta_min >= m.beta_max or m.sigma_min >= m.sigma_max:
         raise ToolkitError("model.beta_min < model.beta_max and model.sigma_min < model.sigma_max are required")
+    d = config.distill
+    if d.predict == "eps" and d.fit_share > 0:
+        raise ToolkitError(f"distill.fit_share ({d.fit_share:g}) cannot take effect with distill.predict=eps (a "
+                           f"student of the teacher's own head starts as the teacher); set it to 0")
 
 
 # ----------------------------------------------------------------------------------------- JSON, versions
@@ -228,7 +235,8 @@ _RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_r
 
 def _migrate(stored: dict) -> dict:
     """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
-    Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted."""
+    Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted.
+    Before 4: distilled students predicted the noise."""
     version = stored.get("version", 1)
     if version < 2:
         sampling = stored.get("sampling", {})
@@ -242,6 +250,8 @@ def _migrate(stored: dict) -> dict:
         training["select_on"] = "test"
         if training.get("budget_minutes", 0) > 0:
             training["n_iters"] = 0
+    if version < 4 and stored.get("distill", {}).get("students"):
+        stored["distill"] |= {"predict": "eps", "fit_share": 0.0}
     stored["version"] = VERSION
     return stored
 

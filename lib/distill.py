@@ -3,11 +3,19 @@
 The paper's --pflow is the drift-only process: a deterministic map from (x_T, condition) to a pose (docs/design.md,
 'Samplers'). A round halves the steps: the student starts from its teacher's weights and learns, in one step of the
 first-order integrator x'' = A x + B D(x, t) (A = (sigma''/sigma) e^-h, B = alpha'' (1 - e^-2h), h the half log-SNR
-step), where the teacher lands in two. Its target data prediction is D* = (x'' - A x) / B and the loss |D - D*|^2.
+step), where the teacher lands in two. Its target data prediction is D* = (x'' - A x) / B and the loss w(t) |D - D*|^2.
 The teacher of the first round is the fast deterministic sampler (config.fast, 2 x distill.first_steps steps); each
-later round's teacher is the previous student. The states x are the teacher's own trajectories from x_T ~ N(0, I)
+later round's teacher is the previous student. The states x are the teacher's own trajectories from the start draw
 under the training conditions and masks (the loss's, lib/losses.draw_condition), so the students keep est, comp2d and
-comp3d. Each round gets an equal share of the wall-clock budget (distill.minutes) and its own schedule (lib/schedule).
+comp3d.
+
+The students' output (distill.predict, lib/model.Student) is the teacher's noise head, v, the pose, or the teacher's
+head and a v head blended by the SNR (eps+v). A new head starts at zero (the teacher's weights cannot be read as v or
+x), and first spends distill.fit_share of the minutes learning the teacher's own data prediction at the first
+student's states. The weight w(t) belongs to the output: SNR for eps (its own noise-space loss), SNR + 1 for v and
+eps+v (|v - v*|^2), max(SNR, 1) for x (Salimans & Ho's truncated SNR). The rest of the minutes go to the rounds,
+round i a share ~ distill.round_growth^i. The students may start at distill.t_start < T, from the Gaussian that
+matches the training poses there.
 
 Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
 trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
@@ -31,7 +39,7 @@ from lib.checkpoint import save_checkpoint
 from lib.config_utils import config_to_json
 from lib.ema import ExponentialMovingAverage
 from lib.losses import draw_condition, mask_rates
-from lib.model import ScoreFn
+from lib.model import ScoreFn, Student
 from lib.run_folder import RunFolder, setup_logging
 from lib.sampling import SamplerConfig, make_grid, sample
 from lib.schedule import learning_rate
@@ -48,76 +56,110 @@ class Round:
     loss: float              # its last logged loss
     updates: int             # optimiser steps it made
     minutes: float
+    target: str = "distil"   # 'distil': where two teacher steps land; 'fit': the teacher's own data prediction
 
 
 def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: torch.Tensor, mask: torch.Tensor,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The teacher's trajectories from x_T ~ N(0, I), cut into student steps of two teacher steps each:
-    (states x [B * K, J, 3] at the start of each student step, its index k [B * K], the teacher's state two steps
-    later [B * K, J, 3]); K = cfg.steps / 2."""
-    task = Task(condition=condition, mask=mask, x_init=sde.prior_sample(condition.shape, generator, condition.device))
+                  generator: torch.Generator, start: Student | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The teacher's trajectories from x_T ~ N(0, I) (or from `start`'s draw at its t_start), cut into student steps
+    of two teacher steps each: (states x [B * K, J, 3] at the start of each student step, its index k [B * K], the
+    teacher's state two steps later [B * K, J, 3]); K = cfg.steps / 2."""
+    shape, device = condition.shape, condition.device
+    x_start = sde.prior_sample(shape, generator, device) if start is None else start.start(shape, generator, device)
+    task = Task(condition=condition, mask=mask, x_init=x_start,
+                t_start=sde.T if start is None else float(start.t_start))
     _, traj = sample(teacher, sde, task, cfg, generator, save_every=1)
     states = torch.stack([task.x_init] + traj)  # [2K + 1, B, J, 3]
     starts, ends = states[:-1:2], states[2::2]  # [K, B, J, 3]
-    k = torch.arange(len(starts), device=condition.device).repeat_interleave(condition.shape[0])
+    k = torch.arange(len(starts), device=device).repeat_interleave(shape[0])
     return starts.flatten(0, 1), k, ends.flatten(0, 1)
 
 
-def step_coefficients(sde: SDE, schedule: str, steps: int, eps: float, device: torch.device
+def step_coefficients(sde: SDE, schedule: str, steps: int, eps: float, device: torch.device, t_start: float = 1.0
                       ) -> tuple[torch.Tensor, ...]:
-    """Per student step k of a grid: its start time t_k, and A_k, B_k of x'' = A x + B D (float32 [K])."""
-    grid = make_grid(sde, schedule, steps, 1.0, eps)
+    """Per student step k of a grid from t_start: its start time t_k, and A_k, B_k of x'' = A x + B D (float32 [K])."""
+    grid = make_grid(sde, schedule, steps, t_start, eps)
     h = sde.lambda_(grid.t_next) - sde.lambda_(grid.t)
     a = sde.sigma(grid.t_next) / sde.sigma(grid.t) * torch.exp(-h)
     b = -sde.alpha(grid.t_next) * torch.expm1(-2.0 * h)
     return tuple(v.float().to(device) for v in (grid.t, a, b))
 
 
+def loss_weight(sde: SDE, t: torch.Tensor, predict: str) -> torch.Tensor:
+    """w(t) [B] of the loss w |D - D*|^2 for a student's output: SNR = alpha^2 / sigma^2 (eps: exactly its noise-space
+    loss), SNR + 1 (v and eps+v), max(SNR, 1) (x)."""
+    snr = (sde.alpha(t) / sde.sigma(t)) ** 2
+    return {"eps": snr, "eps+v": snr + 1.0, "v": snr + 1.0, "x": snr.clamp(min=1.0)}[predict]
+
+
+def round_seconds(seconds: float, rounds: int, fit_share: float, growth: float) -> tuple[float, list[float]]:
+    """The head fit's seconds and each round's: the fit takes fit_share, round i of the rest a share ~ growth^i."""
+    weights = [growth ** i for i in range(rounds)]
+    rest = seconds * (1.0 - fit_share)
+    return seconds * fit_share, [rest * w / sum(weights) for w in weights]
+
+
 class Distiller:
-    """Runs the rounds; `students` maps steps -> the EMA weights of each student (a network in eval mode)."""
+    """Runs the rounds; `students` maps steps -> the EMA weights of each student (a Student in eval mode)."""
 
     def __init__(self, config: ml_collections.ConfigDict, teacher: torch.nn.Module, sde: SDE, batches,
                  device: torch.device):
         self.config, self.sde, self.batches, self.device = config, sde, batches, device
         self.teacher = teacher.eval()
-        self.students: dict[int, torch.nn.Module] = {}
+        self.students: dict[int, Student] = {}
         self.rounds: list[Round] = []
         self.batch_index = 0
 
-    def run(self, final_steps: int, minutes: float) -> dict[int, torch.nn.Module]:
+    def first_student(self) -> Student:
+        """The teacher's network under the chosen head (a v / x head zeroed) and the training poses' moments."""
+        d = self.config.distill
+        student = Student(copy.deepcopy(self.teacher), self.sde, d.predict, d.t_start).to(self.device)
+        if d.predict in ("v", "x"):  # the teacher's head read as v or x would be noise
+            torch.nn.init.zeros_(student.net.post_dense.weight)
+            torch.nn.init.zeros_(student.net.post_dense.bias)
+        x = self.batches.x  # [N, J, 3] the normalised training poses
+        student.start_mean.copy_(x.mean(0))
+        student.start_std.copy_(x.std(0))
+        return student
+
+    def run(self, final_steps: int, minutes: float) -> dict[int, Student]:
         d = self.config.distill
         first = d.first_steps
         counts = [first // 2 ** r for r in range(int(math.log2(first // final_steps)) + 1)]
         if first % final_steps or counts[-1] != final_steps:
             raise ValueError(f"distill.first_steps ({first}) must be a power-of-two multiple of --steps {final_steps}")
+        fit, shares = round_seconds(60.0 * minutes, len(counts), d.fit_share, d.round_growth)
         teacher_fn = ScoreFn(self.teacher, self.sde)
         f = self.config.fast
         cfg = SamplerConfig(method=f.deterministic, steps=2 * first, schedule=f.deterministic_schedule,
                             eps=self.config.sampling.eps)
-        net = self.teacher
-        for steps in counts:
-            net = self._round(net, teacher_fn, cfg, steps, 60.0 * minutes / len(counts))
-            self.students[steps] = net
-            teacher_fn = ScoreFn(net, self.sde)
+        student = self.first_student()
+        if fit > 0:
+            student = self._round(student, teacher_fn, cfg, first, fit, fit=True)
+        for steps, seconds in zip(counts, shares, strict=True):
+            student = self._round(student, teacher_fn, cfg, steps, seconds)
+            self.students[steps] = student
+            teacher_fn = ScoreFn(student, self.sde)
             cfg = SamplerConfig(method="drift_ddim", steps=steps, schedule=f.deterministic_schedule,
                                 eps=self.config.sampling.eps)
         return self.students
 
-    def _round(self, init: torch.nn.Module, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float
-               ) -> torch.nn.Module:
-        """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode)."""
+    def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
+               fit: bool = False) -> Student:
+        """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode).
+        fit: the target is the teacher's own data prediction at the student's states, not its two steps."""
         d = self.config.distill
         student = copy.deepcopy(init).train()
         ema = ExponentialMovingAverage(student.parameters(), 0.999)
         opt = torch.optim.Adam(student.parameters(), lr=d.lr)
         schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
                                                         "schedule": "cosine", "lr_final": 0.0}})
-        t_k, a_k, b_k = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device)
-        fn = ScoreFn(student, self.sde)
+        t_k, a_k, b_k = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device, d.t_start)
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps)
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + (1000 if fit else 0))
         while progress < 1.0:
-            x, k, target_x = self._pool(teacher_fn, cfg, gen)
+            x, k, target_x = self._pool(teacher_fn, cfg, gen, init)
             order = torch.randperm(len(x), generator=gen, device=self.device)
             for lo in range(0, len(x) - d.batch_size + 1, d.batch_size):
                 idx = order[lo:lo + d.batch_size]
@@ -126,16 +168,18 @@ class Distiller:
                     g["lr"] = learning_rate(schedule, updates, done)
                 ema.decay = 0.5 ** (max(done - progress, 1e-9) / d.ema_halflife)
                 progress = done
-                xs, kk = x[idx], k[idx]
-                a, b, t = a_k[kk][:, None, None], b_k[kk][:, None, None], t_k[kk]
-                target = (target_x[idx] - a * xs) / b  # D*: where the teacher's two steps land, as a data prediction
-                # the loss in the network's own noise space: eps* = (x - alpha D*) / sigma, i.e. |D - D*|^2 weighted
-                # by the SNR alpha^2 / sigma^2. Unweighted, the steps near T (alpha 0.007 at T = 1), where
-                # D = (x - sigma eps) / alpha amplifies the network's error ~150-fold, took every gradient (on CMU
-                # the student of 8 steps then lost 46 % instead of 2.4 %; README 'Distilled samplers').
-                alpha, sigma = self.sde.alpha(t)[:, None, None], self.sde.sigma(t)[:, None, None]
-                eps = fn.eps(xs, t, self.cond[idx], self.mask[idx])
-                loss = (eps - (xs - alpha * target) / sigma).square().sum((1, 2)).mean()
+                xs, kk, t = x[idx], k[idx], t_k[k[idx]]
+                if fit:  # D_teacher(x, t)
+                    with torch.no_grad():
+                        eps = teacher_fn.eps(xs, t, self.cond[idx], self.mask[idx])
+                    target = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
+                else:  # D*: where the teacher's two steps land, as a data prediction
+                    target = (target_x[idx] - a_k[kk][:, None, None] * xs) / b_k[kk][:, None, None]
+                # the weight follows the output (loss_weight): unweighted, the steps near T (alpha 0.007 at T = 1)
+                # took every gradient from an eps head, whose D = (x - sigma eps) / alpha amplifies its error
+                # ~150-fold (README 'Distilled samplers')
+                err = (student.data(xs, t, self.cond[idx], self.mask[idx]) - target).square().sum((1, 2))
+                loss = (loss_weight(self.sde, t, d.predict) * err).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -146,16 +190,16 @@ class Distiller:
                 if progress >= 1.0:
                     break
         self.rounds.append(Round(steps, float(torch.stack(losses[-50:]).mean()), updates,
-                                 (time.monotonic() - start) / 60))
-        log.info("student of %d steps: %d updates in %.1f min, loss %.4f", steps, updates,
-                 self.rounds[-1].minutes, self.rounds[-1].loss)
+                                 (time.monotonic() - start) / 60, "fit" if fit else "distil"))
+        log.info("%s of %d steps: %d updates in %.1f min, loss %.4f", "head fit" if fit else "student", steps,
+                 updates, self.rounds[-1].minutes, self.rounds[-1].loss)
         ema.copy_to(student.parameters())
         return student.eval()
 
-    def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator
+    def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator, student: Student
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher pairs for distill.pool training rows with their conditions and masks (self.cond / self.mask,
-        repeated per student step like the pairs)."""
+        repeated per student step like the pairs), from the student's start draw."""
         d = self.config.distill
         parts = []
         for _ in range(max(d.pool // self.batches.per_rank, 1)):
@@ -165,7 +209,7 @@ class Distiller:
         condition = torch.cat([c for c, _ in parts])
         mask = torch.cat([m for _, m in parts])
         with torch.inference_mode():
-            x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen)
+            x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen, student)
         repeats = len(x) // len(condition)
         self.cond, self.mask = condition.repeat(repeats, 1, 1), mask.repeat(repeats, 1, 1)
         return x.clone(), k.clone(), ends.clone()

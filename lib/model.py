@@ -70,6 +70,11 @@ class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
     def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the noise. x, condition, mask: [B, J, 3]; t: [B] in [0, 1] -> [B, J, 3]."""
+        return self.post_dense(self.features(x, t, condition, mask)).reshape(x.shape)
+
+    def features(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer [B, H], which the output layer post_dense reads."""
         b = x.shape[0]
         cond = x - condition  # [B, J, 3]
         is_3d = (condition[..., 2] != 0).any(dim=1)  # [B]; a 2D condition has z = 0
@@ -86,7 +91,75 @@ class ScoreModelFC_Adv(nn.Module):  # noqa: N801 (the paper's class name)
         for i in range(1, self.n_blocks + 1):
             h1 = self._layer(f"b{i}_dense1", h, temb, cemb)
             h = h + self._layer(f"b{i}_dense2", h1, temb, cemb)
-        return self.post_dense(h).reshape(x.shape)
+        return h
+
+
+PREDICTIONS = ("eps", "eps+v", "v", "x")  # what a distilled student's output is read as (lib/distill.py)
+
+
+class Student(nn.Module):
+    """A network distilled for few steps (lib/distill.py); forward returns the noise its data prediction implies, so
+    every sampler runs it unchanged. Its output is read as the noise ('eps', the teacher's own head), as v, as the
+    pose ('x'), or as both of the first two ('eps+v': the teacher's head and a new v head, blended by the SNR).
+
+    With x_t = alpha x_0 + sigma eps and r^2 = alpha^2 + sigma^2, a = alpha / r, s = sigma / r (the VP form of any
+    linear SDE), v = a eps - s x_0 (Salimans & Ho 2022, section 4), and a v output F gives D = a x_t / r - s F. An
+    error of F moves D by at most its own size, where an eps head moves it by sigma / alpha (150-fold at T = 1).
+    'eps+v' reads D = a^2 D_eps + s^2 D_v: the teacher's eps head where the SNR is high (there it is accurate, and
+    the student starts as the teacher) and a v head, started at zero, where it is low; an error of either head moves
+    D by at most its own size.
+    A student whose steps start at t_start < T starts from the Gaussian that matches the data there (buffers
+    start_mean and start_std [J, 3], the training poses' moments): N(alpha mean, alpha^2 std^2 + sigma^2).
+    """
+
+    def __init__(self, net: nn.Module, sde: SDE, predict: str = "eps", t_start: float = 1.0):
+        super().__init__()
+        if predict not in PREDICTIONS:
+            raise ValueError(f"predict must be one of {PREDICTIONS}, got {predict!r}")
+        self.net, self.sde, self.predict = net, sde, predict
+        if predict == "eps+v":
+            self.v_head = nn.Linear(net.post_dense.in_features, net.post_dense.out_features)
+            nn.init.zeros_(self.v_head.weight)
+            nn.init.zeros_(self.v_head.bias)
+        shape = (net.num_joints, net.joint_dim)
+        self.register_buffer("t_start", torch.tensor(float(t_start), dtype=torch.float64))
+        self.register_buffer("start_mean", torch.zeros(shape))
+        self.register_buffer("start_std", torch.ones(shape))
+
+    def data(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The data prediction D [B, J, 3] at x [B, J, 3], t [B]."""
+        alpha, sigma = expand_like(self.sde.alpha(t), x), expand_like(self.sde.sigma(t), x)
+        r2 = alpha ** 2 + sigma ** 2
+        if self.predict == "eps+v":
+            h = self.net.features(x, t, condition, mask)
+            n_eps, n_v = self.net.post_dense(h).reshape(x.shape), self.v_head(h).reshape(x.shape)
+            # a^2 D_eps = alpha (x - sigma n_eps) / r^2, without the 1 / alpha of D_eps alone
+            return alpha * (x - sigma * n_eps) / r2 + sigma ** 2 / r2 * (alpha * x / r2 - sigma / r2.sqrt() * n_v)
+        out = self.net(x, t, condition, mask)
+        if self.predict == "eps":
+            return (x - sigma * out) / alpha
+        if self.predict == "x":
+            return out
+        return alpha * x / r2 - sigma / r2.sqrt() * out
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The noise the data prediction implies, eps = (x - alpha D) / sigma [B, J, 3]."""
+        if self.predict == "eps":
+            return self.net(x, t, condition, mask)
+        d = self.data(x, t, condition, mask)
+        return (x - expand_like(self.sde.alpha(t), x) * d) / expand_like(self.sde.sigma(t), x)
+
+    def start(self, shape: torch.Size, generator: torch.Generator | None, device: torch.device | str
+              ) -> torch.Tensor:
+        """A draw [B, J, 3] of the start of its steps at t_start: the SDE's prior at T, else the matched Gaussian."""
+        z = torch.randn(shape, generator=generator, device=device)
+        t = self.t_start.to(device)
+        if float(t) >= self.sde.T:
+            return z * self.sde.prior_std
+        alpha, sigma = self.sde.alpha(t), self.sde.sigma(t)
+        return alpha * self.start_mean + torch.sqrt(alpha ** 2 * self.start_std ** 2 + sigma ** 2) * z
 
 
 class ScoreFn:

@@ -502,6 +502,10 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
             raise ToolkitError(f"the students were distilled on the {score_fn.parent.student_grid} grid; drop "
                                f"--schedule {cfg.schedule}")
         cfg = dataclasses.replace(cfg, schedule=score_fn.parent.student_grid)
+        student = score_fn.net
+        if task.x_init is None and float(student.t_start) < sde.T:  # its steps start at t_start, from its Gaussian
+            x_start = student.start(task.condition.shape, generator, task.condition.device)
+            task = dataclasses.replace(task, x_init=x_start, t_start=float(student.t_start), noised_start=False)
     if not cfg.eps < task.t_start <= sde.T:
         raise ToolkitError(f"the start time ({task.t_start}) must be in (sampling.eps, {sde.T:g}] = ({cfg.eps}, "
                            f"{sde.T:g}]")

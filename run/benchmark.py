@@ -5,7 +5,7 @@
     python -m run.benchmark --sections sampling,training --paper-repo PATH    # GPU: the U3D network
     python -m run.benchmark --sections detected --ckpt-dir RUN_GT,RUN_NOISE --detections cmu_sh_heldout_dt.pkl \
         --baseline RUN_REGRESSION
-    python -m run.benchmark --sections distill --ckpt-dir RUN_distilled
+    python -m run.benchmark --sections distill --ckpt-dir RUN_distilled_eps,RUN_distilled
 
 Sections:
   accuracy  P1 (the paper's) and root-aligned MPJPE against network evaluations, on real CMU data: the paper's
@@ -20,8 +20,8 @@ Sections:
   detected  est from ground-truth 2D and from detections (--detections, a row-aligned file in the run's data
             folder) on the same test rows, for every run of --ckpt-dir (a comma list): S = 1 and S = 20 with every
             one-pose aggregate; a regression baseline (--baseline RUN, lib/regression.py) at S = 1 beside them
-  distill   a run with distilled students (run.distill): the paper's samplers, the fast ones and the students
-            at 4, 2, 1 steps on est S = 1, est S = 20 and comp3d S = 1
+  distill   runs with distilled students of one teacher (run.distill; a comma list): the paper's samplers, the fast
+            ones and every run's students of 8 steps or fewer on est S = 1, est S = 20 and comp3d S = 1
 The accuracy sections score --ckpt-dir's final checkpoint (checkpoint.pth), or, with --cmu-pack instead, convert
 the CMU pack and train configs/subvp/cmu_budget.py for 4 minutes into checkpoint/benchmark_cmu (reused after).
 PATH is a checkout of github.com/Embracing/GFPose (pip install scipy).
@@ -272,31 +272,45 @@ def _detected(args, device, rows: list[Row]) -> None:
 
 
 def _distill(args, device, rows: list[Row]) -> None:
-    """The students of a distilled run against the paper's samplers and the fast ones, same inputs, one run."""
-    path = checkpoint_path(_run_dirs(args)[0], best=False)
-    state = load_checkpoint(path)
-    config = stored_config(state, path)
-    students = students_from_state(state, config, device)
-    if not students:
-        raise ToolkitError(f"{path} carries no students; make them with python -m run.distill --ckpt-dir RUN")
+    """The students of one or more distilled runs of one teacher (--ckpt-dir, a comma list) against the paper's
+    samplers and the fast ones, same inputs, one run; each student named by its run and output."""
+    runs = []
+    for run in _run_dirs(args):
+        path = checkpoint_path(run, best=False)
+        state = load_checkpoint(path)
+        config = stored_config(state, path)
+        students = students_from_state(state, config, device)
+        if not students:
+            raise ToolkitError(f"{path} carries no students; make them with python -m run.distill --ckpt-dir RUN")
+        if runs and any(not torch.equal(v, runs[0][1]["model_state_dict"][k])
+                        for k, v in state["model_state_dict"].items()):
+            raise ToolkitError(f"{path} was distilled from another teacher than {runs[0][0]}; compare the students "
+                               f"of one teacher")
+        runs.append((path, state, config, students))
+    path, state, config, _ = runs[0]
     model = model_from_state(state, config, path, device)
     test = load_data(with_fields(config, {"data.use_gt_2d": True}), "test")
     one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
-    steps = sorted((s for s in students if s <= 8), reverse=True)
     det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
            Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
                with_fields(config, {"distill.students": ""}), True), steps=20))]
-    det += [Candidate(f"student, {n} steps", SamplerConfig(method="distilled", steps=n)) for n in steps]
     sto = [Candidate("em 1000 (the paper's default)", paper_sampler(config, False)),
            Candidate("ddim 50, eta 1 (--fast)", SamplerConfig(method="ddim", steps=50, eta=1.0))]
-    sto += [Candidate(f"student, {n} steps, eta 1", SamplerConfig(method="distilled", steps=n, eta=1.0))
-            for n in steps]
+    for run_path, run_state, run_config, students in runs:
+        scores = run_state["distill"]["scores"]  # run.distill's, on the validation rows
+        for n in sorted((s for s in students if s <= 8), reverse=True):
+            name = (f"{run_path.parent.name}, {run_config.distill.predict}; validation "
+                    f"{scores[f'student {n}']['p1'] / scores['teacher']['p1']:.3f}x the teacher's fast sampler")
+            det.append(Candidate(f"student, {n} steps ({name})", SamplerConfig(method="distilled", steps=n),
+                                 students=students))
+            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})",
+                                 SamplerConfig(method="distilled", steps=n, eta=1.0), students=students))
     leg = {"jlist": "right_leg"}
     settings = [Setting("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
                 Setting("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
                 Setting("comp3d right leg S=1, deterministic", "comp3d", leg, 1, one, det,
                         completion=config.eval.completion, section="distill")]
-    rows += accuracy_rows(settings, model, build_sde(config), config, device, students=students)
+    rows += accuracy_rows(settings, model, build_sde(config), config, device)
 
 
 def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:

@@ -7,6 +7,8 @@
 Students of distill.first_steps (8), half that, ... down to --steps are kept; --fast uses the one with the fewest
 steps whose validation P1 is within distill.fast_tolerance (3 %) of the teacher's fast sampler (distill.fast_steps,
 0 where none is). The folder holds the teacher's weights too, so every command loads it like any other run.
+distill.predict chooses the students' output (eps, eps+v, v, x; lib/model.Student), distill.fit_share,
+distill.round_growth and distill.t_start how the minutes are spent and where the students start (lib/distill.py).
 """
 from __future__ import annotations
 
@@ -54,8 +56,10 @@ def main() -> None:
     finally:
         dist.shutdown()
     print(f"wrote {Path(args.ckpt_root) / name}: students of {config.distill.students} steps")
+    teacher = result["scores"]["teacher"]["p1"]
     for label, scores in result["scores"].items():
-        print(f"  {label:12s} P1 {scores['p1']:.2f} mm (root-aligned {scores['p1_root']:.2f})")
+        print(f"  {label:12s} P1 {scores['p1']:.2f} mm (root-aligned {scores['p1_root']:.2f}), "
+              f"{scores['p1'] / teacher:.3f}x the teacher's fast sampler")
 
 
 if __name__ == "__main__":

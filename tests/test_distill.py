@@ -1,23 +1,114 @@
-"""Distilled students: the step they learn is exact for a known data prediction, a tiny student trains, saves, loads
-and samples through every task, --fast picks it, and bad requests are one line."""
+"""Distilled students: the step they learn is exact for a known data prediction, their v / x / eps heads give the data
+prediction and noise of hand-made inputs, the start at t_start < 1 matches the data there, a tiny student trains,
+saves, loads and samples through every task, --fast picks it, earlier runs' students still load, and bad requests
+are one line."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from lib.api import PosePrior
-from lib.checkpoint import load_checkpoint
-from lib.distill import fast_student, step_coefficients, teacher_pairs
+from lib.builders import students_from_state
+from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.config_utils import config_from_json
+from lib.distill import fast_student, loss_weight, round_seconds, step_coefficients, teacher_pairs
 from lib.errors import ToolkitError
-from lib.model import ScoreFn
+from lib.model import ScoreFn, Student
 from lib.sampling import SamplerConfig
 from lib.sde import SubVPSDE
 from run import distill as distill_cli
 from run import eval_fc_mp_adv_3d
-from tests.helpers import GaussianEps, run_main, run_module
+from tests.helpers import GaussianEps, random_model, run_main, run_module
+
+
+def _subvp(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha, sigma of the sub-VP SDE with beta 0.1 .. 20, written out (Song et al. 2021, eq. 29 / appendix B)."""
+    alpha = torch.exp(-0.25 * t ** 2 * (20.0 - 0.1) - 0.5 * t * 0.1)
+    return alpha, 1.0 - alpha ** 2
+
+
+class _Says(torch.nn.Module):
+    """A stand-in network that returns a given output."""
+    num_joints, joint_dim = 17, 3
+
+    def __init__(self, out: torch.Tensor):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, t, condition, mask):
+        return self.out
+
+
+class _TwoHeads(_Says):
+    """A stand-in whose last hidden layer holds [eps, v]; the teacher's head reads eps, the Student's v head v."""
+
+    def __init__(self, eps: torch.Tensor, v: torch.Tensor):
+        super().__init__(eps)
+        self.h = torch.cat([eps.flatten(1), v.flatten(1)], 1)  # [B, 102]
+        self.post_dense = torch.nn.Linear(102, 51)
+        with torch.no_grad():
+            self.post_dense.weight.copy_(torch.eye(51, 102))
+            self.post_dense.bias.zero_()
+
+    def features(self, x, t, condition, mask):
+        return self.h
+
+
+@pytest.mark.parametrize("predict", ["eps", "v", "x", "eps+v"])
+def test_each_head_gives_the_pose_and_noise_of_a_hand_made_state(predict):
+    """x_t = alpha x0 + sigma eps from a known x0 and eps; a network that outputs eps, v = a eps - s x0 (a = alpha / r,
+    s = sigma / r, r^2 = alpha^2 + sigma^2), x0, or eps and v from two heads must give back x0 as the data prediction
+    and eps as the noise."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 17, 3, generator=g), torch.randn(4, 17, 3, generator=g)
+    t = torch.tensor([1.0, 0.7, 0.3, 0.05])
+    alpha, sigma = (v[:, None, None] for v in _subvp(t))
+    x = alpha * x0 + sigma * eps
+    r = torch.sqrt(alpha ** 2 + sigma ** 2)
+    v = alpha / r * eps - sigma / r * x0
+    if predict == "eps+v":
+        student = Student(_TwoHeads(eps, v), SubVPSDE(), predict)
+        assert student.data(x, t, x, None).abs().max() > 0  # the v head starts at zero: not the answer yet
+        with torch.no_grad():
+            student.v_head.weight.copy_(torch.cat([torch.zeros(51, 51), torch.eye(51)], 1))
+    else:
+        student = Student(_Says({"eps": eps, "v": v, "x": x0}[predict]), SubVPSDE(), predict)
+    tol = 2e-3 if predict == "eps" else 1e-5  # from eps, x0 = (x - sigma eps) / alpha: 1 / alpha = 160 at t = 1
+    assert torch.allclose(student.data(x, t, x, None), x0, atol=tol)
+    assert torch.allclose(student(x, t, x, None), eps, atol=1e-4 if predict == "eps" else 3e-3)
+
+
+def test_the_loss_weights_follow_the_head():
+    """SNR = alpha^2 / sigma^2; eps: SNR (so w |D - D*|^2 is its noise error), v: SNR + 1, x: max(SNR, 1)."""
+    t = torch.tensor([1.0, 0.5, 0.1])
+    alpha, sigma = _subvp(t)
+    snr = alpha ** 2 / sigma ** 2   # 4e-5, 0.73, 105.6
+    sde = SubVPSDE()
+    assert torch.allclose(loss_weight(sde, t, "eps"), snr, rtol=1e-4)
+    assert torch.allclose(loss_weight(sde, t, "v"), snr + 1, rtol=1e-4)
+    assert torch.allclose(loss_weight(sde, t, "x"), torch.tensor([1.0, 1.0, snr[2].item()]), rtol=1e-4)
+
+
+def test_the_minutes_split_between_the_head_fit_and_growing_rounds():
+    assert round_seconds(600.0, 4, 0.1, 2.0) == (60.0, [36.0, 72.0, 144.0, 288.0])  # 540 s as 1 : 2 : 4 : 8
+    assert round_seconds(600.0, 4, 0.0, 1.0) == (0.0, [150.0] * 4)
+
+
+def test_a_student_starting_below_t1_starts_from_the_data_matched_gaussian():
+    """At t_start = 0.5 the draw is N(alpha m, alpha^2 s^2 + sigma^2) per coordinate: alpha = 0.28, sigma = 0.92."""
+    student = Student(random_model(), SubVPSDE(), "v", t_start=0.5)
+    student.start_mean.fill_(2.0)
+    student.start_std.fill_(3.0)
+    x = student.start(torch.Size((20000, 17, 3)), torch.Generator().manual_seed(0), "cpu")
+    alpha, sigma = _subvp(torch.tensor(0.5))
+    assert abs(x.mean().item() - 2.0 * alpha.item()) < 0.01
+    assert abs(x.std().item() - math.sqrt(9.0 * alpha.item() ** 2 + sigma.item() ** 2)) < 0.01
+    assert Student(random_model(), SubVPSDE(), "v").start(torch.Size((20000, 17, 3)), None, "cpu").std() == \
+        pytest.approx(1.0, abs=0.01)  # from T: the SDE's prior
 
 
 def test_one_student_step_with_the_target_data_prediction_lands_where_the_teacher_does():
@@ -61,14 +152,65 @@ def distilled(trained_run, tmp_path_factory):
 def test_a_tiny_student_trains_saves_and_loads(distilled, trained_run):
     state = load_checkpoint(distilled / "best_model.pth")
     assert sorted(state["students"]) == ["1", "2", "4"] and "optimizer_state_dict" not in state
-    assert json.loads(state["config"])["distill"]["students"] == "4,2,1"
-    rounds = state["distill"]["rounds"]
-    assert [r["steps"] for r in rounds] == [4, 2, 1] and all(r["updates"] > 0 for r in rounds)
+    stored = json.loads(state["config"])["distill"]
+    assert stored["students"] == "4,2,1" and stored["predict"] == "eps+v"
+    rounds = state["distill"]["rounds"]  # the new head first learns the teacher's data prediction, then three rounds
+    assert [(r["steps"], r["target"]) for r in rounds] == [(4, "fit"), (4, "distil"), (2, "distil"), (1, "distil")]
+    assert all(r["updates"] > 0 for r in rounds)
     teacher = load_checkpoint(trained_run / "checkpoint.pth")
     for key, value in teacher["model_state_dict"].items():  # the teacher's own weights travel unchanged
         assert torch.equal(state["model_state_dict"][key], value)
-    moved = [k for k, v in state["students"]["4"].items() if not torch.equal(v, teacher["model_state_dict"][k])]
-    assert moved  # the student learnt something of its own
+    student = state["students"]["4"]
+    moved = [k for k, v in teacher["model_state_dict"].items() if not torch.equal(student[f"net.{k}"], v)]
+    assert len(moved) > 10 and student["v_head.weight"].abs().sum() > 0  # a trunk that learnt, and a v head
+    # the data's moments for a start below T: the training poses' per-coordinate mean and spread (the root's depth
+    # coordinate is fixed by the normalisation: spread 0), not the defaults 0 and 1
+    mean, std = student["start_mean"], student["start_std"]
+    assert mean.shape == std.shape == (17, 3) and mean.abs().sum() > 0 and (std >= 0).all() and (std != 1).all()
+
+
+def test_an_earlier_runs_noise_students_still_load_and_sample_as_their_network(distilled):
+    """A version-3 file: students as the bare network's weights, no distill.predict. They load as eps Students that
+    give exactly their network's noise."""
+    state = load_checkpoint(distilled / "best_model.pth")
+    old = json.loads(state["config"])
+    old["version"] = 3
+    for key in ("predict", "fit_share", "round_growth", "t_start"):
+        del old["distill"][key]
+    config = config_from_json(json.dumps(old))
+    assert config.distill.predict == "eps" and config.distill.fit_share == 0
+    bare = {k[4:]: v for k, v in state["students"]["2"].items() if k.startswith("net.")}
+    student = students_from_state({"students": {"2": bare}}, config)[2]
+    assert student.predict == "eps" and float(student.t_start) == 1.0
+    x, t = torch.randn(3, 17, 3), torch.full((3,), 0.6)
+    assert torch.equal(student(x, t, x, None), student.net(x, t, x, None))
+    old["distill"]["students"] = ""  # a teacher of version 3 (no students) distils with today's defaults
+    assert config_from_json(json.dumps(old)).distill.predict == "eps+v"
+
+
+@pytest.fixture(scope="module")
+def pose_student(trained_run, tmp_path_factory):
+    """The same teacher distilled into students that predict the pose, start at t = 0.8 and double each round."""
+    root = tmp_path_factory.mktemp("pose_student")
+    res = run_module("run.distill", "--ckpt-dir", str(trained_run), "--steps", "2", "--minutes", "0.1",
+                     "--ckpt-root", str(root), "--name", "x", "--config.distill.first_steps=4",
+                     "--config.distill.pool=128", "--config.distill.batch_size=64", "--config.distill.predict=x",
+                     "--config.distill.t_start=0.8", "--config.distill.round_growth=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root / "x"
+
+
+def test_a_pose_student_from_below_t1_with_growing_rounds(pose_student, tmp_path, monkeypatch, capsys):
+    state = load_checkpoint(pose_student / "best_model.pth")
+    assert float(state["students"]["2"]["t_start"]) == pytest.approx(0.8)
+    fit, four, two = (r["minutes"] for r in state["distill"]["rounds"])
+    assert two > four  # round 2 had twice round 1's share (the updates' granularity blurs the exact ratio)
+    code, out, err = run_main(eval_fc_mp_adv_3d, ["--ckpt-dir", str(pose_student), "--best", "--sampler",
+                                                  "distilled", "--steps", "2", "--out", str(tmp_path), "est"],
+                              monkeypatch, capsys)
+    assert code == 0 and "2 network evaluations per sample" in out, err
+    pred = np.load(tmp_path / "results.npz")["pred3d"]
+    assert pred.shape[-2:] == (17, 3) and len(pred) > 0 and np.isfinite(pred).all()
 
 
 @pytest.mark.parametrize("task", [["est"], ["comp2d", "--randj", "2"], ["comp3d", "--jlist", "right_leg"], ["gen"]])
@@ -108,3 +250,26 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
     assert code == 2 and "carries no student for 4 steps" in err
     with pytest.raises(ToolkitError, match="no student for 8 steps"):
         PosePrior.from_checkpoint(distilled).estimate(np.zeros((1, 17, 2)), method="distilled", steps=8)
+
+
+def test_the_benchmark_sets_two_runs_students_of_one_teacher_side_by_side(distilled, pose_student, tmp_path):
+    res = run_module("run.benchmark", "--sections", "distill", "--ckpt-dir", f"{distilled},{pose_student}",
+                     "--poses", "12", "--poses-multi", "3", "--json", str(tmp_path / "b.json"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    rows = [r for r in rows if r["setting"] == "est S=1, deterministic"]
+    names = [r["variant"] for r in rows]
+    assert len(names) == 2 + 3 + 2  # drift 1000, drift_2m 20, the students 4, 2, 1 and 4, 2 of the two runs
+    assert rows[0]["ratio"] == 1.0 and [r["nfe"] for r in rows[2:]] == [4, 2, 1, 4, 2]
+    scores = load_checkpoint(pose_student / "checkpoint.pth")["distill"]["scores"]
+    ratio = scores["student 2"]["p1"] / scores["teacher"]["p1"]
+    assert names[-1] == f"student, 2 steps (x, x; validation {ratio:.3f}x the teacher's fast sampler)"
+    assert names[2].startswith("student, 4 steps (student, eps+v; validation ")
+    state = load_checkpoint(pose_student / "checkpoint.pth")  # the same students beside another teacher: refused
+    state["model_state_dict"]["post_dense.bias"] = state["model_state_dict"]["post_dense.bias"] + 1
+    (tmp_path / "other").mkdir()
+    save_checkpoint(state, tmp_path / "other" / "checkpoint.pth")
+    res = run_module("run.benchmark", "--sections", "distill", "--ckpt-dir", f"{distilled},{tmp_path / 'other'}",
+                     "--json", str(tmp_path / "c.json"))
+    assert res.returncode == 2 and "distilled from another teacher" in res.stderr
+    assert not (tmp_path / "c.json").exists()
