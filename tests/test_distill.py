@@ -245,6 +245,14 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
     code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--steps", "3", "--ckpt-root",
                                           str(tmp_path)], monkeypatch, capsys)
     assert code == 2 and "--steps must divide distill.first_steps" in err
+    for flag, says in (("--config.distill.predict=eps", "distill.fit_share (0.1) cannot take effect with "
+                                                        "distill.predict=eps"),
+                       ("--config.distill.predict=eps+x", "distill.predict = 'eps+x' must be one of eps, eps+v, v, x"),
+                       ("--config.distill.t_start=0", "distill.t_start = 0.0 must be >= 0.1")):
+        code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
+                                monkeypatch, capsys)
+        assert code == 2 and says in err and err.count("\n") == 1, (flag, err)
+    assert not any(tmp_path.iterdir())  # nothing written
     code, _, err = run_main(eval_fc_mp_adv_3d, ["--ckpt-dir", str(trained_run), "--sampler", "distilled", "--steps",
                                                 "4", "--out", str(tmp_path), "est"], monkeypatch, capsys)
     assert code == 2 and "carries no student for 4 steps" in err
