@@ -28,6 +28,7 @@ from lib.detnoise import detector_noise
 from lib.errors import ToolkitError
 from lib.evaluate import EvalSettings, evaluate, sample_task
 from lib.losses import Batch
+from lib.model import ScoreFn
 from lib.robust import RobustSettings
 from lib.sampling import SamplerConfig
 from lib.schedule import Progress
@@ -156,17 +157,21 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
                   progress: Callable[[str], None] = print) -> list[Row]:
     """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
     ratios to the setting's baseline; with `paper`, the paper's own code on the same inputs as a cross-check."""
-    rows, frames = [], frames_of(config)
+    rows, frames, detector = [], frames_of(config), detector_noise(config.eval.detector_table)
+    score_fns: dict[tuple[bool, int], ScoreFn] = {}  # one per precision and set of students, built once
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
         ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
                       min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma,
-                      reproj_temper=config.eval.reproj_temper, detector=detector_noise(config.eval.detector_table),
+                      reproj_temper=config.eval.reproj_temper, detector=detector,
                       robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
         base = None
         for c in st.candidates:
-            score_fn = build_score_fn(model, sde, with_fields(config, {"sampling.bf16": c.bf16}), c.students)
+            key = (c.bf16, id(c.students))
+            if key not in score_fns:
+                score_fns[key] = build_score_fn(model, sde, with_fields(config, {"sampling.bf16": c.bf16}), c.students)
+            score_fn = score_fns[key]
             res = evaluate(unit, opts, ctx, score_fn, sde, c.sampler,
                            EvalSettings(st.hypo, config.eval.batch_size, config.seed + c.seed_offset, progress=False),
                            config, device)

@@ -164,7 +164,8 @@ class Batches:
         self._perm, self._epoch = None, -1
         d = config.data
         self.rotate, self.bone_scale, self.augment_p, self.frames = d.rotate, d.bone_scale, d.augment_p, frames
-        if self.rotate > 0 or self.bone_scale > 0:  # the rows in camera mm, to change and project again
+        self.augments = d.rotate > 0 or d.bone_scale > 0
+        if self.augments:  # the rows in camera mm, to change and project again
             self.rows = tuple(torch.from_numpy(a).double().to(device) for a in (data.pose_cam, data.cam, data.box,
                                                                                   data.root_depth))
             self.axis = up_axis(self.rows[0])
@@ -182,7 +183,7 @@ class Batches:
         idx = self._perm[lo:lo + self.per_rank]
         torch.manual_seed(step_seed(self.seed, step, dist.rank()))
         x0, cond = self.x[idx], self.cond[idx]
-        if self.rotate > 0 or self.bone_scale > 0:  # new people and views for a share of the batch (lib/augment.py)
+        if self.augments:  # new people and views for a share of the batch (lib/augment.py)
             new = torch.rand(len(idx), device=idx.device) < self.augment_p
             pick = idx[new]
             x_new, c_new = new_people_and_views(*(r[pick] for r in self.rows), self.frames, self.axis, self.rotate,
