@@ -168,12 +168,14 @@ def get_default_configs() -> ml_collections.ConfigDict:
     evaluation.warm_hypotheses = 4         # 'mean': this many quick hypotheses of eval.refine_steps evaluations
     evaluation.refine_t = 0.2              # 'refined': the mean moved by the drift from this time ...
     evaluation.refine_steps = 10           # ... in this many network evaluations per input
-    # The training monitor (best-checkpoint selection): single-hypothesis P1 with a deterministic sampler, as
-    # the paper does (its drift, 1000 steps); by default its validated fast form.
-    evaluation.train_method = "drift_2m"
-    evaluation.train_steps = 20
-    evaluation.train_schedule = "auto"
-    evaluation.train_max_poses = 2000      # validation poses used by that evaluation
+
+    # The training monitor (best-checkpoint selection, lib/train.Monitor): single-hypothesis P1 with a deterministic
+    # sampler, as the paper does (its drift, 1000 steps); by default its validated fast form
+    config.monitor = monitor = ml_collections.ConfigDict()
+    monitor.method = "drift_2m"
+    monitor.steps = 20
+    monitor.schedule = "auto"
+    monitor.max_poses = 2000               # validation poses it scores
 
     # run.lift / PosePrior.lift: keypoints of any 2D detector to 3D in camera millimetres (lib/lift.py)
     config.lift = lift = ml_collections.ConfigDict()

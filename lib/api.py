@@ -19,35 +19,27 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import NamedTuple
 
 import ml_collections
 import numpy as np
 import torch
 
 from lib.aggregate import AGGREGATORS, Evidence, aggregate, uncertainty
-from lib.builders import (
-    SHIPPED_PRIOR,
-    bf16_supported,
-    build_score_fn,
-    build_sde,
-    checkpoint_path,
-    choose_sampler,
-    frames_of,
-    model_from_state,
-    stored_config,
-    students_from_state,
-)
+from lib.builders import build_score_fn, build_sde, frames_of
 from lib.camera import box_around_root, image_to_camera, unproject
-from lib.checkpoint import load_checkpoint
-from lib.config_utils import MAX_SEED, load_config, validate_config, with_fields
+from lib.config_utils import MAX_SEED, validate_config
 from lib.detnoise import DetectorNoise, detector_noise
 from lib.errors import ToolkitError, first_line
-from lib.evaluate import check_fits, refine, sample_task, warm_start
 from lib.keypoints import keypoints_from
 from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
+from lib.loader import load_prior
 from lib.model import ScoreFn
+from lib.refine import refine, warm_start
+from lib.resolve import resolve_sampler
 from lib.robust import RobustResult, RobustSettings, robust_condition
-from lib.sampling import SAMPLERS
+from lib.sampling import SamplerConfig
+from lib.sharded import check_fits, sample_task
 from lib.tasks import Task
 from lib.tasks.base import WARM_STARTS
 from lib.tasks.completion import fixed_missing
@@ -104,6 +96,14 @@ def _check_depth(depth: np.ndarray) -> None:
         raise ToolkitError("root_depth must be positive and finite (millimetres from the camera)")
 
 
+class ToMillimetres(NamedTuple):
+    """What maps normalised poses of pixel keypoints back to camera millimetres, per row."""
+
+    cam: torch.Tensor     # [N, 4] fx, fy, cx, cy
+    box: torch.Tensor     # [N, 4] the 2 m square around the root, in pixels
+    depth: torch.Tensor   # [N] root depth, mm
+
+
 class PosePrior:
     def __init__(self, model: torch.nn.Module, config: ml_collections.ConfigDict,
                  device: torch.device | str | None = None, pose_stats: dict | None = None,
@@ -133,7 +133,7 @@ class PosePrior:
         self.sde = build_sde(config)
         self.frames = frames_of(config)
         self.num_joints = int(config.data.num_joints)
-        self._score_fns: dict[bool, ScoreFn] = {}
+        self._score_fn: ScoreFn | None = None
         self.progress = False  # show the progress of sampling (run.lift turns it on)
         self._noise: tuple[str, DetectorNoise | None] = ("", None)  # eval.detector_table and its model
 
@@ -146,21 +146,13 @@ class PosePrior:
 
         Official U3D files carry no config: pass config (e.g. configs/subvp/h36m_ncsnpp_deep_continuous.py).
         """
-        if path is None:
-            path, best = SHIPPED_PRIOR, False
-        if not isinstance(path, (str, Path)):
+        if not isinstance(path, (str, Path, type(None))):
             raise ToolkitError(f"path must be a run folder or a .pth file (str or Path), got {type(path).__name__}")
         if config is not None and not isinstance(config, (str, Path, ml_collections.ConfigDict)):
             raise ToolkitError(f"config must be a config file or an ml_collections.ConfigDict, got "
                                f"{type(config).__name__}")
-        path = Path(path)
-        file = checkpoint_path(path, best) if path.is_dir() else path
-        if isinstance(config, (str, Path)):
-            config = load_config(config)
-        state = load_checkpoint(file)
-        config = config if config is not None else stored_config(state, file)
-        return cls(model_from_state(state, config, file), config, device, state.get("pose_stats"),
-                   state.get("pose_bank"), students_from_state(state, config))
+        prior = load_prior(path, best and path is not None, config)
+        return cls(prior.model, prior.config, device, prior.pose_stats, prior.pose_bank, prior.students)
 
     # ------------------------------------------------------------------------------------------ inputs
     def _tensor(self, x: ArrayLike, name: str, last: int, missing: torch.Tensor | None = None,
@@ -217,8 +209,8 @@ class PosePrior:
     def _completion(self, completion: str | None) -> str:
         return self.config.eval.completion if completion is None else completion
 
-    def _camera(self, kps: torch.Tensor, camera, root_depth) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-row intrinsics [N, 4], box [N, 4] and root depth [N] for pixel keypoints [N, J, 2]."""
+    def _camera(self, kps: torch.Tensor, camera, root_depth) -> ToMillimetres:
+        """Per-row intrinsics, box and root depth for pixel keypoints [N, J, 2]."""
         n = kps.shape[0]
         try:
             cam = torch.as_tensor(np.asarray(camera, dtype=np.float64)).reshape(-1, 4).expand(n, 4)
@@ -233,19 +225,19 @@ class PosePrior:
         # the root sits at its keypoint at root_depth; the box is the 2 m square around it (docs/design.md,
         # 'Data and coordinate frames')
         root = unproject(kps[:, 0].double(), depth, cam)
-        return cam, box_around_root(root, cam), depth
+        return ToMillimetres(cam, box_around_root(root, cam), depth)
 
     def _input_2d(self, keypoints, camera, root_depth, missing: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, tuple | None]:
+                  ) -> tuple[torch.Tensor, ToMillimetres | None]:
         """Network-space 2D pose [N, J, 3] (z = 0) and, with a camera, what maps results to millimetres."""
         kps = self._tensor(keypoints, "keypoints", 2, missing, normalised=camera is None)
-        back = None
+        mm = None
         if camera is not None:
-            back = self._camera(kps, camera, root_depth)
+            mm = self._camera(kps, camera, root_depth)
             kps = self.frames.normalise(kps.double()).float()
         elif root_depth is not None:
             raise ToolkitError("root_depth is only used with camera=(fx, fy, cx, cy) and pixel keypoints")
-        return torch.cat([kps, torch.zeros_like(kps[..., :1])], -1) * self.frames.scale, back
+        return torch.cat([kps, torch.zeros_like(kps[..., :1])], -1) * self.frames.scale, mm
 
     def _confidence(self, confidence, n: int) -> torch.Tensor | None:
         """[N, J] confidences in [0, 1] of the 2D keypoints (used by the 'reproj' aggregate), or None."""
@@ -259,9 +251,9 @@ class PosePrior:
             raise ToolkitError("confidence must be finite and >= 0")
         return c
 
-    def _to_mm(self, pose_norm: torch.Tensor, back: tuple) -> torch.Tensor:
-        cam, box, depth = back  # per row [N]; broadcast over the hypothesis axis of [N, S, J, 3]
-        return image_to_camera(self.frames.denormalise(pose_norm.double()), cam, box, depth).float()
+    def _to_mm(self, pose_norm: torch.Tensor, mm: ToMillimetres) -> torch.Tensor:
+        # per row [N]; broadcast over the hypothesis axis of [N, S, J, 3]
+        return image_to_camera(self.frames.denormalise(pose_norm.double()), mm.cam, mm.box, mm.depth).float()
 
     def _detector(self) -> DetectorNoise | None:
         """The error model of eval.detector_table (the 'reproj' aggregate), fitted once."""
@@ -271,20 +263,27 @@ class PosePrior:
         return self._noise[1]
 
     # ------------------------------------------------------------------------------------------ sampling
-    def _score_fn(self, fast: bool) -> ScoreFn:
-        bf16 = bool(self.config.sampling.bf16 or (fast and self.config.fast.bf16)) and bf16_supported(self.device)
-        if bf16 not in self._score_fns:
-            cfg = with_fields(self.config, {"sampling.bf16": bf16})
-            self._score_fns[bf16] = build_score_fn(self.model, self.sde, cfg, self.students)
-        return self._score_fns[bf16]
+    def score_fn(self) -> ScoreFn:
+        """The network's score for sampling (built once; lib/builders.build_score_fn)."""
+        if self._score_fn is None:
+            self._score_fn = build_score_fn(self.model, self.sde, self.config, self.students)
+        return self._score_fn
 
-    def _finish(self, out: torch.Tensor, task: Task, reduce: str | None, back: tuple | None, ref, fast: bool,
-                ev: Evidence | None = None) -> ArrayLike | tuple:
+    def sampler(self, method: str | None = None, steps: int | None = None, fast: bool = False, pflow: bool = False,
+                deterministic: bool = False) -> SamplerConfig:
+        """The sampler these arguments ask for (lib/resolve.resolve_sampler, as the command lines resolve theirs)."""
+        if steps is not None:
+            steps = _int(steps, "steps", 1)
+        return resolve_sampler(self.config, self.device, fast=bool(fast), pflow=bool(pflow),
+                               deterministic=deterministic, given={"method": method, "steps": steps})
+
+    def _finish(self, out: torch.Tensor, task: Task, reduce: str | None, mm: ToMillimetres | None, ref,
+                cfg: SamplerConfig, ev: Evidence | None = None) -> ArrayLike | tuple:
         """Hypotheses [N, S, J, 3] (normalised, or mm with a camera) as the input's array type; with `reduce` one
         pose [N, J, 3] and its per-joint uncertainty [N, J] (lib/aggregate.py) instead. ev: the 2D evidence in
-        network space."""
+        network space; cfg: the sampler that made them (the 'refined' aggregate keeps its precision)."""
         if reduce is None:
-            return self._like(out if back is None else self._to_mm(out, back), ref)
+            return self._like(out if mm is None else self._to_mm(out, mm), ref)
         if reduce not in AGGREGATORS:
             raise ToolkitError(f"reduce must be one of {', '.join(AGGREGATORS)} or None, got {reduce!r}")
         if out.shape[1] == 1:
@@ -294,14 +293,14 @@ class PosePrior:
         scale = self.frames.scale
         if reduce == "refined" and out.shape[1] > 1 and len(task):
             e = self.config.eval
-            ev.refined = refine(self._score_fn(fast), self.sde, task, out * scale, e.refine_t, e.refine_steps,
+            ev.refined = refine(self.score_fn(), self.sde, task, out * scale, e.refine_t, e.refine_steps,
                                 e.batch_size, self.device) / scale
         if ev.input2d is not None:  # network space -> normalised, as the hypotheses
             ev.input2d = ev.input2d / scale
             ev.sigma = self.config.eval.reproj_sigma / self.frames.image_size * 2.0
         pose = aggregate(out, reduce, ev)
-        if back is not None:
-            out, pose = self._to_mm(out, back), self._to_mm(pose[:, None], back)[:, 0]
+        if mm is not None:
+            out, pose = self._to_mm(out, mm), self._to_mm(pose[:, None], mm)[:, 0]
         return self._like(pose, ref), self._like(uncertainty(out), ref)
 
     def run_task(self, task: Task, hypotheses: int = 1, method: str | None = None, steps: int | None = None,
@@ -309,7 +308,7 @@ class PosePrior:
                  warm: str = "none") -> torch.Tensor:
         """Sample any Task (network space, lib/tasks) -> normalised poses [N, S, J, 3], in chunks of
         eval.batch_size rows. deterministic: the task is deterministic by nature (the paper's drift by default);
-        warm: a warm start of a completion task (lib/evaluate.warm_start: none, nearest, mean)."""
+        warm: a warm start of a completion task (lib/refine.warm_start: none, nearest, mean)."""
         if not isinstance(task, Task):
             raise ToolkitError(f"task must be a lib.tasks.Task (condition, mask, ...), got {type(task).__name__}; "
                                f"build one with lib.tasks (observe_2d, observe_3d, generation, denoising)")
@@ -317,26 +316,21 @@ class PosePrior:
                and not bool(torch.isfinite(v).all())]
         if bad:
             raise ToolkitError(f"task.{bad[0]} contains NaN or inf; zero the coordinates the mask hides")
+        return self._sample(task, self.sampler(method, steps, fast, pflow, deterministic), hypotheses, seed, warm)
+
+    def _sample(self, task: Task, cfg: SamplerConfig, hypotheses: int, seed: int, warm: str = "none"
+                ) -> torch.Tensor:
+        """A checked task sampled with a resolved sampler -> normalised poses [N, S, J, 3]."""
         hypotheses, seed = _int(hypotheses, "hypotheses", 1), _seed(seed)
-        if method is not None and method not in SAMPLERS:
-            raise ToolkitError(f"unknown method {method!r}; choose one of {', '.join(SAMPLERS)}")
         if warm not in WARM_STARTS:
             raise ToolkitError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm!r}")
-        explicit = tuple(k for k, v in (("method", method), ("steps", steps)) if v is not None)
-        cfg = choose_sampler(self.config, bool(fast), bool(pflow), deterministic, explicit)
-        if method is not None:  # the named sampler on its own grid; eta only where it takes one
-            cfg.method, cfg.schedule = method, "auto"
-            cfg.eta = cfg.eta if SAMPLERS[method].uses_eta else 0.0
-        if steps is not None:
-            cfg.steps = _int(steps, "steps", 1)
-        cfg.validate(self.sde)
         if len(task) == 0:
             return torch.zeros(0, hypotheses, self.num_joints, 3)
         check_fits(len(task), hypotheses, self.device)
-        e, score_fn = self.config.eval, self._score_fn(fast)
+        e, score_fn = self.config.eval, self.score_fn()
         bank = None if self.pose_bank is None else self.pose_bank.float().to(self.device) * self.frames.scale
         task, _ = warm_start(score_fn, self.sde, task.to(self.device), warm, e.warm_t, bank, e.warm_hypotheses,
-                             e.refine_steps, e.batch_size, self.device)
+                             e.refine_steps, e.batch_size, self.device, cfg.bf16)
         out, _, _ = sample_task(score_fn, self.sde, task, cfg, hypotheses, e.batch_size, seed, self.device,
                                 progress=self.progress)
         return out / self.frames.scale
@@ -366,12 +360,13 @@ class PosePrior:
         'impute' or 'condition-only' (default eval.completion, README 'Completion'). est is this with no joint
         missing and 'condition-only': one code path for hidden, low-confidence and absent joints."""
         miss = self._missing(missing, self._rows(keypoints))
-        cond, back = self._input_2d(keypoints, camera, root_depth, miss)
+        cond, mm = self._input_2d(keypoints, camera, root_depth, miss)
         task = observe_2d(cond, ~miss, self._completion(completion))
         ev = Evidence(cond[..., :2], ~miss, self._confidence(confidence, cond.shape[0]), noise=self._detector(),
                       temper=self.config.eval.reproj_temper)
-        out = self.run_task(task, hypotheses, method, steps, fast, pflow, seed, warm=self._warm(warm_start, miss))
-        return self._finish(out, task, reduce, back, keypoints, fast, ev)
+        cfg = self.sampler(method, steps, fast, pflow)
+        out = self._sample(task, cfg, hypotheses, seed, self._warm(warm_start, miss))
+        return self._finish(out, task, reduce, mm, keypoints, cfg, ev)
 
     def robust_2d(self, keypoints: ArrayLike, missing, confidence: ArrayLike | None = None, seed: int = 0
                   ) -> RobustResult:
@@ -400,8 +395,9 @@ class PosePrior:
         miss = self._missing(missing, self._rows(pose))
         p = self._tensor(pose, "pose", 3, miss)
         task = observe_3d(p * self.frames.scale, miss, self._completion(completion))
-        out = self.run_task(task, hypotheses, method, steps, fast, pflow, seed, warm=self._warm(warm_start, miss))
-        return self._finish(out, task, reduce, None, pose, fast)
+        cfg = self.sampler(method, steps, fast, pflow)
+        out = self._sample(task, cfg, hypotheses, seed, self._warm(warm_start, miss))
+        return self._finish(out, task, reduce, None, pose, cfg)
 
     def _warm(self, warm_start: str | None, missing: torch.Tensor) -> str:
         """The warm start to use: the argument, else eval.warm_start; none when nothing is missing."""
@@ -473,7 +469,7 @@ class PosePrior:
         if len(x) == 0:
             return self._like(torch.zeros(0, self.num_joints, 3), pose)
         tt = torch.full((x.shape[0],), t)
-        s = self._score_fn(False)(x.to(self.device), tt.to(self.device), cond.to(self.device),
+        s = self.score_fn()(x.to(self.device), tt.to(self.device), cond.to(self.device),
                                   None if m is None else m.to(self.device))
         return self._like(s.cpu(), pose)
 

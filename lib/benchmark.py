@@ -26,13 +26,15 @@ from lib.config_utils import with_fields
 from lib.data import PoseData
 from lib.detnoise import detector_noise
 from lib.errors import ToolkitError
-from lib.evaluate import EvalSettings, evaluate, sample_task
+from lib.evaluate import EvalSettings, evaluate
 from lib.losses import Batch
 from lib.model import ScoreFn
+from lib.resolve import use_bf16
 from lib.robust import RobustSettings
 from lib.sampling import SamplerConfig
 from lib.schedule import Progress
 from lib.sde import SDE
+from lib.sharded import sample_task
 from lib.skeleton import parse_joint_list
 from lib.tasks import TASKS, Context, options_from
 from lib.tasks.est import estimation
@@ -124,7 +126,6 @@ class Candidate:
     name: str
     sampler: SamplerConfig
     seed_offset: int = 0      # another seed: the Monte-Carlo noise floor of the comparison
-    bf16: bool = False        # the network under bf16 autocast
     students: dict | None = None  # the distilled students the 'distilled' sampler takes (lib/distill.py)
 
 
@@ -158,7 +159,7 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
     ratios to the setting's baseline; with `paper`, the paper's own code on the same inputs as a cross-check."""
     rows, frames, detector = [], frames_of(config), detector_noise(config.eval.detector_table)
-    score_fns: dict[tuple[bool, int], ScoreFn] = {}  # one per precision and set of students, built once
+    score_fns: dict[int, ScoreFn] = {}  # one per set of students, built once
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
@@ -168,10 +169,9 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
                       robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
         base = None
         for c in st.candidates:
-            key = (c.bf16, id(c.students))
-            if key not in score_fns:
-                score_fns[key] = build_score_fn(model, sde, with_fields(config, {"sampling.bf16": c.bf16}), c.students)
-            score_fn = score_fns[key]
+            if id(c.students) not in score_fns:
+                score_fns[id(c.students)] = build_score_fn(model, sde, config, c.students)
+            score_fn = score_fns[id(c.students)]
             res = evaluate(unit, opts, ctx, score_fn, sde, c.sampler,
                            EvalSettings(st.hypo, config.eval.batch_size, config.seed + c.seed_offset, progress=False),
                            config, device)
@@ -231,8 +231,9 @@ def sampling_speed(model: torch.nn.Module, sde: SDE, config: ml_collections.Conf
                             1.0))
         for name, variant in variants.items():
             fn = build_score_fn(model, sde, variant)
-            sec = timed(lambda fn=fn, task=task, b=batch: sample_task(fn, sde, task, cfg, 1, b, 0, device,
-                                                                      progress=False), device)
+            run = dataclasses.replace(cfg, bf16=use_bf16(variant.sampling.bf16, device))
+            sec = timed(lambda fn=fn, task=task, b=batch, run=run: sample_task(fn, sde, task, run, 1, b, 0, device,
+                                                                               progress=False), device)
             rate = batch * steps / sec
             base = base or rate
             label = f"{name} (failed here, ran uncompiled)" if fn.compile_failed else name

@@ -23,7 +23,8 @@ from lib.tasks.observe import COMPLETIONS
 # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
 # 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
-VERSION = 4
+# 5: the training monitor's settings in their own section (monitor.*, were eval.train_*)
+VERSION = 5
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -176,8 +177,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "sampling.eta": _num(0.0),
     "sampling.resample": _num(0, 100, integer=True), "sampling.resample_t": _PROB, "sampling.guidance": _num(0.0),
     "fast.deterministic_steps": _STEPS, "fast.stochastic_steps": _STEPS, "fast.stochastic_eta": _num(0.0),
-    "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "eval.train_steps": _STEPS,
-    "eval.train_max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
+    "eval.batch_size": _POS_INT, "eval.hypo": _POS_INT, "monitor.steps": _STEPS,
+    "monitor.max_poses": _POS_INT, "eval.reduce": _one_of(*AGGREGATORS),
     "eval.completion": _one_of(*COMPLETIONS), "lift.completion": _one_of(*COMPLETIONS), "eval.min_conf": _num(0.0),
     "eval.reproj_sigma": _POS, "eval.reproj_temper": _num(0.0, 1.0, lo_open=True),
     "eval.warm_start": _one_of(*WARM_STARTS), "eval.warm_t": _num(0.0, 1.0, lo_open=True),
@@ -208,11 +209,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             continue
         if (need := check(value)) is not None:
             raise ToolkitError(f"config field {key} = {value!r} must be {need}")
-    t = config.training
-    if (t.n_iters > 0) == (t.budget_minutes > 0):
-        raise ToolkitError(f"training.n_iters ({t.n_iters}) and training.budget_minutes ({t.budget_minutes:g}) both "
-                           f"{'set' if t.n_iters else 'leave open'} the length of the run; give one of them and set "
-                           f"the other to 0")
+    training = config.training
+    if (training.n_iters > 0) == (training.budget_minutes > 0):
+        raise ToolkitError(f"training.n_iters ({training.n_iters}) and training.budget_minutes "
+                           f"({training.budget_minutes:g}) both {'set' if training.n_iters else 'leave open'} the "
+                           f"length of the run; give one of them and set the other to 0")
     m = config.model
     if m.hidden_dim % m.num_groups:
         raise ToolkitError(f"model.hidden_dim ({m.hidden_dim}) must be divisible by model.num_groups ({m.num_groups})")
@@ -236,7 +237,7 @@ _RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_r
 def _migrate(stored: dict) -> dict:
     """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
     Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted.
-    Before 4: distilled students predicted the noise."""
+    Before 4: distilled students predicted the noise. Before 5: the monitor's settings were eval.train_*."""
     version = stored.get("version", 1)
     if version < 2:
         sampling = stored.get("sampling", {})
@@ -252,6 +253,12 @@ def _migrate(stored: dict) -> dict:
             training["n_iters"] = 0
     if version < 4 and stored.get("distill", {}).get("students"):
         stored["distill"] |= {"predict": "eps", "fit_share": 0.0}
+    if version < 5:
+        evaluation = stored.get("eval", {})
+        moved = {k: evaluation.pop(f"train_{k}") for k in ("method", "steps", "schedule", "max_poses")
+                 if f"train_{k}" in evaluation}
+        if moved:
+            stored["monitor"] = stored.get("monitor", {}) | moved
     stored["version"] = VERSION
     return stored
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import torch
 
@@ -254,3 +255,27 @@ def parse_subjects(text: str) -> tuple[int, ...]:
         return tuple(int(s.strip().upper().lstrip("S")) for s in text.split(",") if s.strip())
     except ValueError as e:
         raise ToolkitError(f"subject list '{text}' should look like 1,5,6,7,8") from e
+
+
+def load_data(config: ml_collections.ConfigDict, split: str) -> PoseData:
+    """The 'train' or 'test' rows of a config (the training rows without the validation rows, see load_train_val)."""
+    if split == "train":
+        return load_train_val(config)[0]
+    d = config.data
+    return load_split(d.root, d.test_file, d.det_file, "test", d.test_sample, d.use_gt_2d, d.num_joints, d.det_format)
+
+
+def load_train_val(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseData | None]:
+    """Training rows and the validation rows held out of them for model selection: with training.select_on = 'val'
+    data.val_fraction of the training sequences, or every row of data.val_subjects; with 'test' (the paper's) all
+    training rows and no validation rows (the monitor then scores the test split)."""
+    d = config.data
+    rows = load_split(d.root, d.train_file, d.det_file, "train", 1, d.use_gt_2d, d.num_joints, d.det_format)
+    if config.training.select_on == "test":
+        return rows.subset(slice(None, None, d.train_sample)), None
+    held = validation_mask(rows, d.val_fraction, parse_subjects(d.val_subjects))
+    if not held.any() or held.all():
+        raise ToolkitError(f"data.val_subjects ({d.val_subjects or 'none'}) / data.val_fraction ({d.val_fraction}) "
+                           f"hold out {'no' if not held.any() else 'every'} row of {d.root}/{d.train_file}; choose "
+                           f"other validation subjects or a fraction, or select on the test rows (--select-on test)")
+    return rows.subset(np.flatnonzero(~held)[::d.train_sample]), rows.subset(np.flatnonzero(held))

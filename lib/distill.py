@@ -34,12 +34,15 @@ import ml_collections
 import torch
 
 from lib import dist
-from lib.builders import build_score_fn, build_sde, load_train_val, model_from_state
+from lib.builders import build_score_fn
 from lib.checkpoint import save_checkpoint
 from lib.config_utils import config_to_json
+from lib.data import load_train_val
 from lib.ema import ExponentialMovingAverage
+from lib.loader import LoadedPrior
 from lib.losses import draw_condition, mask_rates
 from lib.model import ScoreFn, Student
+from lib.resolve import resolve_sampler, student_sampler
 from lib.run_folder import RunFolder, setup_logging
 from lib.sampling import SamplerConfig, make_grid, sample
 from lib.schedule import learning_rate
@@ -132,8 +135,12 @@ class Distiller:
         fit, shares = round_seconds(60.0 * minutes, len(counts), d.fit_share, d.round_growth)
         teacher_fn = ScoreFn(self.teacher, self.sde)
         f = self.config.fast
-        cfg = SamplerConfig(method=f.deterministic, steps=2 * first, schedule=f.deterministic_schedule,
-                            eps=self.config.sampling.eps)
+
+        def sampler(method: str, steps: int) -> SamplerConfig:  # on the grid of the fast deterministic sampler
+            return resolve_sampler(self.config, self.device, deterministic=True,
+                                   given={"method": method, "steps": steps, "schedule": f.deterministic_schedule})
+
+        cfg = sampler(f.deterministic, 2 * first)  # the teacher's fast sampler, twice the first student's steps
         student = self.first_student()
         if fit > 0:
             student = self._round(student, teacher_fn, cfg, first, fit, fit=True)
@@ -141,8 +148,7 @@ class Distiller:
             student = self._round(student, teacher_fn, cfg, steps, seconds)
             self.students[steps] = student
             teacher_fn = ScoreFn(student, self.sde)
-            cfg = SamplerConfig(method="drift_ddim", steps=steps, schedule=f.deterministic_schedule,
-                                eps=self.config.sampling.eps)
+            cfg = sampler("drift_ddim", steps)
         return self.students
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
@@ -222,9 +228,9 @@ def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> i
     return min(good, default=0)
 
 
-def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | Path, final_steps: int, minutes: float,
+def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minutes: float,
                 overwrite: bool = False) -> dict:
-    """Distil the checkpoint `state` (a trained prior; its EMA weights teach) into students of first_steps ...
+    """Distil a trained prior (lib/loader.load_prior; its EMA weights teach) into students of first_steps ...
     final_steps steps within `minutes`, and write a run folder that every command loads: the teacher's checkpoint
     plus 'students' (their weights by steps), config.distill.students and config.distill.fast_steps (fast_student,
     on the validation rows). Returns the rounds and the monitor's P1 there of the teacher's fast sampler and of every
@@ -233,9 +239,9 @@ def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | P
     device = dist.init()
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
         setup_logging(workdir)
+        config, state, sde = prior.config, prior.state, prior.sde
         train, val = load_train_val(config)
-        sde = build_sde(config)
-        teacher = model_from_state(state, config, "the teacher", device)
+        teacher = prior.model.to(device)
         log.info("distilling %d -> %d steps in %.1f min on %d rows", config.distill.first_steps, final_steps, minutes,
                  len(train))
         distiller = Distiller(config, teacher, sde, Batches(config, train, device), device)
@@ -245,7 +251,7 @@ def distill_run(config: ml_collections.ConfigDict, state: dict, workdir: str | P
         score_fn = build_score_fn(teacher, sde, config, students)
         scores = {"teacher": monitor(teacher, score_fn=score_fn)}
         for steps in sorted(students, reverse=True):
-            monitor.sampler = SamplerConfig(method="distilled", steps=steps, eps=config.sampling.eps)
+            monitor.sampler = student_sampler(config, steps, device)
             scores[f"student {steps}"] = monitor(teacher, score_fn=score_fn)
             log.info("%s: P1 %.2f mm on %s", f"student of {steps} steps", scores[f"student {steps}"]["p1"],
                      monitor.describe())

@@ -1,132 +1,39 @@
-"""Evaluation orchestration: build a task, sample it sharded over ranks, time it, score it.
+"""Evaluation: build a task from the data, sample it (and the samplers its table compares with), score it, report.
 
-What a task is and how it is scored lives in its unit (lib/tasks); this module only shards, gathers and times.
+What a task is and how it is scored lives in its unit (lib/tasks); the chunked, sharded sampler in lib/sharded.py;
+which sampler runs in lib/resolve.py. `run_evaluation` is the body of the evaluation command lines (run/*.py only
+parse their arguments).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import ml_collections
 import numpy as np
 import torch
 
 from lib import dist
-from lib.builders import fast_sampler, paper_sampler
+from lib.builders import build_score_fn, frames_of
+from lib.data import load_data
+from lib.detnoise import detector_noise
 from lib.errors import ToolkitError
-from lib.lookup import nearest_2d, nearest_3d
-from lib.metrics import Table
+from lib.io import check_output, json_with, last_results_pointer, npz_with, write_json, write_npz, write_text
+from lib.loader import LoadedPrior, checkpoint_path, load_prior
+from lib.metrics import Table, format_table
 from lib.model import ScoreFn
-from lib.progress import progress as progress_of
-from lib.robust import robust_condition
-from lib.sampling import SamplerConfig, sample, saved_steps
+from lib.refine import refine, warm_start
+from lib.resolve import resolve_sampler
+from lib.robust import RobustSettings, robust_condition
+from lib.sampling import SamplerConfig
 from lib.sde import SDE
-from lib.tasks import Context, Prepared, Task, TaskUnit
+from lib.sharded import sample_task
+from lib.tasks import Context, Prepared, TaskUnit
 from lib.tasks.est import estimation
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on the device: CUDA's free memory, else the host's available memory."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def check_fits(rows: int, hypotheses: int, device: torch.device, states: int = 1, joints: int = 17) -> None:
-    """Refuse, before anything is allocated, N inputs x S hypotheses (keeping `states` states of each) that would
-    not fit: the samples, the repeated task (condition, masks, observation) and the states, float32."""
-    need = rows * hypotheses * joints * 3 * 4 * (6 + states)
-    free = available_memory(device)
-    if need > 0.5 * free:
-        raise ToolkitError(f"{rows} inputs x {hypotheses} hypotheses{f' x {states} saved states' if states > 1 else ''}"
-                           f" need about {need / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free on "
-                           f"{device.type}; sample fewer at a time (fewer hypotheses, --sample K, or the inputs in "
-                           f"parts)")
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-    return (seed * 1_000_003 + chunk) % (2 ** 63)
-
-
-def sample_task(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, hypo: int, batch_size: int,
-                seed: int, device: torch.device, save_every: int = 0, progress: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-    """Sample S hypotheses per task row, sharded over ranks by fixed-size chunks.
-
-    Chunk c always uses the generator seeded with (seed, c), so the result does not depend on the number of
-    ranks. Returns samples [B, S, J, 3], optionally the trajectory [T, B, S, J, 3] (on the CPU, on every
-    rank), and the network evaluations per sample (averaged over this rank's chunks).
-    """
-    check_fits(len(task), hypo, device, saved_steps(cfg, save_every) if save_every else 1, task.condition.shape[1])
-    rep = task.repeat(hypo)
-    n, j = len(rep), task.condition.shape[1]
-    n_chunks = math.ceil(n / batch_size)
-    ws = dist.world_size()
-    c0, c1 = dist.split(n_chunks, ws, dist.rank())
-    outs, trajs = [], []
-    nfe_start = score_fn.nfe
-    for c in progress_of(range(c0, c1), c1 - c0, f"sampling ({cfg.method}, {cfg.steps} steps)",
-                         progress and dist.is_main()):
-        sub = rep.slice(c * batch_size, min(n, (c + 1) * batch_size)).to(device)
-        gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, c))
-        x, traj = sample(score_fn, sde, sub, cfg, gen, save_every)
-        outs.append(x.float().cpu())
-        if save_every:
-            trajs.append(torch.stack(traj).float().cpu())  # [T, chunk, J, 3]
-    local = torch.cat(outs) if outs else torch.zeros(0, j, 3)
-    rows = [min(n, b * batch_size) - min(n, a * batch_size) for a, b in (dist.split(n_chunks, ws, r)
-                                                                          for r in range(ws))]
-    comm = dist.comm_device(device)
-    samples = dist.gather_rows(local.to(comm), rows).cpu().reshape(len(task), hypo, j, 3)
-    traj_all = None
-    if save_every:
-        local_t = torch.cat(trajs, 1) if trajs else torch.zeros(saved_steps(cfg, save_every), 0, j, 3)
-        gathered = dist.gather_rows(local_t.transpose(0, 1).contiguous().to(comm), rows).cpu()
-        traj_all = gathered.transpose(0, 1).reshape(-1, len(task), hypo, j, 3)
-    return samples, traj_all, (score_fn.nfe - nfe_start) / max(1, c1 - c0)
-
-
-def refine(score_fn: ScoreFn, sde: SDE, task: Task, hyps: torch.Tensor, t: float, steps: int, batch_size: int,
-           device: torch.device) -> torch.Tensor:
-    """The 'refined' aggregate (lib/aggregate.py): the mean of the hypotheses [N, S, J, 3] (network space) moved to
-    the prior's nearest mode under the task's condition: start at alpha(t) x at time t and run the drift-only
-    process (drift_2m, `steps` evaluations) to eps. [N, J, 3]"""
-    start = dataclasses.replace(task, x_init=hyps.mean(1) * float(sde.alpha(torch.tensor(t))), t_start=t)
-    out, _, _ = sample_task(score_fn, sde, start, SamplerConfig(method="drift_2m", steps=steps), 1, batch_size, 0,
-                            device, progress=False)
-    return out[:, 0]
-
-
-def warm_start(score_fn: ScoreFn, sde: SDE, task: Task, how: str, t: float, bank: torch.Tensor | None,
-               hypotheses: int, steps: int, batch_size: int, device: torch.device) -> tuple[Task, torch.Tensor | None]:
-    """Completion from a plausible answer (README 'Completion'): the task starts at time t from the answer
-    perturbed to t (alpha x + sigma z, a fresh z per hypothesis), its observation imputed as before. The answer is
-    the training pose nearest on the seen joints (lib/lookup.py; bank [R, J, 3] in network space) or the mean of a
-    few quick hypotheses (the drift-only sampler, `steps` evaluations each); its observed coordinates are the
-    observation's. Returns the task and the answer [B, J, 3] (None for 'none')."""
-    if how == "none":
-        return task, None
-    observed, mask = (task.observed, task.observed_mask) if task.observed is not None else (task.condition, task.mask)
-    seen = mask[..., 0] > 0  # [B, J]
-    if how == "nearest":
-        if bank is None:
-            raise ToolkitError("the 'nearest' warm start needs training poses: checkpoints of this toolkit carry "
-                               "them (pose_bank); for other files use eval.warm_start=mean")
-        answer = nearest_3d(bank, observed, seen) if (mask[..., 2] > 0).any() else \
-            nearest_2d(bank, observed[..., :2], seen)
-    else:
-        quick, _, _ = sample_task(score_fn, sde, task, SamplerConfig(method="drift_ddim", steps=steps), hypotheses,
-                                  batch_size, 1, device, progress=False)
-        answer = quick.mean(1)
-    answer = torch.where(mask > 0, observed, answer)
-    return dataclasses.replace(task, x_init=answer, t_start=t, noised_start=True), answer
 
 
 def robust_inputs(score_fn: ScoreFn, sde: SDE, prep: Prepared, ctx: Context, cfg: SamplerConfig, batch_size: int,
@@ -172,30 +79,23 @@ class EvalResult:
     samplers: dict[str, str] = field(default_factory=dict)   # label -> description of every sampler run
 
 
-def describe(cfg: SamplerConfig) -> str:
+def describe(cfg: SamplerConfig, imputes: bool) -> str:
+    """The sampler in words; resampling and guidance only where the task imputes an observation (they act on
+    nothing else, lib/sampling.sample)."""
     eta = f", eta {cfg.eta:g}" if cfg.spec.uses_eta else ""
     grid = "the students' grid" if cfg.method == "distilled" else f"{cfg.grid_name} grid"
-    extra = (f", RePaint {cfg.resample}x from t {cfg.resample_t:g}" if cfg.resample else "") + (
-        f", guidance {cfg.guidance:g}" if cfg.guidance else "")
+    extra = (f", RePaint {cfg.resample}x from t {cfg.resample_t:g}" if cfg.resample and imputes else "") + (
+        f", guidance {cfg.guidance:g}" if cfg.guidance and imputes else "")
     return f"{cfg.method}, {cfg.steps} steps, {grid}{eta}{extra}"
 
 
-def sampler_label(cfg: SamplerConfig, config: ml_collections.ConfigDict) -> str:
-    """'paper' for the paper's own sampler, 'fast' for the configured fast one, else the method's name."""
-    for deterministic in (True, False):
-        if cfg.key() == paper_sampler(config, deterministic).key():
-            return "paper"
-        if cfg.key() == fast_sampler(config, deterministic).key():
-            return "fast"
-    return cfg.method
-
-
-def _comparisons(unit: TaskUnit, main: SamplerConfig, config: ml_collections.ConfigDict) -> dict[str, SamplerConfig]:
-    """The main sampler first, then those the task's table compares it with (deterministic forms)."""
-    samplers = {sampler_label(main, config): main}
+def _comparisons(unit: TaskUnit, main: SamplerConfig, config: ml_collections.ConfigDict,
+                 device: torch.device) -> dict[str, SamplerConfig]:
+    """The main sampler first, then those the task's table compares it with (their deterministic forms)."""
+    samplers = {main.label or main.method: main}
     for label in unit.compare:
         if label not in samplers:
-            samplers[label] = (paper_sampler if label == "paper" else fast_sampler)(config, True)
+            samplers[label] = resolve_sampler(config, device, fast=label == "fast", pflow=True)
     return samplers
 
 
@@ -204,17 +104,16 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     """Build the task from the data, sample it (and any comparison samplers), and compute its metrics."""
     prep = unit.build(ctx, opts)
     preds, traj, nfe, seconds = {}, None, 0.0, 0.0
-    samplers = _comparisons(unit, sampler, config)
-    if prep.task.observed is None:  # nothing imputed: resampling and guidance have nothing to act on, and say so
-        samplers = {k: dataclasses.replace(v, resample=0, guidance=0.0) for k, v in samplers.items()}
+    samplers = _comparisons(unit, sampler, config, device)
     start = time.monotonic()
     robust_nfe = 0
     if unit.robust and ctx.robust is not None and ctx.test.det2d is not None:  # detected 2D, robustly
-        robust_nfe = robust_inputs(score_fn, sde, prep, ctx, fast_sampler(config, True), settings.batch_size,
-                                   device)
+        robust_nfe = robust_inputs(score_fn, sde, prep, ctx, resolve_sampler(config, device, fast=True, pflow=True),
+                                   settings.batch_size, device)
     warm = ctx.warm_start if unit.completes else "none"  # (den, est and gen have nothing hidden to start from)
     task, prep.info["warm"] = warm_start(score_fn, sde, prep.task, warm, settings.warm_t, ctx.bank,
-                                         settings.warm_hypotheses, settings.refine_steps, settings.batch_size, device)
+                                         settings.warm_hypotheses, settings.refine_steps, settings.batch_size, device,
+                                         sampler.bf16)
     # a 'mean' warm start's pose evaluations per input, shared by its S hypotheses
     extra = (settings.warm_hypotheses * settings.refine_steps if warm == "mean" else 0) + robust_nfe
     for k, (label, cfg) in enumerate(samplers.items()):
@@ -226,7 +125,7 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
     main = next(iter(preds.values()))
     if unit.aggregates and settings.hypo > 1:
         prep.info["refined"] = refine(score_fn, sde, prep.task, main, settings.refine_t,
-                                      settings.refine_steps, settings.batch_size, device)
+                                      settings.refine_steps, settings.batch_size, device, sampler.bf16)
     arrays = {"pred3d": ((traj if traj is not None else main[None]) / ctx.frames.scale).numpy()}
     if prep.has_gt:
         arrays["gt3d"] = (ctx.test.gt3d(ctx.frames) / ctx.frames.scale).numpy()[None, :, None]
@@ -236,4 +135,123 @@ def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sa
                                                                      else "")
     return EvalResult(task=unit.name, title=title, table=unit.metrics(preds, ctx, prep, opts),
                       titles=unit.titles_for(settings.hypo), arrays=arrays, nfe=nfe, seconds=seconds,
-                      samplers={label: describe(cfg) for label, cfg in samplers.items()})
+                      samplers={label: describe(cfg, prep.task.observed is not None)
+                                for label, cfg in samplers.items()})
+
+
+# ------------------------------------------------------------------------------------ the evaluation commands
+
+
+def output_paths(out: str | Path, json_file: str | None) -> tuple[Path, Path | None]:
+    """results.npz in `out` and the metrics JSON, checked (and their folders made) before any sampling starts."""
+    results = Path(out) / "results.npz"
+    if json_file and Path(json_file).resolve() == results.resolve():
+        raise ToolkitError(f"--json {json_file} is the results file itself; give the metrics another name")
+    report_path = check_output(json_file, "--json file", json_with("task", "table")) if json_file else None
+    return check_output(results, "results file", npz_with("pred3d")), report_path
+
+
+def load_baseline(path: str, config: ml_collections.ConfigDict, device: torch.device) -> torch.nn.Module:
+    """The regression baseline of --baseline RUN (lib/regression.py; its final checkpoint), in the prior's frame."""
+    base = load_prior(checkpoint_path(path, False), device=device)
+    if not getattr(base.model, "predicts_pose", False):
+        raise ToolkitError(f"--baseline {path} is a {base.config.model.name}, not a regression baseline; train one "
+                           f"with python -m run.train_fc_adv_3d --config configs/subvp/cmu_baseline.py")
+    for key in ("scale", "image_size", "num_joints"):
+        if base.config.data[key] != config.data[key]:
+            raise ToolkitError(f"--baseline {path} was trained with data.{key} = {base.config.data[key]}, the prior "
+                               f"with {config.data[key]}; compare models trained in the same frame")
+    return base.model
+
+
+def unused_settings(given: tuple[str, ...], unit: TaskUnit, config: ml_collections.ConfigDict) -> list[str]:
+    """What the command line set that has no effect on this evaluation (each is said, not silently dropped)."""
+    e, out = config.eval, []
+    completes = unit.name in ("comp2d", "comp3d")
+    if "eval.reduce" in given and not (unit.aggregates and e.hypo > 1):
+        out.append(f"--reduce {e.reduce} has no effect: {unit.name} with S = {e.hypo} has one pose per input")
+    for key in ("eval.completion", "eval.warm_start", "eval.warm_t", "eval.warm_hypotheses", "sampling.resample",
+                "sampling.resample_t", "sampling.guidance"):
+        if key in given and not completes:
+            out.append(f"{key} has no effect on {unit.name}: only comp2d and comp3d complete an observation")
+    if "eval.min_conf" in given and (config.data.use_gt_2d or unit.name in ("comp3d", "gen", "den")):
+        out.append("--min-conf has no effect: ground-truth 2D and 3D inputs carry no confidences")
+    if "robust.enabled" in given and config.robust.enabled and (config.data.use_gt_2d or not unit.robust):
+        out.append(f"--robust has no effect: it acts on est from detections, not on {unit.name} from "
+                   f"{'ground-truth 2D' if config.data.use_gt_2d else 'this input'}")
+    return out
+
+
+@dataclass
+class EvalOutputs:
+    """Where an evaluation writes, and what its printed table shows."""
+
+    results: Path                       # results.npz
+    json: Path | None = None            # every metric
+    traj_frames: int = 0                # diffusion states kept in results.npz, at most (0: the final poses)
+    hide: tuple[str, ...] = ()          # metric ids (prefixes) left out of the printed table
+    baseline: str | None = None         # a regression baseline's run folder, scored on the same rows
+
+
+def run_evaluation(unit: TaskUnit, opts: Any, prior: LoadedPrior, sampler: SamplerConfig, given: tuple[str, ...],
+                   outputs: EvalOutputs, device: torch.device) -> EvalResult:
+    """The body of the evaluation commands once the prior is loaded and its sampler resolved: data, sampling
+    (sharded over ranks), metrics, files. The table shows the oracle and the eval.reduce aggregate (less
+    outputs.hide); the JSON holds every row."""
+    config = prior.config
+    if dist.is_main():
+        for line in unused_settings(given, unit, config):
+            print(f"warning: {line}", file=sys.stderr)
+    train = load_data(config, "train") if unit.needs_train else None
+    e = config.eval
+    ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
+                  num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf,
+                  reproj_sigma=e.reproj_sigma, reproj_temper=e.reproj_temper, detector=detector_noise(e.detector_table),
+                  warm_start=e.warm_start,
+                  bank=None if prior.pose_bank is None else prior.pose_bank.float() * config.data.scale,
+                  robust=RobustSettings.from_config(config))
+    save_every = max(1, sampler.steps // outputs.traj_frames) if outputs.traj_frames else 0
+    settings = EvalSettings(e.hypo, e.batch_size, config.seed, save_every, refine_t=e.refine_t,
+                            refine_steps=e.refine_steps, warm_t=e.warm_t, warm_hypotheses=e.warm_hypotheses)
+    sde = prior.sde
+    baseline = load_baseline(outputs.baseline, config, device) if outputs.baseline else None
+    result = evaluate(unit, opts, ctx, build_score_fn(prior.model, sde, config, prior.students), sde, sampler,
+                      settings, config, device)
+    if baseline is not None:  # the regression baseline on the same rows and 2D: its one pose per input
+        base = evaluate(unit, opts, dataclasses.replace(ctx, hypo=1, robust=None), ScoreFn(baseline, sde), sde,
+                        sampler, dataclasses.replace(settings, hypo=1, save_every=0), config, device)
+        for k in ("p1", "p2", "p1_root"):
+            result.table[f"{k}@baseline"] = base.table[k]
+            result.titles[f"{k}@baseline"] = f"{base.titles[k]} of the regression baseline ({outputs.baseline})"
+    header = {"task": unit.name, "checkpoint": str(prior.checkpoint), "hypo": e.hypo, "reduce": e.reduce,
+              "sampler": sampler.method, "steps": sampler.steps, "options": dataclasses.asdict(opts)}
+    shown = [k for k in result.table if not k.startswith(outputs.hide) and ("@" not in k or k.endswith(
+        (f"@{e.reduce}", "@baseline")))]
+    report(result, outputs.results, outputs.json, header, shown)
+    return result
+
+
+def report(result: EvalResult, results: Path, json_path: Path | None, header: dict[str, Any],
+           shown: list[str] | None = None) -> None:
+    """Rank 0 prints the table (the `shown` rows), writes results.npz, the JSON (all rows) and the pointer
+    run.visualize reads."""
+    if not dist.is_main():
+        return
+    table = result.table if shown is None else {k: result.table[k] for k in shown}
+    print(format_table(table, result.titles, result.title))
+    if "checkpoint" in header:
+        print(f"checkpoint: {header['checkpoint']}")
+    print("samplers: " + "; ".join(f"{k}: {v}" for k, v in result.samplers.items()))
+    print(f"{result.nfe:.0f} network evaluations per sample, {result.seconds:.1f} s sampling")
+    write_npz(results, **result.arrays)
+    print(f"wrote {results}")
+    pointer = last_results_pointer()
+    try:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        write_text(pointer, str(results.resolve()))
+    except (OSError, ToolkitError):
+        pass  # the pointer is a convenience; a read-only cache must not fail the evaluation
+    if json_path is not None:
+        write_json(json_path, dict(header, nfe=result.nfe, seconds=result.seconds, title=result.title,
+                                   samplers=result.samplers, titles=result.titles, table=result.table))
+        print(f"wrote {json_path}")

@@ -165,15 +165,16 @@ class Student(nn.Module):
 class ScoreFn:
     """Score s(x, t) = -eps_theta(x, t, cond, mask) / sigma(t); counts network evaluations.
 
-    bf16: run the network under bfloat16 autocast (outputs are returned in float32).
+    bf16: run the network under bfloat16 autocast (outputs are returned in float32); lib/sampling.sample sets it from
+    the SamplerConfig, whose precision lib/resolve.py decides.
     compile: torch.compile the network; on CUDA with mode 'reduce-overhead', which replays CUDA graphs.
     students: distilled networks by their number of steps, and the time grid they were distilled on (lib/distill.py);
     the 'distilled' sampler samples with them.
     """
 
-    def __init__(self, model: nn.Module, sde: SDE, bf16: bool = False, compile: bool = False,
+    def __init__(self, model: nn.Module, sde: SDE, compile: bool = False,
                  students: dict[int, nn.Module] | None = None, student_grid: str = "logsnr"):
-        self.sde, self.bf16 = sde, bf16
+        self.sde, self.bf16 = sde, False
         self.net, self.compiled = model, None
         if compile:
             on_cuda = next(model.parameters()).is_cuda
@@ -188,7 +189,7 @@ class ScoreFn:
         if steps not in self.students:
             have = ", ".join(map(str, sorted(self.students))) or "none (distil one with python -m run.distill)"
             raise ToolkitError(f"the checkpoint carries no student for {steps} steps; students: {have}")
-        fn = ScoreFn(self.students[steps], self.sde, self.bf16)
+        fn = ScoreFn(self.students[steps], self.sde)
         fn.parent = self
         return fn
 

@@ -49,10 +49,14 @@ class SamplerConfig:
     resample: int = 0               # RePaint: go back up the noise scale and redo the step this many times ...
     resample_t: float = 0.5         # ... at every step that starts at t >= this
     guidance: float = 0.0           # DPS reconstruction guidance: step size on grad |M (D(x) - y)|
+    # Set by lib/resolve.py, which alone decides them:
+    label: str = ""                 # how tables name it: paper, fast, distilled k, or the method
+    bf16: bool = False              # the network under bf16 autocast (only where bf16 is native)
 
     @classmethod
     def from_config(cls, cfg) -> SamplerConfig:
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})
+        """The fields config.sampling holds (label and precision are the resolver's, lib/resolve.py)."""
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k not in ("label", "bf16")})
 
     @property
     def spec(self) -> SamplerSpec:
@@ -61,11 +65,6 @@ class SamplerConfig:
     @property
     def grid_name(self) -> str:
         return self.spec.default_schedule if self.schedule == "auto" else self.schedule
-
-    def key(self) -> tuple:
-        """What determines the sampler's behaviour (the resolved grid, eta only where it is used)."""
-        return (self.method, self.steps, self.grid_name, self.eps, self.eta if self.spec.uses_eta else 0.0,
-                self.corrector, self.noise_removal, self.resample, self.resample_t, self.guidance)
 
     def validate(self, sde: SDE) -> SamplerSpec:
         if self.method not in SAMPLERS:
@@ -506,6 +505,7 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
         if task.x_init is None and float(student.t_start) < sde.T:  # its steps start at t_start, from its Gaussian
             x_start = student.start(task.condition.shape, generator, task.condition.device)
             task = dataclasses.replace(task, x_init=x_start, t_start=float(student.t_start), noised_start=False)
+    score_fn.bf16 = cfg.bf16  # the precision lib/resolve.py chose
     if not cfg.eps < task.t_start <= sde.T:
         raise ToolkitError(f"the start time ({task.t_start}) must be in (sampling.eps, {sde.T:g}] = ({cfg.eps}, "
                            f"{sde.T:g}]")

@@ -51,9 +51,9 @@ class Progress:
 
     def __init__(self, config: ml_collections.ConfigDict, step: int, elapsed: float = 0.0,
                  clock: Callable[[], float] = time.monotonic):
-        t = config.training
-        self.budget = 60.0 * t.budget_minutes
-        self.n_iters = t.n_iters
+        training = config.training
+        self.budget = 60.0 * training.budget_minutes
+        self.n_iters = training.n_iters
         self.reserve = 0.0
         self.elapsed_before = elapsed
         self.clock = clock  # seconds; the tests give a clock of their own

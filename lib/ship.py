@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from lib.api import PosePrior
-from lib.builders import model_from_state, stored_config
 from lib.bvh import WORLD_TO_BVH, h36m_positions, median_bones, parse_bvh, rigid_poses
 from lib.camera import Camera, look_at, project
-from lib.checkpoint import load_checkpoint, save_checkpoint
+from lib.checkpoint import save_checkpoint
 from lib.errors import ToolkitError
 from lib.io import write_json
 from lib.keypoints import coco_from_h36m
+from lib.loader import load_prior
 from lib.metrics import mpjpe, mpjpe_root, pa_mpjpe
 
 BANK_SIZE = 4096
@@ -32,10 +32,9 @@ def ship(checkpoint: str | Path, out: str | Path, card: dict, metrics: dict[str,
     """Write OUT/checkpoint.pth and OUT/card.json (card, plus each metrics JSON under its name, and measure_clip of
     a held-out clip [T, 17, 3] where given) from a run's checkpoint file."""
     checkpoint, out = Path(checkpoint), Path(out)
-    state = load_checkpoint(checkpoint)
-    config = stored_config(state, checkpoint)
-    model = model_from_state(state, config, checkpoint)  # the EMA weights
-    prior = PosePrior(model, config, "cpu", state.get("pose_stats"))
+    loaded = load_prior(checkpoint)
+    state, model = loaded.state, loaded.model  # the EMA weights
+    prior = PosePrior(model, loaded.config, "cpu", loaded.pose_stats)
     bank = torch.from_numpy(prior.generate(BANK_SIZE, fast=True, seed=seed)).half()  # [4096, 17, 3] normalised
     shipped = {"model_state_dict": model.state_dict(), "config": state["config"], "step": state.get("step", 0),
                "epoch": state.get("epoch", 0), "pose_stats": state.get("pose_stats"), "pose_bank": bank}

@@ -26,34 +26,26 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib import dist
 from lib.augment import new_people_and_views, up_axis
-from lib.builders import (
-    bf16_supported,
-    build_model,
-    build_optimizer,
-    build_score_fn,
-    build_sde,
-    frames_of,
-    load_data,
-    load_train_val,
-    load_weights,
-)
+from lib.builders import build_model, build_optimizer, build_score_fn, build_sde, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import config_to_json, validate_config
-from lib.data import PoseData, detector_kinds
+from lib.data import PoseData, detector_kinds, load_data, load_train_val
 from lib.detnoise import DetectorNoise, load_table
 from lib.ema import ExponentialMovingAverage
 from lib.errors import RunInterruptedError, ToolkitError
-from lib.evaluate import sample_task
 from lib.io import write_json, write_text
 from lib.keypoints import USED
 from lib.lift import pose_stats
+from lib.loader import load_weights, resume_checkpoint
 from lib.losses import Batch, get_loss_fn, mask_rates
 from lib.metrics import mpjpe, mpjpe_root, per_action
 from lib.model import ScoreFn
+from lib.resolve import monitor_sampler, use_bf16
 from lib.run_folder import RunFolder, StopSignals, setup_logging
 from lib.sampling import SamplerConfig
 from lib.schedule import Progress, ema_decay, learning_rate
 from lib.sde import SDE
+from lib.sharded import sample_task
 from lib.skeleton import flip_pose
 from lib.tasks.est import estimation
 from lib.visualize import plot_learning_curves
@@ -126,7 +118,7 @@ def get_step_fn(config: ml_collections.ConfigDict, sde: SDE, net: torch.nn.Modul
     loss_fn = get_loss_fn(sde, config.training, getattr(module, "predicts_pose", False))
     score_fn = ScoreFn(net, sde)
     constrain = getattr(module, "constrain", None)  # the regression baseline's max-norm (lib/regression.py)
-    amp = config.training.amp and bf16_supported(next(net.parameters()).device)
+    amp = use_bf16(config.training.amp, next(net.parameters()).device)
     clip = config.optim.grad_clip
 
     def step_fn(state: TrainState, batch: Batch) -> torch.Tensor:
@@ -156,11 +148,11 @@ class Batches:
     and with a detector's errors on a share of the 2D conditions (config.detnoise, lib/detnoise.py)."""
 
     def __init__(self, config: ml_collections.ConfigDict, data: PoseData, device: torch.device):
-        frames, t = frames_of(config), config.training
+        frames, training = frames_of(config), config.training
         self.x, self.cond = data.gt3d(frames).to(device), data.cond2d(frames).to(device)  # [N, J, 3]
-        self.batch, self.seed, self.flip = t.batch_size, config.seed, config.data.flip
-        self.per_rank = t.batch_size // dist.world_size()
-        self.steps_per_epoch = len(data) // t.batch_size
+        self.batch, self.seed, self.flip = training.batch_size, config.seed, config.data.flip
+        self.per_rank = training.batch_size // dist.world_size()
+        self.steps_per_epoch = len(data) // training.batch_size
         self._perm, self._epoch = None, -1
         d = config.data
         self.rotate, self.bone_scale, self.augment_p, self.frames = d.rotate, d.bone_scale, d.augment_p, frames
@@ -221,15 +213,13 @@ class Monitor:
     training.select_on = 'test') with the deterministic monitor sampler; P1 as the paper defines it (and the
     root-aligned MPJPE), averaged over actions."""
 
-    def __init__(self, config: ml_collections.ConfigDict, rows: PoseData, device: torch.device):
-        e = config.eval
+    def __init__(self, config: ml_collections.ConfigDict, rows: PoseData, device: torch.device,
+                 sampler: SamplerConfig | None = None):
+        most = config.monitor.max_poses
         self.config, self.device, self.sde = config, device, build_sde(config)
         self.split = "validation" if config.training.select_on == "val" else "test"
-        self.data = rows if len(rows) <= e.train_max_poses else rows.subset(
-            np.linspace(0, len(rows) - 1, e.train_max_poses).round().astype(int))
-        self.sampler = SamplerConfig(method=e.train_method, steps=e.train_steps, schedule=e.train_schedule,
-                                     eps=config.sampling.eps)
-        self.sampler.validate(self.sde)
+        self.data = rows if len(rows) <= most else rows.subset(np.linspace(0, len(rows) - 1, most).round().astype(int))
+        self.sampler = sampler or monitor_sampler(config, device)  # (distillation scores its students with it)
         self.task = estimation(self.data.cond2d(frames_of(config)))
 
     def __call__(self, model: torch.nn.Module, score_fn: ScoreFn | None = None) -> dict[str, float]:
@@ -247,7 +237,7 @@ class Monitor:
         return f"{len(self.data)} {self.split} poses, {self.sampler.method} {self.sampler.steps} steps"
 
 
-class _Loop:
+class TrainingLoop:
     """The training loop's bookkeeping: logging, evaluation, checkpoints."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path, state: TrainState, batches: Batches,
@@ -267,10 +257,10 @@ class _Loop:
                 self.folder.saved()
 
     def log_loss(self, bar: tqdm) -> None:
-        t, step = self.config.training, self.state.step
+        training, step = self.config.training, self.state.step
         loss = float(dist.all_reduce_mean(torch.stack(self.losses).mean()))
         now = time.monotonic()
-        rate = (step - self.last[1]) * t.batch_size / max(now - self.last[0], 1e-9)
+        rate = (step - self.last[1]) * training.batch_size / max(now - self.last[0], 1e-9)
         self.losses, self.last = [], (now, step)
         lr = self.state.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.0f}")
@@ -315,32 +305,32 @@ def _should_stop(start: float, max_minutes: float, stop: StopSignals) -> tuple[b
     return bool(flags[0] > 0), bool(flags[1] > 0)
 
 
-def _run_loop(loop: _Loop, step_fn: Callable, net: torch.nn.Module, stop: StopSignals) -> str:
+def _run_loop(loop: TrainingLoop, step_fn: Callable, net: torch.nn.Module, stop: StopSignals) -> str:
     """Steps until the run's progress reaches 1 (n_iters steps, or the budget spent), max_minutes or a signal;
     returns why it stopped."""
-    t, state = loop.config.training, loop.state
+    training, state = loop.config.training, loop.state
     start = time.monotonic()
-    total = None if state.progress.timed else t.n_iters
+    total = None if state.progress.timed else training.n_iters
     with logging_redirect_tqdm([log]), tqdm(total=total, initial=state.step, desc="training", dynamic_ncols=True,
                                              disable=None if dist.is_main() else True) as bar:
         net.train()
         while not state.progress.done():
             loop.losses.append(step_fn(state, loop.batches(state.step)))
             bar.update(1)
-            if state.step % t.log_every == 0:
+            if state.step % training.log_every == 0:
                 loop.log_loss(bar)
-            if t.eval_every and state.step % t.eval_every == 0:
+            if training.eval_every and state.step % training.eval_every == 0:
                 loop.evaluate()
                 net.train()
-            if t.snapshot_every and state.step % t.snapshot_every == 0:
+            if training.snapshot_every and state.step % training.snapshot_every == 0:
                 loop.save("checkpoint.pth")
             if state.step % 10 == 0:
-                out_of_time, signalled = _should_stop(start, t.max_minutes, stop)
+                out_of_time, signalled = _should_stop(start, training.max_minutes, stop)
                 if signalled:
                     return "signal"
                 if out_of_time:
-                    return f"time limit ({t.max_minutes:g} min)"
-    return f"budget of {t.budget_minutes:g} min" if state.progress.timed else "n_iters"
+                    return f"time limit ({training.max_minutes:g} min)"
+    return f"budget of {training.budget_minutes:g} min" if state.progress.timed else "n_iters"
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: str | Path | None = None,
@@ -351,24 +341,24 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path, restore_dir: s
     spends (lib/schedule.Progress)."""
     validate_config(config)
     device, workdir = dist.init(), Path(workdir)
-    t, ws = config.training, dist.world_size()
-    if t.batch_size % ws:
-        raise ToolkitError(f"training.batch_size ({t.batch_size}) must be divisible by the number of ranks ({ws})")
-    e = config.eval
-    SamplerConfig(method=e.train_method, steps=e.train_steps, schedule=e.train_schedule,
-                  eps=config.sampling.eps).validate(build_sde(config))  # the monitor's sampler, before any file
-    resume = restore_dir is not None and Path(restore_dir).resolve() == workdir.resolve()
+    training, ws = config.training, dist.world_size()
+    if training.batch_size % ws:
+        raise ToolkitError(f"training.batch_size ({training.batch_size}) must be divisible by the number of ranks "
+                           f"({ws})")
+    sampler = monitor_sampler(config, device)  # checked before any file is written
+    restore = resume_checkpoint(restore_dir, config) if restore_dir is not None else None
+    resume = restore is not None and Path(restore_dir).resolve() == workdir.resolve()
     with RunFolder(workdir, resume=resume, overwrite=overwrite) as folder:
         train_data, val_data = load_train_val(config)
-        if len(train_data) < t.batch_size:
+        if len(train_data) < training.batch_size:
             raise ToolkitError(f"the training set has {len(train_data)} rows, fewer than training.batch_size "
-                               f"({t.batch_size}); lower the batch size or data.train_sample")
+                               f"({training.batch_size}); lower the batch size or data.train_sample")
         selection = val_data if val_data is not None else load_data(config, "test")
-        return _train(config, workdir, restore_dir, device, train_data, selection, Monitor(config, selection, device),
-                      folder, clock)
+        return _train(config, workdir, restore, device, train_data, selection,
+                      Monitor(config, selection, device, sampler), folder, clock)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | Path | None, device: torch.device,
+def _train(config: ml_collections.ConfigDict, workdir: Path, restore: Path | None, device: torch.device,
            train_data: PoseData, selection: PoseData, monitor: Monitor, folder: RunFolder,
            clock: Callable[[], float]) -> dict[str, float]:
     setup_logging(workdir)
@@ -378,20 +368,16 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, restore_dir: str | 
     state = TrainState.create(config, device)
     state.pose_stats = pose_stats(train_data.pose_cam, train_data.pose_img, train_data.cam)
     state.pose_bank = pose_bank(train_data, frames_of(config))
-    if restore_dir is not None:
-        path = Path(restore_dir) / "checkpoint.pth"
-        if not path.is_file():
-            raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier "
-                               f"run (checkpoint/NAME)")
-        state.restore(path)
-        log.info("resumed from %s at step %d", restore_dir, state.step)
+    if restore is not None:
+        state.restore(restore)
+        log.info("resumed from %s at step %d", restore.parent, state.step)
     ws = dist.world_size()
     net = (torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[device] if device.type == "cuda"
                                                      else None) if ws > 1 else state.model)
     batches = Batches(config, train_data, device)
     baseline = mean_pose_p1(train_data, selection)
     state.progress = Progress(config, state.step, state.elapsed, clock)  # the budget's clock starts here
-    loop = _Loop(config, workdir, state, batches, monitor, folder)
+    loop = TrainingLoop(config, workdir, state, batches, monitor, folder)
     if dist.is_main():
         write_text(workdir / "config.json", config_to_json(config))
         log.info("training on %d rows (%d steps per epoch), %d ranks on %s, %d parameters; %s", len(train_data),

@@ -42,26 +42,14 @@ from prettytable import PrettyTable
 
 from lib import dist
 from lib.benchmark import Candidate, PaperCode, Row, Setting, accuracy_rows, sampling_speed, training_speed
-from lib.builders import (
-    bf16_supported,
-    build_model,
-    build_sde,
-    checkpoint_path,
-    fast_sampler,
-    load_data,
-    load_model,
-    load_train_val,
-    model_from_state,
-    paper_sampler,
-    stored_config,
-    students_from_state,
-)
-from lib.checkpoint import load_checkpoint
+from lib.builders import build_model, build_sde
 from lib.config_utils import apply_overrides, load_config, validate_config, with_fields
 from lib.convert import Collector, convert_cmu
+from lib.data import load_data, load_train_val
 from lib.errors import ToolkitError
 from lib.io import check_output, json_with, text_starting, unused_path, write_json, write_text
-from lib.sampling import SamplerConfig
+from lib.loader import load_prior
+from lib.resolve import bf16_supported, fast_sampler, paper_sampler, resolve_sampler, student_sampler
 from lib.train import train
 from lib.visualize import plot_learning_curves
 from run.common import Parser, add_config_arg, collect_overrides, guarded, number, number_list, parse
@@ -170,7 +158,8 @@ def _budget(args, rows: list[Row]) -> Path:
 
 def _final_p1(run: Path) -> float:
     """Test P1 of a run's final checkpoint: est S = 1 with its recipe's fast deterministic sampler."""
-    model, config = load_model(checkpoint_path(run, best=False))
+    prior = load_prior(run)
+    model, config = prior.model, prior.config
     test = _subset(load_data(config, "test"), 1000)
     setting = Setting("final", "est", {}, 1, test, [Candidate("fast", fast_sampler(config, True))])
     return accuracy_rows([setting], model, build_sde(config), config, torch.device("cpu"), progress=lambda _: None
@@ -189,13 +178,16 @@ def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
     det_floor = [Candidate("drift 1000, another initial state", det.sampler, 1)]
     drift = [Candidate(f"drift_2m {n}" + (" (--pflow --fast)" if n == fast_det.steps else ""),
                        dataclasses.replace(fast_det, steps=n)) for n in (10, 15, 20)]
-    drift += [Candidate("drift_ddim 20", SamplerConfig(method="drift_ddim", steps=20)),
+    drift += [Candidate("drift_ddim 20", resolve_sampler(config, given={"method": "drift_ddim", "steps": 20})),
               Candidate("drift 100 (paper grid)", dataclasses.replace(det.sampler, steps=100))]
-    ode = [Candidate("ode_heun 25 (probability-flow ODE)", SamplerConfig(method="ode_heun", steps=25)),
-           Candidate("dpm2m 20, eta 0 (probability-flow ODE)", SamplerConfig(method="dpm2m", steps=20))]
+    ode = [Candidate("ode_heun 25 (probability-flow ODE)", resolve_sampler(config, given={"method": "ode_heun",
+                                                                                            "steps": 25})),
+           Candidate("dpm2m 20, eta 0 (probability-flow ODE)", resolve_sampler(config, given={"method": "dpm2m",
+                                                                                               "steps": 20, "eta": 0}))]
     em_floor = [Candidate("em 1000, another seed", em.sampler, 1), Candidate("em 1000, a third seed", em.sampler, 2)]
     sde = [Candidate(f"{m} {n}, eta 1" + (" (--fast)" if (m, n) == (fast_sto.method, fast_sto.steps) else ""),
-                     SamplerConfig(method=m, steps=n, eta=1.0)) for m, n in (("ddim", 25), ("ddim", 50), ("dpm2m", 25))]
+                     resolve_sampler(config, given={"method": m, "steps": n, "eta": 1.0}))
+           for m, n in (("ddim", 25), ("ddim", 50), ("dpm2m", 25))]
     one, multi = _subset(test, poses), _subset(test, poses_multi)
     leg = {"jlist": "right_leg"}
     return [Setting("est S=1, deterministic", "est", {}, 1, one, [det] + det_floor + drift + ode, True),
@@ -205,25 +197,28 @@ def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
             Setting("comp3d right leg, stochastic", "comp3d", leg, 1, one, [em] + em_floor[:1] + sde)]
 
 
-def _bf16_settings(config, test, poses: int) -> list[Setting]:
-    """The fast samplers in fp32 against the same under bf16 autocast (same seeds)."""
+def _bf16_settings(config, test, poses: int, device: torch.device) -> list[Setting]:
+    """The fast samplers in fp32 against the same under bf16 autocast where it is native (same seeds)."""
     one = _subset(test, poses)
-    return [Setting(f"est S=1, {flag}", "est", {}, 1, one, [Candidate(f"{cfg.method} {cfg.steps}, fp32", cfg),
-                                                            Candidate(f"{cfg.method} {cfg.steps}, bf16", cfg, 0, True)])
-            for flag, cfg in (("--pflow --fast", fast_sampler(config, True)), ("--fast", fast_sampler(config, False)))]
+    fp32, bf16 = with_fields(config, {"fast.bf16": False}), with_fields(config, {"fast.bf16": True})
+    return [Setting(f"est S=1, {flag}", "est", {}, 1, one,
+                    [Candidate(f"{cfg.method} {cfg.steps}, fp32", cfg),
+                     Candidate(f"{cfg.method} {cfg.steps}, bf16", fast_sampler(bf16, deterministic, device))])
+            for flag, deterministic in (("--pflow --fast", True), ("--fast", False))
+            for cfg in [fast_sampler(fp32, deterministic, device)]]
 
 
 def _accuracy(args, sections, device, paper, rows: list[Row]) -> dict:
-    path = checkpoint_path(_run_dirs(args)[0], best=False)  # the final checkpoint: chosen on no rows
-    model, config = load_model(path, None, device)
-    sde, test = build_sde(config), load_data(config, "test")
+    prior = load_prior(_run_dirs(args)[0], device=device)  # the final checkpoint: chosen on no rows
+    model, config, path = prior.model, prior.config, prior.checkpoint
+    sde, test = prior.sde, load_data(config, "test")
     print(f"accuracy on {config.data.root}, checkpoint {path}")
     if "accuracy" in sections:
         rows += accuracy_rows(_settings(config, test, args.poses, args.poses_multi), model, sde, config, device,
                               paper, path)
     if "bf16" in sections and bf16_supported(device):
         rows += [dataclasses.replace(r, section="bf16")
-                 for r in accuracy_rows(_bf16_settings(config, test, args.poses), model, sde, config, device)]
+                 for r in accuracy_rows(_bf16_settings(config, test, args.poses, device), model, sde, config, device)]
     return {"checkpoint": str(path), "data": config.data.root}
 
 
@@ -236,8 +231,8 @@ def _detected(args, device, rows: list[Row]) -> None:
                            "folder; python -m run.prepare_data detections makes them for pose data)")
     runs = [(run, True) for run in _run_dirs(args)] + ([(Path(args.baseline), False)] if args.baseline else [])
     for run, prior in runs:
-        path = checkpoint_path(run, best=False)
-        model, config = load_model(path, None, device)
+        loaded = load_prior(run, device=device)
+        model, config = loaded.model, loaded.config
         if prior == bool(getattr(model, "predicts_pose", False)):
             raise ToolkitError(f"{run} holds a {config.model.name}: give priors to --ckpt-dir and a regression "
                                f"baseline to --baseline")
@@ -276,35 +271,32 @@ def _distill(args, device, rows: list[Row]) -> None:
     samplers and the fast ones, same inputs, one run; each student named by its run and output."""
     runs = []
     for run in _run_dirs(args):
-        path = checkpoint_path(run, best=False)
-        state = load_checkpoint(path)
-        config = stored_config(state, path)
-        students = students_from_state(state, config, device)
-        if not students:
-            raise ToolkitError(f"{path} carries no students; make them with python -m run.distill --ckpt-dir RUN")
-        if runs and any(not torch.equal(v, runs[0][1]["model_state_dict"][k])
-                        for k, v in state["model_state_dict"].items()):
-            raise ToolkitError(f"{path} was distilled from another teacher than {runs[0][0]}; compare the students "
-                               f"of one teacher")
-        runs.append((path, state, config, students))
-    path, state, config, _ = runs[0]
-    model = model_from_state(state, config, path, device)
+        prior = load_prior(run, device=device)
+        if not prior.students:
+            raise ToolkitError(f"{prior.checkpoint} carries no students; make them with python -m run.distill "
+                               f"--ckpt-dir RUN")
+        if runs and any(not torch.equal(v, runs[0].state["model_state_dict"][k])
+                        for k, v in prior.state["model_state_dict"].items()):
+            raise ToolkitError(f"{prior.checkpoint} was distilled from another teacher than {runs[0].checkpoint}; "
+                               f"compare the students of one teacher")
+        runs.append(prior)
+    model, config = runs[0].model, runs[0].config
     test = load_data(with_fields(config, {"data.use_gt_2d": True}), "test")
     one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
     det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
            Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
                with_fields(config, {"distill.students": ""}), True), steps=20))]
     sto = [Candidate("em 1000 (the paper's default)", paper_sampler(config, False)),
-           Candidate("ddim 50, eta 1 (--fast)", SamplerConfig(method="ddim", steps=50, eta=1.0))]
-    for run_path, run_state, run_config, students in runs:
-        scores = run_state["distill"]["scores"]  # run.distill's, on the validation rows
-        for n in sorted((s for s in students if s <= 8), reverse=True):
-            name = (f"{run_path.parent.name}, {run_config.distill.predict}; validation "
+           Candidate("ddim 50, eta 1 (--fast)", resolve_sampler(config, given={"method": "ddim", "steps": 50,
+                                                                               "eta": 1.0}))]
+    for prior in runs:
+        scores = prior.state["distill"]["scores"]  # run.distill's, on the validation rows
+        for n in sorted((s for s in prior.students if s <= 8), reverse=True):
+            name = (f"{prior.checkpoint.parent.name}, {prior.config.distill.predict}; validation "
                     f"{scores[f'student {n}']['p1'] / scores['teacher']['p1']:.3f}x the teacher's fast sampler")
-            det.append(Candidate(f"student, {n} steps ({name})", SamplerConfig(method="distilled", steps=n),
-                                 students=students))
-            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})",
-                                 SamplerConfig(method="distilled", steps=n, eta=1.0), students=students))
+            det.append(Candidate(f"student, {n} steps ({name})", student_sampler(config, n), students=prior.students))
+            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})", resolve_sampler(
+                config, given={"method": "distilled", "steps": n, "eta": 1.0}), students=prior.students))
     leg = {"jlist": "right_leg"}
     settings = [Setting("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
                 Setting("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
@@ -326,7 +318,7 @@ def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:
         rows += sampling_speed(net, sde, net_config, device, batches, args.steps, variants, paper)
     if "training" in sections:  # on the data of the accuracy sections' run
         run = _run_dirs(args)[0]
-        d = stored_config(load_checkpoint(checkpoint_path(run, False)), run).data
+        d = load_prior(run).config.data
         train_cfg = net_config.copy_and_resolve_references()
         train_cfg.data = d
         variants = {"ours, fp32": False} | ({"ours, bf16 autocast": True} if bf16_supported(device) else {})

@@ -16,12 +16,10 @@ import argparse
 from pathlib import Path
 
 from lib import dist
-from lib.builders import checkpoint_path, stored_config
-from lib.checkpoint import load_checkpoint
-from lib.config_utils import apply_overrides, validate_config
 from lib.distill import distill_run
 from lib.errors import ToolkitError
-from run.common import Parser, collect_overrides, fixed_in_checkpoint, guarded, number, parse, run_name
+from lib.loader import load_prior
+from run.common import Parser, collect_overrides, guarded, number, parse, run_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,19 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args, raw = parse(build_parser())
-    path = checkpoint_path(args.ckpt_dir, args.best)
-    state = load_checkpoint(path)
-    config = stored_config(state, path)
-    if "students" in state:
-        raise ToolkitError(f"{path} is already distilled (students {config.distill.students}); distil its teacher")
-    apply_overrides(config, collect_overrides(config, raw, args, ()), fixed_in_checkpoint(path))
-    validate_config(config)
+    prior = load_prior(args.ckpt_dir, args.best, overrides=lambda config: collect_overrides(config, raw, args, ()))
+    config = prior.config
+    if prior.students:
+        raise ToolkitError(f"{prior.checkpoint} is already distilled (students {config.distill.students}); distil its "
+                           f"teacher")
     first = config.distill.first_steps
     if not (first % args.steps == 0 and (first // args.steps) & (first // args.steps - 1) == 0):
         raise ToolkitError(f"--steps must divide distill.first_steps ({first}) by a power of two, got {args.steps}")
     name = run_name(args.name if args.name is not None else f"{Path(args.ckpt_dir).resolve().name}_distilled")
     try:
-        result = distill_run(config, state, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
+        result = distill_run(prior, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
     finally:
         dist.shutdown()
     print(f"wrote {Path(args.ckpt_root) / name}: students of {config.distill.students} steps")

@@ -88,19 +88,19 @@ def main() -> None:
                            f"choose another folder")
     out = check_writable(args.out, "--out", is_dir=True)
     kps = keypoints_from(args.input, args.format)
-    args.gpus, args.pflow = None, False
-    setup = eval_setup(args, raw, FLAGS)
-    prior = PosePrior(setup.model, setup.config, setup.device, setup.pose_stats, setup.pose_bank, setup.students)
+    args.gpus = None
+    loaded, _, device = eval_setup(args, raw, FLAGS)
+    prior = PosePrior(loaded.model, loaded.config, device, loaded.pose_stats, loaded.pose_bank, loaded.students)
     prior.progress = True
     if args.world:
-        check_clip(kps.valid, setup.config.lift.floor_min_frames)
+        check_clip(kps.valid, loaded.config.lift.floor_min_frames)
     check_outputs(out, with_csv="csv" in args.export)
     if args.draw != "none":
         check_output(out / f"poses.{args.draw}", "--out", drawn_here)
     result = prior.lift(kps, args.format, tuple(args.image_size) if args.image_size else None, args.camera,
-                        fast=args.fast, seed=setup.config.seed)
+                        fast=args.fast, seed=loaded.config.seed)
     if args.world:
-        result = result.with_world(setup.config.lift)
+        result = result.with_world(loaded.config.lift)
     written = result.save_bvh(out, args.fps) if "bvh" in args.export else []  # first: it refuses tracks it cannot use
     written += result.save(out)
     if "csv" in args.export:
@@ -110,7 +110,7 @@ def main() -> None:
     people = int(result.valid.sum())
     print(f"{people} people in {len(result.frames)} frames; camera {'given' if result.camera_given else 'default'} "
           f"{[round(float(v), 1) for v in result.camera]}; root depth {np.nanmedian(result.root_depth):.0f} mm "
-          f"(median); checkpoint {setup.checkpoint}")
+          f"(median); checkpoint {loaded.checkpoint}")
     if result.world is not None:
         tilt = np.degrees(np.arccos(np.clip(-result.world.up[1], -1.0, 1.0)))
         print(f"world frame: up is {tilt:.1f} degrees from the image's up; {100 * result.world.standing:.0f} % of "

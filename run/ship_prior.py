@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lib.builders import checkpoint_path
 from lib.errors import ToolkitError
 from lib.io import load_npz, refuse_existing
+from lib.loader import checkpoint_path
 from lib.ship import ship
 from run.common import Parser, guarded
 

@@ -10,10 +10,7 @@ import argparse
 from pathlib import Path
 
 from lib import dist
-from lib.builders import check_same_network, stored_config
-from lib.checkpoint import load_checkpoint
 from lib.config_utils import apply_overrides, load_config
-from lib.errors import ToolkitError
 from lib.train import train
 from run.common import TRAIN_FLAGS, Parser, add_config_arg, collect_overrides, guarded, parse, run_name
 
@@ -30,22 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_resume(config, restore_dir: str) -> None:
-    """A resumed run keeps its network: model fields that differ from the checkpoint's are an error."""
-    path = Path(restore_dir) / "checkpoint.pth"
-    if not path.is_file():
-        raise ToolkitError(f"--restore-dir {restore_dir} holds no checkpoint.pth; give the folder of an earlier run")
-    state = load_checkpoint(path)
-    if "config" in state:
-        check_same_network(config, stored_config(state, path), path, config_optional=False)
-
-
 def main() -> None:
     args, raw = parse(build_parser())
     config = load_config(args.config)
     apply_overrides(config, collect_overrides(config, raw, args, TRAIN_FLAGS))
-    if args.restore_dir:
-        _check_resume(config, args.restore_dir)
     try:
         summary = train(config, Path(args.ckpt_root) / run_name(args.name), args.restore_dir, args.overwrite)
     finally:

@@ -35,8 +35,8 @@ def tiny_config(data_root: Path):
     config.training.eval_every = 15
     config.training.snapshot_every = 10
     config.optim.warmup = 5
-    config.eval.train_steps = 5
-    config.eval.train_max_poses = 40
+    config.monitor.steps = 5
+    config.monitor.max_poses = 40
     config.eval.batch_size = 64
     config.sampling.steps = 20
     return config

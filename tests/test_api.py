@@ -64,7 +64,7 @@ def test_bad_input(prior):
         prior.complete_2d(good, [17])
     with pytest.raises(ToolkitError, match=r"t must be a number in \(0.001, 1\]"):
         prior.denoise(np.zeros((2, 17, 3)), t=0.0)
-    with pytest.raises(ToolkitError, match="unknown method"):
+    with pytest.raises(ToolkitError, match="unknown sampler method"):
         prior.estimate(good, method="nope")
     with pytest.raises(ToolkitError, match="completion must be one of"):
         prior.complete_2d(good, [3], completion="guess")

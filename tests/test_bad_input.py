@@ -52,11 +52,11 @@ TRAIN_CASES = [
     (["--config.training.n_iters=-1"], "training.n_iters = -1 must be >= 0"),
     (["--config.optim.lr=-1"], "optim.lr = -1.0 must be > 0"),
     (["--config.optim.lr=1e400"], "optim.lr = inf must be finite"),
-    (["--config.eval.train_max_poses=0"], "eval.train_max_poses = 0 must be >= 1"),
+    (["--config.monitor.max_poses=0"], "monitor.max_poses = 0 must be >= 1"),
     (["--config.data.scale=0"], "data.scale = 0.0 must be > 0"),
     (["--config.sampling.eps=2"], "sampling.eps = 2.0 must be < 1"),
     (["--config.model.hidden_dim=100"], "must be divisible by model.num_groups"),
-    (["--config.eval.train_method=magic"], "unknown sampler 'magic'"),
+    (["--config.monitor.method=magic"], "unknown sampler 'magic'"),
     (["--config.model.widht=3"], "unknown config field 'model.widht'"),
     (["--restore-dir", "{tmp}/nowhere"], "holds no checkpoint.pth"),
 ]
@@ -94,7 +94,7 @@ EVAL_CASES = [
     (["--config.data.det_file=nothere.pkl", "est"], "nothere.pkl (data.det_file) not found"),
     (["--config.data.scale=10", "est"], "data.scale=10.0 cannot take effect: the network and its training come"),
     (["--gt", "--config.data.use_gt_2d=false", "est"], "--gt and --config.data.use_gt_2d=False disagree"),
-    (["--config.sampling.method=magic", "est"], "unknown sampler 'magic'"),
+    (["--config.sampling.method=magic", "est"], "unknown sampler method 'magic' (--sampler / sampling.method"),
     (["--fast", "--steps", "5", "est"], "--fast picks the sampler itself"),
     (["--pflow", "--sampler", "em", "est"], "--pflow picks the paper's deterministic sampler"),
     (["--schedule", "paper", "--sampler", "drift_2m", "est"], "needs a proper grid"),
@@ -163,7 +163,7 @@ API_CASES = [
     (lambda p: p.score(np.zeros((2, 17, 3)), t=1.5), "t must be a number in [1e-05, 1]"),
     (lambda p: p.denoise(np.zeros((2, 17, 3)), t=1e-4), "t must be a number in (0.001, 1]"),
     (lambda p: p.generate(-1), "n must be a whole number >= 0"),
-    (lambda p: p.estimate(np.zeros((2, 17, 2)), method="magic"), "unknown method 'magic'"),
+    (lambda p: p.estimate(np.zeros((2, 17, 2)), method="magic"), "unknown sampler method 'magic'"),
     (lambda p: p.estimate(np.zeros((2, 17, 2)), fast=True, steps=5), "--fast picks the sampler itself"),
 ]
 

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from lib.augment import new_people_and_views, rotate_about, scale_bones, up_axis
-from lib.builders import build_sde, frames_of, load_data, load_model
+from lib.builders import build_sde, frames_of
 from lib.camera import Frames, image_to_camera
-from lib.data import load_split
+from lib.data import load_data, load_split
 from lib.detnoise import SequenceFailures
-from lib.evaluate import sample_task
+from lib.loader import load_prior
 from lib.metrics import mpjpe, per_action
 from lib.model import ScoreFn
 from lib.regression import MartinezLifter
 from lib.sampling import SamplerConfig
+from lib.sharded import sample_task
 from lib.skeleton import BONES, SYMMETRIC_BONES, bone_lengths
 from lib.tasks.est import estimation
 from tests.helpers import run_module, tiny_config
@@ -38,7 +39,8 @@ def baseline_run(tmp_path_factory, data_root):
 
 
 def test_the_baseline_trains_learns_and_keeps_its_max_norm(baseline_run):
-    model, config = load_model(baseline_run / "checkpoint.pth")
+    prior = load_prior(baseline_run / "checkpoint.pth")
+    model, config = prior.model, prior.config
     assert isinstance(model, MartinezLifter) and config.model.name == "MartinezLifter"
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):  # every unit's incoming weights within the max-norm of 1
@@ -50,7 +52,8 @@ def test_the_baseline_trains_learns_and_keeps_its_max_norm(baseline_run):
 def test_the_baseline_is_one_forward_pass_whatever_the_sampler(baseline_run, data_root):
     """Every sampler gives its forward pass on the 2D (one network evaluation), and eval --baseline scores it on
     the same rows: P1 as computed here from the forward pass by hand."""
-    model, config = load_model(baseline_run / "checkpoint.pth")
+    prior = load_prior(baseline_run / "checkpoint.pth")
+    model, config = prior.model, prior.config
     frames = frames_of(config)
     test = load_data(config, "test")
     cond = test.cond2d(frames)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from lib.api import PosePrior
-from lib.evaluate import warm_start
 from lib.lookup import nearest_2d, nearest_3d
 from lib.losses import mask_rates
 from lib.model import ScoreFn
+from lib.refine import warm_start
 from lib.sampling import SamplerConfig, make_grid, sample
 from lib.sde import SubVPSDE
 from lib.tasks.observe import observe_3d

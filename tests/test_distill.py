@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from lib.api import PosePrior
-from lib.builders import students_from_state
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import config_from_json
 from lib.distill import fast_student, loss_weight, round_seconds, step_coefficients, teacher_pairs
 from lib.errors import ToolkitError
+from lib.loader import students_from_state
 from lib.model import ScoreFn, Student
 from lib.sampling import SamplerConfig
 from lib.sde import SubVPSDE

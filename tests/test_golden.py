@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from lib.builders import build_score_fn, build_sde, frames_of, load_model, paper_sampler
+from lib.builders import build_score_fn, build_sde, frames_of
 from lib.camera import RowCameras
-from lib.evaluate import sample_task
+from lib.loader import load_prior
 from lib.metrics import mpjpe, pa_mpjpe
+from lib.resolve import paper_sampler
 from lib.sampling import sample
+from lib.sharded import sample_task
 from lib.tasks.den import denoising
 from lib.tasks.est import estimation
 from lib.tasks.gen import generation
@@ -30,7 +32,8 @@ EM_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def golden():
-    model, config = load_model(GOLDEN / "prior_small.pth")
+    prior = load_prior(GOLDEN / "prior_small.pth")
+    model, config = prior.model, prior.config
     sde = build_sde(config)
     inputs = dict(np.load(GOLDEN / "inputs.npz"))
     return config, sde, build_score_fn(model, sde, config), inputs, dict(np.load(GOLDEN / "reference_outputs.npz"))

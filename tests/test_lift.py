@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lib.api import PosePrior
-from lib.builders import frames_of, load_data
+from lib.builders import frames_of
+from lib.data import load_data
 from lib.errors import ToolkitError
 from lib.keypoints import keypoints_from
 from lib.metrics import mpjpe, pa_mpjpe

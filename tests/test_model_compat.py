@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from configs.subvp.h36m_ncsnpp_deep_continuous import get_config as u3d_config
-from lib.builders import build_model, load_model
+from lib.builders import build_model
 from lib.checkpoint import load_checkpoint
 from lib.errors import ToolkitError
+from lib.loader import load_prior
 
 BLOCK = [("dense1", (1024, 1024)), ("dense1_t", (1024, 512)), ("dense1_cond", (1024, 1024)), ("gnorm1", (1024,)),
          ("dense2", (1024, 1024)), ("dense2_t", (1024, 512)), ("dense2_cond", (1024, 1024)), ("gnorm2", (1024,))]
@@ -61,7 +62,7 @@ def test_official_checkpoint_loads_with_weights_only(tmp_path):
         torch.load(path, weights_only=True)
     loaded = load_checkpoint(path)  # allow-listed numpy scalars only
     assert math.isclose(float(loaded["optimizer_state_dict"]["param_groups"][0]["lr"]), 2e-4 * 10 / 5000)
-    model, _ = load_model(path, u3d_config())
+    model = load_prior(path, config=u3d_config()).model
     for p, s in zip(model.parameters(), state["ema"]["shadow_params"], strict=True):
         assert torch.equal(p, s)  # EMA weights, in parameters() order
 
@@ -72,7 +73,7 @@ def test_incompatible_config_lists_mismatched_keys(tmp_path):
     config = u3d_config()
     config.model.hidden_dim = 512
     with pytest.raises(ToolkitError, match=r"does not match the config.*pre_dense.weight"):
-        load_model(path, config)
+        load_prior(path, config=config)
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):

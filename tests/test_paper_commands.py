@@ -14,7 +14,7 @@ from tests.helpers import ROOT, run_module
 CFG = ["--config", "configs/subvp/h36m_ncsnpp_deep_continuous.py"]
 SMALL = ["--config.model.hidden_dim=64", "--config.model.embed_dim=32"]
 TRAIN = ["--config.training.n_iters=20", "--config.training.batch_size=64", "--config.training.eval_every=10",
-         "--config.training.log_every=10", "--config.optim.warmup=5", "--config.eval.train_max_poses=20"]
+         "--config.training.log_every=10", "--config.optim.warmup=5", "--config.monitor.max_poses=20"]
 EVAL = [*CFG, "--ckpt-dir", "checkpoint/u3d", "--best", "--sample", "640"]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from lib.builders import SHIPPED_PRIOR
+from lib.loader import SHIPPED_PRIOR
 from lib.synthetic import coco_example
 from tests.helpers import ROOT
 

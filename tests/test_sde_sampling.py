@@ -230,7 +230,9 @@ def test_bf16_score_is_close_to_fp32():
     x, t = torch.randn(64, 17, 3), torch.rand(64)
     cond = torch.randn(64, 17, 3)
     ref = ScoreFn(model, sde).eps(x, t, cond, None)
-    low = ScoreFn(model, sde, bf16=True).eps(x, t, cond, None)
+    low_fn = ScoreFn(model, sde)
+    low_fn.bf16 = True
+    low = low_fn.eps(x, t, cond, None)
     assert low.dtype == torch.float32 and not torch.equal(low, ref)
     assert (low - ref).abs().mean() < 0.02 * ref.abs().mean()
 

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from lib.api import PosePrior
-from lib.builders import SHIPPED_PRIOR
 from lib.camera import Camera, look_at, project
 from lib.checkpoint import load_checkpoint
 from lib.keypoints import coco_from_h36m
+from lib.loader import SHIPPED_PRIOR
 from lib.metrics import pa_mpjpe
 from lib.synthetic import walking_clip
 from tests.helpers import cmu_clip, needs_cmu

@@ -231,7 +231,7 @@ def _fast_learner(data_root, n_iters: int):
     config.training.eval_every = n_iters // 4
     config.optim.lr, config.optim.schedule, config.optim.warmup_frac = 3e-3, "cosine", 0.05
     config.model.ema_halflife = 0.05
-    config.eval.train_steps, config.eval.train_max_poses = 20, 120
+    config.monitor.steps, config.monitor.max_poses = 20, 120
     return config
 
 
@@ -320,7 +320,7 @@ def test_learning_rate_and_ema_schedules_follow_the_runs_progress():
 
 
 def test_validation_rows_are_held_out_training_sequences_never_test_rows(data_root):
-    from lib.builders import load_data, load_train_val
+    from lib.data import load_data, load_train_val
     from lib.safe_pickle import load_pickle
 
     config = tiny_config(data_root)

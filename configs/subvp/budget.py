@@ -33,7 +33,7 @@ def budget_recipe(config: ml_collections.ConfigDict, minutes: float) -> ml_colle
     config.optim.warmup_frac = 0.05
     config.optim.lr_final = 0.0
     config.fast.deterministic_schedule = "logsnr"
-    config.eval.train_schedule = "logsnr"
+    config.monitor.schedule = "logsnr"
     config.eval.completion = "impute"
     # completion from the training pose nearest on the seen joints, refined from t = 0.2 with reconstruction
     # guidance (README 'Completion': chosen on CMU's validation rows)

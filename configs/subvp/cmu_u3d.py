@@ -19,5 +19,5 @@ def cmu_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def get_config() -> ml_collections.ConfigDict:
     config = cmu_data(get_default_configs())
-    config.eval.train_max_poses = 1000
+    config.monitor.max_poses = 1000
     return config

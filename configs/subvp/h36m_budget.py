@@ -16,5 +16,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.training.eval_every = 1000
     config.training.snapshot_every = 1000
     config.training.log_every = 200
-    config.eval.train_max_poses = 1000
+    config.monitor.max_poses = 1000
     return config

@@ -17,5 +17,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.training.eval_every = 1000
     config.training.snapshot_every = 1000
     config.eval.batch_size = 2000
-    config.eval.train_max_poses = 500
+    config.monitor.max_poses = 500
     return config
