@@ -9,7 +9,7 @@ needs one pose; these aggregators make it from the hypotheses alone (all vectori
            a 2D input (missing in comp2d, every joint of comp3d) take the median
   refined  the mean moved by the prior itself to its nearest mode: the drift-only process (the paper's --pflow, fast
            form) from a small time t (eval.refine_t) with the task's own condition, eval.refine_steps network
-           evaluations per input (not per hypothesis); computed by lib/evaluate.refine
+           evaluations per input (not per hypothesis); computed by lib/refine.refine
   reproj   the posterior expectation given the 2D evidence: the hypotheses weighted by how well they reproject onto
            it, w_s ~ p(u | x_s)^temper (eval.reproj_temper). With the detector's error table (eval.detector_table)
            p is its error model (lib/detnoise.py): per joint a bias, a spread and a heavy tail, relative to the
@@ -39,7 +39,7 @@ class Evidence:
     sigma: float = 1.0                    # the 2D noise's std (reproj)
     noise: DetectorNoise | None = None    # the detector's error model (reproj), in place of sigma and conf
     temper: float = 1.0                   # reproj: the power of the likelihood
-    refined: torch.Tensor | None = None   # [N, J, 3] the refined pose (lib/evaluate.refine)
+    refined: torch.Tensor | None = None   # [N, J, 3] the refined pose (lib/refine.refine)
 
 
 AGGREGATORS: dict[str, Callable[[torch.Tensor, Evidence], torch.Tensor]] = {}
@@ -79,7 +79,7 @@ def jpma_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
 
 @register_aggregator("refined")
 def refined_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
-    """The mean refined by the prior (made by lib/evaluate.refine); the mean itself where it was not computed."""
+    """The mean refined by the prior (made by lib/refine.refine); the mean itself where it was not computed."""
     return mean_pose(hyps, ev) if ev.refined is None else ev.refined
 
 

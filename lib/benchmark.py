@@ -36,7 +36,7 @@ from lib.schedule import Progress
 from lib.sde import SDE
 from lib.sharded import sample_task
 from lib.skeleton import parse_joint_list
-from lib.tasks import TASKS, Context, options_from
+from lib.tasks import TASKS, EvalInputs, options_from
 from lib.tasks.est import estimation
 from lib.train import TrainState, get_step_fn
 
@@ -163,7 +163,7 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
-        ctx = Context(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
+        ctx = EvalInputs(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
                       min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma,
                       reproj_temper=config.eval.reproj_temper, detector=detector,
                       robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
@@ -184,7 +184,7 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     return rows
 
 
-def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: Context,
+def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: EvalInputs,
                     base: dict[str, float]) -> Row:
     """The paper's code (--pflow, N = 1000) on the setting's inputs, scored by the task's own metrics."""
     unit = TASKS[st.task]

@@ -147,7 +147,7 @@ def _one_of(*names: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in names else f"one of {', '.join(names)}"
 
 
-MAX_SEED = 2 ** 63 - 1  # seeds of the sampling chunks are taken modulo 2**63 (lib/evaluate.chunk_seed)
+MAX_SEED = 2 ** 63 - 1  # seeds of the sampling chunks are taken modulo 2**63 (lib/sharded.chunk_seed)
 _POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
 _POS = _num(0.0, lo_open=True)
 _STEPS = _num(1, 100_000, integer=True)  # sampler steps (the paper's 1000; more is a slip of the keyboard)

@@ -32,11 +32,11 @@ from lib.robust import RobustSettings, robust_condition
 from lib.sampling import SamplerConfig
 from lib.sde import SDE
 from lib.sharded import sample_task
-from lib.tasks import Context, Prepared, TaskUnit
+from lib.tasks import BuiltTask, EvalInputs, TaskDefinition
 from lib.tasks.est import estimation
 
 
-def robust_inputs(score_fn: ScoreFn, sde: SDE, prep: Prepared, ctx: Context, cfg: SamplerConfig, batch_size: int,
+def robust_inputs(score_fn: ScoreFn, sde: SDE, prep: BuiltTask, ctx: EvalInputs, cfg: SamplerConfig, batch_size: int,
                   device: torch.device) -> int:
     """Robust conditioning of an est task built from detections (lib/robust.py), in place: the task, its 2D
     evidence and prep.info['robust']; cfg the deterministic sampler of its passes. Returns its NFE per input."""
@@ -89,7 +89,7 @@ def describe(cfg: SamplerConfig, imputes: bool) -> str:
     return f"{cfg.method}, {cfg.steps} steps, {grid}{eta}{extra}"
 
 
-def _comparisons(unit: TaskUnit, main: SamplerConfig, config: ml_collections.ConfigDict,
+def _comparisons(unit: TaskDefinition, main: SamplerConfig, config: ml_collections.ConfigDict,
                  device: torch.device) -> dict[str, SamplerConfig]:
     """The main sampler first, then those the task's table compares it with (their deterministic forms)."""
     samplers = {main.label or main.method: main}
@@ -99,7 +99,7 @@ def _comparisons(unit: TaskUnit, main: SamplerConfig, config: ml_collections.Con
     return samplers
 
 
-def evaluate(unit: TaskUnit, opts, ctx: Context, score_fn: ScoreFn, sde: SDE, sampler: SamplerConfig,
+def evaluate(unit: TaskDefinition, opts, ctx: EvalInputs, score_fn: ScoreFn, sde: SDE, sampler: SamplerConfig,
              settings: EvalSettings, config: ml_collections.ConfigDict, device: torch.device) -> EvalResult:
     """Build the task from the data, sample it (and any comparison samplers), and compute its metrics."""
     prep = unit.build(ctx, opts)
@@ -164,7 +164,7 @@ def load_baseline(path: str, config: ml_collections.ConfigDict, device: torch.de
     return base.model
 
 
-def unused_settings(given: tuple[str, ...], unit: TaskUnit, config: ml_collections.ConfigDict) -> list[str]:
+def unused_settings(given: tuple[str, ...], unit: TaskDefinition, config: ml_collections.ConfigDict) -> list[str]:
     """What the command line set that has no effect on this evaluation (each is said, not silently dropped)."""
     e, out = config.eval, []
     completes = unit.name in ("comp2d", "comp3d")
@@ -193,7 +193,7 @@ class EvalOutputs:
     baseline: str | None = None         # a regression baseline's run folder, scored on the same rows
 
 
-def run_evaluation(unit: TaskUnit, opts: Any, prior: LoadedPrior, sampler: SamplerConfig, given: tuple[str, ...],
+def run_evaluation(unit: TaskDefinition, opts: Any, prior: LoadedPrior, sampler: SamplerConfig, given: tuple[str, ...],
                    outputs: EvalOutputs, device: torch.device) -> EvalResult:
     """The body of the evaluation commands once the prior is loaded and its sampler resolved: data, sampling
     (sharded over ranks), metrics, files. The table shows the oracle and the eval.reduce aggregate (less
@@ -204,7 +204,7 @@ def run_evaluation(unit: TaskUnit, opts: Any, prior: LoadedPrior, sampler: Sampl
             print(f"warning: {line}", file=sys.stderr)
     train = load_data(config, "train") if unit.needs_train else None
     e = config.eval
-    ctx = Context(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
+    ctx = EvalInputs(frames_of(config), load_data(config, "test"), train, hypo=e.hypo, seed=config.seed,
                   num_joints=config.data.num_joints, reduce=e.reduce, completion=e.completion, min_conf=e.min_conf,
                   reproj_sigma=e.reproj_sigma, reproj_temper=e.reproj_temper, detector=detector_noise(e.detector_table),
                   warm_start=e.warm_start,

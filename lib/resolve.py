@@ -19,7 +19,7 @@ from lib.builders import build_sde
 from lib.errors import ToolkitError
 from lib.sampling import SAMPLERS, SamplerConfig
 
-# The mode flags, declared once: the command lines add them (run/common.add_eval_args) and the API takes them as
+# The mode flags, declared once: the command lines add them as switches and the API takes them as
 # keyword arguments of the same names
 MODE_FLAGS = {
     "pflow": "the paper's deterministic sampler (the drift-only reverse process on its grid; sampling.method=drift)",

@@ -215,7 +215,7 @@ class _Coefficients:
     h: list[float]           # lambda(t_next) - lambda(t)
 
 
-class Run:
+class SolverState:
     """State shared by the step functions of one sampling call."""
 
     def __init__(self, score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, grid: Grid | None,
@@ -320,7 +320,7 @@ class Run:
 
 
 @register_sampler("em", fixed_step=True, default_schedule="paper")
-def _em(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _em(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Euler-Maruyama on the reverse SDE, dx = [f - g^2 s] dt + g dw (the paper's default)."""
     drift, g = run.sde_drift(x, run.ts[i])
     mean = x - drift * run.grid.dt[i]
@@ -328,7 +328,7 @@ def _em(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @register_sampler("drift", stochastic=False, fixed_step=True, default_schedule="paper", impute="fresh")
-def _drift(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _drift(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's --pflow: reverse-SDE drift with the full score, no noise (not the probability-flow ODE)."""
     drift, _ = run.sde_drift(x, run.ts[i])
     x = x - drift * run.grid.dt[i]
@@ -338,7 +338,7 @@ def _drift(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tenso
 # Exponential integrators in log-SNR ----------------------------------------------------------------------
 
 
-def _exp_integrator(run: Run, x: torch.Tensor, i: int, eta: float, noise: bool, order: int
+def _exp_integrator(run: SolverState, x: torch.Tensor, i: int, eta: float, noise: bool, order: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     # x' = (sigma'/sigma) e^{-eta h} x + alpha' (1 - e^{-(1 + eta) h}) D [+ sigma' sqrt(1 - e^{-2 eta h}) z];
     # order 2 (DPM-Solver++(2M), midpoint form): D <- D + (D - D_prev) h / (2 h_prev).
@@ -356,13 +356,13 @@ def _exp_integrator(run: Run, x: torch.Tensor, i: int, eta: float, noise: bool, 
 
 
 @register_sampler("drift_ddim", stochastic=False, impute="fresh")
-def _drift_ddim(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _drift_ddim(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Drift-only process, 1st-order exponential integrator (DDIM with eta 1, noise left out)."""
     return _exp_integrator(run, x, i, 1.0, False, 1)
 
 
 @register_sampler("drift_2m", stochastic=False, impute="fresh")
-def _drift_2m(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _drift_2m(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Drift-only process, 2nd-order multistep exponential integrator: the fast form of the paper's --pflow.
 
     Like the paper's --pflow, completion tasks impute with fresh noise each step; that makes the data prediction
@@ -373,7 +373,7 @@ def _drift_2m(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Te
 
 
 @register_sampler("distilled", stochastic=None, uses_eta=True, impute="fresh")
-def _distilled(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _distilled(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A student distilled for this many steps (lib/distill.py) on its own grid: the drift-only step (eta 0) or,
     with eta > 0, the same step with the reverse SDE's noise (DDIM with eta, for several hypotheses)."""
     eta = run.cfg.eta
@@ -381,13 +381,13 @@ def _distilled(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.T
 
 
 @register_sampler("ddim", stochastic=None, uses_eta=True, default_schedule="logsnr")
-def _ddim(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _ddim(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DDIM (eta 0, probability-flow ODE) or 1st-order SDE-DPM-Solver++ (eta 1, reverse SDE)."""
     return _exp_integrator(run, x, i, run.cfg.eta, True, 1)
 
 
 @register_sampler("dpm2m", stochastic=None, uses_eta=True, default_schedule="logsnr")
-def _dpm2m(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _dpm2m(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DPM-Solver++(2M) (eta 0, probability-flow ODE) or SDE-DPM-Solver++(2M) (eta 1, reverse SDE)."""
     return _exp_integrator(run, x, i, run.cfg.eta, True, 2)
 
@@ -396,14 +396,14 @@ def _dpm2m(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 @register_sampler("ode_euler", stochastic=False, fixed_step=True)
-def _ode_euler(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _ode_euler(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability-flow ODE dx/dt = f - 1/2 g^2 s, Euler."""
     x = x - run.ode_drift(x, run.ts[i]) * run.grid.dt[i]
     return x, x
 
 
 @register_sampler("ode_heun", stochastic=False, default_schedule="edm")
-def _ode_heun(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _ode_heun(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Probability-flow ODE, Heun (2nd order, 2 evaluations per step)."""
     dt = run.grid.dt[i]
     d1 = run.ode_drift(x, run.ts[i])
@@ -421,7 +421,7 @@ _DOPRI_ERR = [71 / 57600, 0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, 
 
 
 @register_sampler("ode_rk45", adaptive=True, stochastic=False)
-def _rk45(run: Run, x: torch.Tensor) -> torch.Tensor:
+def _rk45(run: SolverState, x: torch.Tensor) -> torch.Tensor:
     """Probability-flow ODE, adaptive Dormand-Prince 5(4) with one step size for the batch."""
     t0, t1 = run.task.t_start, run.cfg.eps
     rtol, atol = run.cfg.rtol, run.cfg.atol
@@ -447,7 +447,7 @@ def _rk45(run: Run, x: torch.Tensor) -> torch.Tensor:
 
 
 @register_sampler("reverse_diffusion", fixed_step=True, default_schedule="uniform")
-def _reverse_diffusion(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _reverse_diffusion(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Reverse diffusion: x_i = x_{i+1} - f + G^2 s + G z with the SDE's own discretisation."""
     f, big_g = run.sde.discretize(x, run.tvec(run.ts_next[i]), run.grid.dt[i])
     mean = x - f + expand_like(big_g ** 2, x) * run.score(x, run.ts[i])
@@ -455,14 +455,14 @@ def _reverse_diffusion(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor,
 
 
 @register_sampler("ancestral", fixed_step=True, needs=lambda sde: sde.supports_ancestral)
-def _ancestral(run: Run, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _ancestral(run: SolverState, x: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ancestral sampling (DDPM for VP, SMLD for VE)."""
     t = run.ts[i]
     mean, std = run.sde.ancestral_step(x, run.score(x, t), run.tvec(t), run.tvec(run.ts_next[i]), run.grid.dt[i])
     return mean + expand_like(std, x) * run.randn(x.shape), mean
 
 
-def _langevin(run: Run, x: torch.Tensor, i: int) -> torch.Tensor:
+def _langevin(run: SolverState, x: torch.Tensor, i: int) -> torch.Tensor:
     """Langevin corrector with the step size set by the signal-to-noise ratio (Song et al. Alg. 4)."""
     t = run.ts[i]
     alpha = run.sde.langevin_alpha(t, run.grid.dt[i])
@@ -510,7 +510,7 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
         raise ToolkitError(f"the start time ({task.t_start}) must be in (sampling.eps, {sde.T:g}] = ({cfg.eps}, "
                            f"{sde.T:g}]")
     grid = None if spec.solve else make_grid(sde, cfg.grid_name, cfg.steps, task.t_start, cfg.eps)
-    run = Run(score_fn, sde, task, cfg, grid, generator)
+    run = SolverState(score_fn, sde, task, cfg, grid, generator)
     if task.x_init is None:
         x = sde.prior_sample(task.condition.shape, generator, task.condition.device)
     elif task.noised_start:  # a draw of the perturbation kernel at t_start around the given pose

@@ -3,7 +3,7 @@
 Randomness of step k comes from a generator seeded with (seed, k, rank) and the data order of epoch e from
 (seed, e), so a resumed run continues exactly without storing RNG states. Under torchrun the global batch is
 split over ranks; rank 0 alone logs and writes. The schedules follow the run's progress (lib/schedule.py); the
-monitor that picks best_model.pth scores the validation rows (lib/builders.load_train_val), never the test rows
+monitor that picks best_model.pth scores the validation rows (lib/data.load_train_val), never the test rows
 unless training.select_on = 'test' asks for the paper's behaviour.
 """
 from __future__ import annotations
@@ -195,7 +195,7 @@ class Batches:
 
 def pose_bank(data: PoseData, frames, size: int = 4096) -> torch.Tensor:
     """Up to `size` evenly spaced training poses, normalised (network space / data scale), that a checkpoint carries
-    for the 'nearest' warm start of completion (lib/evaluate.warm_start)."""
+    for the 'nearest' warm start of completion (lib/refine.warm_start)."""
     idx = np.linspace(0, len(data) - 1, min(size, len(data))).round().astype(int)
     return data.subset(idx).gt3d(frames) / frames.scale
 

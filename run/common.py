@@ -32,7 +32,7 @@ from lib.evaluate import EvalOutputs, output_paths, run_evaluation
 from lib.loader import LoadedPrior, load_prior
 from lib.resolve import MODE_FLAGS, SAMPLER_FIELDS, resolve_sampler
 from lib.sampling import SAMPLERS, SCHEDULES
-from lib.tasks import TaskUnit
+from lib.tasks import TaskDefinition
 from lib.tasks.observe import COMPLETIONS
 
 ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
@@ -237,7 +237,7 @@ def relaunch_workers(gpus: int | None, module: str) -> None:
 # ------------------------------------------------------------------------------------ task options
 
 
-def add_task_parsers(parser: argparse.ArgumentParser, units: list[TaskUnit]) -> None:
+def add_task_parsers(parser: argparse.ArgumentParser, units: list[TaskDefinition]) -> None:
     """One sub-command per task, with the flags its Options dataclass declares."""
     sub = parser.add_subparsers(dest="task", required=True)
     for unit in units:
@@ -250,7 +250,7 @@ def add_task_parsers(parser: argparse.ArgumentParser, units: list[TaskUnit]) -> 
                            help=f"{meta['help']} (default: {f.default})")
 
 
-def task_options(unit: TaskUnit, args: argparse.Namespace) -> Any:
+def task_options(unit: TaskDefinition, args: argparse.Namespace) -> Any:
     opts = unit.Options(**{f.name: getattr(args, f.name) for f in fields(unit.Options)})
     opts.validate()
     return opts
@@ -294,7 +294,7 @@ def sampler_fields(given: dict[str, Any]) -> dict[str, Any]:
     return {k: given[f"sampling.{k}"] for k in SAMPLER_FIELDS if f"sampling.{k}" in given}
 
 
-def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskUnit, flags: tuple[ConfigFlag, ...],
+def evaluate_command(args: argparse.Namespace, raw: list[str], unit: TaskDefinition, flags: tuple[ConfigFlag, ...],
                      deterministic: bool = False, traj_frames: int = 0, hide: tuple[str, ...] = ()) -> None:
     """Parse an evaluation command's options, load the prior, resolve its sampler (lib/resolve.py), check the
     output paths, and run the evaluation (lib/evaluate.run_evaluation)."""

@@ -1,7 +1,7 @@
 """Tasks as data for the sampler, and the task registry.
 
 A `Task` is what one sampler call needs (docs/design.md, 'Tasks'): the condition and its mask, the coordinates to
-impute, the initial state and the start time, all in network space, shaped [B, J, 3]. A `TaskUnit` is one
+impute, the initial state and the start time, all in network space, shaped [B, J, 3]. A `TaskDefinition` is one
 task of the toolkit (est, comp2d, comp3d, gen, den, ...): its options, how it builds a Task from a dataset,
 and its metrics. Adding a task is one module with a `@register_task` class, imported in lib/tasks/__init__.py.
 """
@@ -82,11 +82,11 @@ class NoOptions:
         """Raise ToolkitError on a bad combination of options."""
 
 
-WARM_STARTS = ("none", "nearest", "mean")  # how completion may start (lib/evaluate.warm_start)
+WARM_STARTS = ("none", "nearest", "mean")  # how completion may start (lib/refine.warm_start)
 
 
 @dataclass
-class Context:
+class EvalInputs:
     """What a task is built and scored on."""
 
     frames: Frames
@@ -107,7 +107,7 @@ class Context:
 
 
 @dataclass
-class Prepared:
+class BuiltTask:
     """A built task: the sampler's input, extra arrays for results.npz and what the metrics need."""
 
     task: Task
@@ -117,7 +117,7 @@ class Prepared:
     has_gt: bool = True                                     # results.npz gets gt3d
 
 
-class TaskUnit:
+class TaskDefinition:
     """One task: options, build, metrics. `titles` maps the stable metric ids of its tables to display titles."""
 
     name: ClassVar[str]
@@ -131,10 +131,10 @@ class TaskUnit:
     completes: ClassVar[bool] = False         # it fills in hidden joints of an observation: warm starts apply
     robust: ClassVar[bool] = False            # its detected 2D may be conditioned robustly (lib/robust.py)
 
-    def build(self, ctx: Context, opts: Any) -> Prepared:
+    def build(self, ctx: EvalInputs, opts: Any) -> BuiltTask:
         raise NotImplementedError
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: Any) -> Table:
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: Any) -> Table:
         """Metrics of network-space predictions [N, S, J, 3], by sampler label (the first is the main one)."""
         raise NotImplementedError
 
@@ -144,20 +144,20 @@ class TaskUnit:
             return self.titles
         return {k: v.replace(" oracle (min over S)", "").replace(", oracle", "") for k, v in self.titles.items()}
 
-    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict[str, np.ndarray]:
+    def outputs(self, pred: torch.Tensor, ctx: EvalInputs, prep: BuiltTask) -> dict[str, np.ndarray]:
         """Arrays for results.npz computed from the main predictions [N, S, J, 3] (e.g. the aggregates)."""
         return {}
 
 
-TASKS: dict[str, TaskUnit] = {}
+TASKS: dict[str, TaskDefinition] = {}
 
 
-def register_task(cls: type[TaskUnit]) -> type[TaskUnit]:
+def register_task(cls: type[TaskDefinition]) -> type[TaskDefinition]:
     TASKS[cls.name] = cls()
     return cls
 
 
-def options_from(unit: TaskUnit, values: dict[str, Any]) -> Any:
+def options_from(unit: TaskDefinition, values: dict[str, Any]) -> Any:
     """The unit's Options from a dict (unknown keys ignored), validated."""
     names = {f.name for f in fields(unit.Options)}
     opts = unit.Options(**{k: v for k, v in values.items() if k in names})

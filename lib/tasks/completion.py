@@ -16,7 +16,7 @@ from lib.errors import ToolkitError
 from lib.lookup import nearest_2d
 from lib.metrics import Table, joint_distances, masked_mean, per_action
 from lib.skeleton import COMPLETION_CANDIDATES, parse_joint_list
-from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
+from lib.tasks.base import BuiltTask, EvalInputs, Task, TaskDefinition, option, register_task
 from lib.tasks.hypotheses import TITLES, evidence, outputs, score_hypotheses
 from lib.tasks.observe import observe_2d, observe_3d
 
@@ -88,7 +88,7 @@ class CompletionOptions:
         return fixed_missing(n, parse_joint_list(self.jlist), num_joints)
 
 
-class _Completion(TaskUnit):
+class _Completion(TaskDefinition):
     Options = CompletionOptions
     aggregates = True
     titles = TITLES | {f"{k}_missing": f"{v}, missing joints" for k, v in TITLES.items() if not k.startswith("unc")}
@@ -96,14 +96,14 @@ class _Completion(TaskUnit):
     needs_train = True  # the no-model yardsticks look up training poses
     completes = True
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor | None]:
+    def _task(self, ctx: EvalInputs, missing: torch.Tensor) -> tuple[Task, torch.Tensor | None]:
         """The task and, for 2D input, the joints it sees [N, J] bool."""
         raise NotImplementedError
 
-    def _source(self, ctx: Context) -> str:
+    def _source(self, ctx: EvalInputs) -> str:
         return "3D" if self.name == "comp3d" else ctx.test.source_2d
 
-    def build(self, ctx: Context, opts: CompletionOptions) -> Prepared:
+    def build(self, ctx: EvalInputs, opts: CompletionOptions) -> BuiltTask:
         missing = opts.missing(len(ctx.test), ctx.seed, ctx.num_joints)
         task, seen = self._task(ctx, missing)
         arrays = {"missing": missing.numpy()[None, :, None]}
@@ -113,9 +113,9 @@ class _Completion(TaskUnit):
             arrays["input2d"] = (info["input2d"] / ctx.frames.scale).numpy()[None, :, None]
         title = (f"{self.name}: from {self._source(ctx)}, {float(missing.sum(1).float().mean()):g} missing joints per "
                  f"pose, completion '{ctx.completion}', S = {ctx.hypo} (mm)")
-        return Prepared(task=task, title=title, arrays=arrays, info=info)
+        return BuiltTask(task=task, title=title, arrays=arrays, info=info)
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: CompletionOptions
                 ) -> Table:
         """Every error over all joints and over the missing joints: oracle, aggregates, uncertainty; with a warm
         start, the error of the answer it started from (the completion should beat it)."""
@@ -127,7 +127,7 @@ class _Completion(TaskUnit):
                               torch.from_numpy(ctx.test.pose_cam).float())
         return table | per_action({"warm_missing": masked_mean(err, i["missing"]).numpy()}, ctx.test.action_name)
 
-    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
+    def outputs(self, pred: torch.Tensor, ctx: EvalInputs, prep: BuiltTask) -> dict:
         i = prep.info
         return outputs(pred, ctx, evidence(ctx, i))
 
@@ -141,13 +141,13 @@ class Completion2D(_Completion):
         "baseline_lookup_missing": "no model: 2D-to-3D lookup of the nearest training pose, missing joints",
         "baseline_lookup": "no model: 2D-to-3D lookup of the nearest training pose, all joints"}
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, torch.Tensor]:
+    def _task(self, ctx: EvalInputs, missing: torch.Tensor) -> tuple[Task, torch.Tensor]:
         """The hidden joints and the joints the 2D source does not give (low confidence, another point) are
         unseen alike (lib/tasks/observe.py)."""
         seen = ctx.test.seen2d(ctx.min_conf) & ~missing
         return observe_2d(ctx.test.cond2d(ctx.frames), seen, ctx.completion), seen
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: CompletionOptions
                 ) -> Table:
         """The completion rows, and a 2D-to-3D lookup made without a model: the training pose whose 2D fits the
         seen joints best after a similarity (lib/lookup.nearest_2d), placed like a prediction."""
@@ -170,10 +170,10 @@ class Completion3D(_Completion):
         "baseline_mean_missing": "no model: mean training pose, missing joints",
         "baseline_nearest_missing": "no model: nearest training pose on the seen joints, missing joints"}
 
-    def _task(self, ctx: Context, missing: torch.Tensor) -> tuple[Task, None]:
+    def _task(self, ctx: EvalInputs, missing: torch.Tensor) -> tuple[Task, None]:
         return observe_3d(ctx.test.gt3d(ctx.frames), missing, ctx.completion), None
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: CompletionOptions
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: CompletionOptions
                 ) -> Table:
         """The completion rows, and the error of the two answers made without a model (with training data)."""
         table = super().metrics(preds, ctx, prep, opts)

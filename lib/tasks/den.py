@@ -16,7 +16,7 @@ import torch
 
 from lib.errors import ToolkitError
 from lib.metrics import Table, mpjpe, mpjpe_root, pa_mpjpe, per_action
-from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
+from lib.tasks.base import BuiltTask, EvalInputs, Task, TaskDefinition, option, register_task
 
 NOISE_TYPES = ("gaussian", "uniform")
 
@@ -51,7 +51,7 @@ class DenOptions:
 
 
 @register_task
-class Denoising(TaskUnit):
+class Denoising(TaskDefinition):
     name = "den"
     help = "denoise noisy 3D poses"
     Options = DenOptions
@@ -62,14 +62,14 @@ class Denoising(TaskUnit):
               "p1_fast": "P1 denoised, drift integrated from t (fast)", "p2_fast": "P2 denoised, integrated (fast)",
               "p1_root_fast": "MPJPE root-aligned, integrated (fast)"}
 
-    def build(self, ctx: Context, opts: DenOptions) -> Prepared:
+    def build(self, ctx: EvalInputs, opts: DenOptions) -> BuiltTask:
         noisy = torch.from_numpy(ctx.frames.to_network(add_noise(ctx.test.pose_img, opts.noise_type, opts.std,
                                                                   ctx.seed))).float()
         title = f"den: {opts.noise_type} noise, std {opts.std:g} px (joint_3d_image units), t = {opts.t:g} (mm)"
-        return Prepared(task=denoising(noisy, opts.t), title=title,
+        return BuiltTask(task=denoising(noisy, opts.t), title=title,
                         arrays={"noisy3d": (noisy / ctx.frames.scale).numpy()[None, :, None]}, info={"noisy": noisy})
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: DenOptions) -> Table:
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: DenOptions) -> Table:
         gt = torch.from_numpy(ctx.test.pose_cam).float()
         rows: dict[str, np.ndarray] = {}
         for label, pose in {"in": prep.info["noisy"], **{k: v[:, 0] for k, v in preds.items()}}.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from lib.metrics import Table, per_action
-from lib.tasks.base import Context, NoOptions, Prepared, Task, TaskUnit, register_task
+from lib.tasks.base import BuiltTask, EvalInputs, NoOptions, Task, TaskDefinition, register_task
 from lib.tasks.hypotheses import TITLES, evidence, outputs, score_hypotheses
 from lib.tasks.observe import observe_2d
 
@@ -25,7 +25,7 @@ def diversity(pred_mm: torch.Tensor) -> torch.Tensor:
 
 
 @register_task
-class Estimation(TaskUnit):
+class Estimation(TaskDefinition):
     name = "est"
     help = "3D pose estimation from 2D keypoints"
     aggregates = True
@@ -35,15 +35,15 @@ class Estimation(TaskUnit):
                        "robust_dropped": "robust: detected joints disbelieved per pose",
                        "robust_implausible": "robust: share of poses flagged implausible"}
 
-    def build(self, ctx: Context, opts: NoOptions) -> Prepared:
+    def build(self, ctx: EvalInputs, opts: NoOptions) -> BuiltTask:
         cond, seen = ctx.test.cond2d(ctx.frames), ctx.test.seen2d(ctx.min_conf)
         unseen = float((~seen).sum(1).float().mean())
         masked = f", {unseen:.2g} joints per pose not given (confidence, other points)" if unseen else ""
         title = f"est: 3D from {ctx.test.source_2d}{masked}, S = {ctx.hypo} (mm)"
-        return Prepared(task=estimation(cond, seen), title=title, info={"input2d": cond[..., :2], "seen": seen},
+        return BuiltTask(task=estimation(cond, seen), title=title, info={"input2d": cond[..., :2], "seen": seen},
                         arrays={"input2d": (cond[..., :2] / ctx.frames.scale).numpy()[None, :, None]})
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: NoOptions) -> Table:
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: NoOptions) -> Table:
         pred = next(iter(preds.values()))
         table = score_hypotheses(pred, ctx, evidence(ctx, prep.info))
         if (r := prep.info.get("robust")) is not None:
@@ -55,5 +55,5 @@ class Estimation(TaskUnit):
         spread = diversity(ctx.test.rows.network_to_camera(pred, ctx.frames)).numpy()
         return table | per_action({"diversity": spread}, ctx.test.action_name)
 
-    def outputs(self, pred: torch.Tensor, ctx: Context, prep: Prepared) -> dict:
+    def outputs(self, pred: torch.Tensor, ctx: EvalInputs, prep: BuiltTask) -> dict:
         return outputs(pred, ctx, evidence(ctx, prep.info))

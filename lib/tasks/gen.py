@@ -16,7 +16,7 @@ from lib.camera import Frames, box_ratio
 from lib.errors import ToolkitError
 from lib.metrics import Table
 from lib.skeleton import SYMMETRIC_BONES, bone_lengths
-from lib.tasks.base import Context, Prepared, Task, TaskUnit, option, register_task
+from lib.tasks.base import BuiltTask, EvalInputs, Task, TaskDefinition, option, register_task
 
 
 def generation(n: int, num_joints: int = 17, device: torch.device | str = "cpu") -> Task:
@@ -89,7 +89,7 @@ class GenOptions:
 
 
 @register_task
-class Generation(TaskUnit):
+class Generation(TaskDefinition):
     name = "gen"
     help = "generate new poses"
     Options = GenOptions
@@ -98,11 +98,11 @@ class Generation(TaskUnit):
               "within_limits": "within joint limits (%)", "diversity": "diversity (mm)",
               "nearest_train": "nearest training pose (mm)"}
 
-    def build(self, ctx: Context, opts: GenOptions) -> Prepared:
-        return Prepared(task=generation(opts.num, ctx.num_joints),
+    def build(self, ctx: EvalInputs, opts: GenOptions) -> BuiltTask:
+        return BuiltTask(task=generation(opts.num, ctx.num_joints),
                         title="gen: plausibility (approx. mm, weak perspective)", has_gt=False)
 
-    def metrics(self, preds: dict[str, torch.Tensor], ctx: Context, prep: Prepared, opts: GenOptions) -> Table:
+    def metrics(self, preds: dict[str, torch.Tensor], ctx: EvalInputs, prep: BuiltTask, opts: GenOptions) -> Table:
         px_per_mm = float(np.median(box_ratio(ctx.train.box)))
         held_out = ctx.test.subset(np.linspace(0, len(ctx.test) - 1, min(len(ctx.test), opts.num)).astype(int))
         sets = {"generated": next(iter(preds.values()))[:, 0], "held-out real poses": held_out.gt3d(ctx.frames)}

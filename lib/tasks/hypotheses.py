@@ -22,7 +22,7 @@ from lib.metrics import (
     procrustes_align,
     root_relative,
 )
-from lib.tasks.base import Context
+from lib.tasks.base import EvalInputs
 
 TITLES = {
     "p1": "P1 oracle (min over S)", "p2": "P2 oracle (min over S)", "p1_root": "MPJPE root-aligned, oracle",
@@ -44,7 +44,7 @@ def _errors(pred_mm: torch.Tensor, gt_mm: torch.Tensor, joints: torch.Tensor | N
     return {k: masked_mean(v, joints.expand(v.shape)) for k, v in dist.items()}
 
 
-def evidence(ctx: Context, info: dict) -> Evidence:
+def evidence(ctx: EvalInputs, info: dict) -> Evidence:
     """The aggregators' inputs from a built task's info (input2d, seen, refined) and the data's confidences."""
     conf = None
     if info.get("input2d") is not None and ctx.test.det_conf is not None:
@@ -55,7 +55,7 @@ def evidence(ctx: Context, info: dict) -> Evidence:
                     noise=ctx.detector if detected else None, temper=ctx.reproj_temper)
 
 
-def score_hypotheses(pred: torch.Tensor, ctx: Context, ev: Evidence, missing: torch.Tensor | None = None) -> Table:
+def score_hypotheses(pred: torch.Tensor, ctx: EvalInputs, ev: Evidence, missing: torch.Tensor | None = None) -> Table:
     """pred: network-space hypotheses [N, S, J, 3]; ev: what the aggregators use (the 2D input of est and comp2d);
     missing: [N, J] joints to score separately (completion)."""
     pred_mm = ctx.test.rows.network_to_camera(pred, ctx.frames)  # [N, S, J, 3]
@@ -97,7 +97,7 @@ def _calibration(spread: np.ndarray, error: np.ndarray, actions: np.ndarray) -> 
     return table
 
 
-def outputs(pred: torch.Tensor, ctx: Context, ev: Evidence) -> dict[str, np.ndarray]:
+def outputs(pred: torch.Tensor, ctx: EvalInputs, ev: Evidence) -> dict[str, np.ndarray]:
     """results.npz fields: every aggregate [A, N, J, 3] (normalised), their names, the uncertainty [N, J]."""
     names = list(AGGREGATORS)
     agg = torch.stack([aggregate(pred, n, ev) for n in names])
