@@ -6,7 +6,7 @@ import ml_collections
 
 def get_default_configs() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.version = 3                     # config layout version (lib/config_utils.py migrates older ones)
+    config.version = 5                     # config layout version (lib/config_utils.py migrates older ones)
     config.seed = 42
 
     config.data = data = ml_collections.ConfigDict()

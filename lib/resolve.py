@@ -43,8 +43,9 @@ def bf16_supported(device: torch.device | str) -> bool:
 
 
 def use_bf16(requested: bool, device: torch.device | str | None) -> bool:
-    """bf16 where it was asked for and is native on the device (sampling, and training's training.amp)."""
-    return bool(requested) and bf16_supported(device or "cpu")
+    """bf16 where it was asked for and is native on the device (sampling, and training's training.amp); fp32 where
+    no device is named."""
+    return bool(requested) and device is not None and bf16_supported(device)
 
 
 def _completion(config: ml_collections.ConfigDict) -> dict:
@@ -96,11 +97,14 @@ def resolve_sampler(config: ml_collections.ConfigDict, device: torch.device | st
     deterministic: the task is deterministic by nature (den; lift's one pose): drift unless a method is given.
     given: the sampler fields the user set ({method, steps, schedule, eta}); they cannot be combined with fast, and
     a method not with pflow. A method given without a schedule runs on the config's schedule; eta is kept only by
-    the samplers that use it.
+    the samplers that use it. Callers that compare samplers may also give the completion fields (resample,
+    resample_t, guidance), which otherwise come from config.sampling.
     """
     given = {k: v for k, v in (given or {}).items() if v is not None}
-    if unknown := set(given) - set(SAMPLER_FIELDS):
-        raise ToolkitError(f"unknown sampler field(s) {', '.join(sorted(unknown))}; give {', '.join(SAMPLER_FIELDS)}")
+    if unknown := set(given) - set(SAMPLER_FIELDS + COMPLETION_FIELDS):
+        raise ToolkitError(f"unknown sampler field(s) {', '.join(sorted(unknown))}; give "
+                           f"{', '.join(SAMPLER_FIELDS + COMPLETION_FIELDS)}")
+    completion = {k: given.pop(k) for k in COMPLETION_FIELDS if k in given}
     if fast and given:
         raise ToolkitError(f"--fast picks the sampler itself; drop --fast or the explicit sampling "
                            f"{', '.join(k for k in SAMPLER_FIELDS if k in given)}")
@@ -121,7 +125,7 @@ def resolve_sampler(config: ml_collections.ConfigDict, device: torch.device | st
         if "eta" not in given and not cfg.spec.uses_eta:
             cfg.eta = 0.0
         cfg = dataclasses.replace(cfg, label=_label(cfg, config), bf16=use_bf16(config.sampling.bf16, device))
-    return _checked(cfg, config)
+    return _checked(dataclasses.replace(cfg, **completion), config)
 
 
 def _checked(cfg: SamplerConfig, config: ml_collections.ConfigDict) -> SamplerConfig:

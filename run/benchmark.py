@@ -49,7 +49,8 @@ from lib.data import load_data, load_train_val
 from lib.errors import ToolkitError
 from lib.io import check_output, json_with, text_starting, unused_path, write_json, write_text
 from lib.loader import load_prior
-from lib.resolve import bf16_supported, fast_sampler, paper_sampler, resolve_sampler, student_sampler
+from lib.resolve import bf16_supported, fast_sampler, paper_sampler, resolve_sampler
+from lib.sampling import SamplerConfig
 from lib.train import train
 from lib.visualize import plot_learning_curves
 from run.common import Parser, add_config_arg, collect_overrides, guarded, number, number_list, parse
@@ -170,6 +171,12 @@ def _subset(data, n: int):
     return data.subset(np.linspace(0, len(data) - 1, min(n, len(data))).round().astype(int))
 
 
+def _plain(config, **given) -> SamplerConfig:
+    """A sampler the benchmark names (lib/resolve.py), without the config's completion extras (resampling,
+    guidance): the rows compare samplers, not those."""
+    return resolve_sampler(config, given=given | {"resample": 0, "guidance": 0.0})
+
+
 def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
     det = Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True))
     em = Candidate("em 1000 (the paper's default)", paper_sampler(config, False))
@@ -178,15 +185,13 @@ def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
     det_floor = [Candidate("drift 1000, another initial state", det.sampler, 1)]
     drift = [Candidate(f"drift_2m {n}" + (" (--pflow --fast)" if n == fast_det.steps else ""),
                        dataclasses.replace(fast_det, steps=n)) for n in (10, 15, 20)]
-    drift += [Candidate("drift_ddim 20", resolve_sampler(config, given={"method": "drift_ddim", "steps": 20})),
+    drift += [Candidate("drift_ddim 20", _plain(config, method="drift_ddim", steps=20)),
               Candidate("drift 100 (paper grid)", dataclasses.replace(det.sampler, steps=100))]
-    ode = [Candidate("ode_heun 25 (probability-flow ODE)", resolve_sampler(config, given={"method": "ode_heun",
-                                                                                            "steps": 25})),
-           Candidate("dpm2m 20, eta 0 (probability-flow ODE)", resolve_sampler(config, given={"method": "dpm2m",
-                                                                                               "steps": 20, "eta": 0}))]
+    ode = [Candidate("ode_heun 25 (probability-flow ODE)", _plain(config, method="ode_heun", steps=25)),
+           Candidate("dpm2m 20, eta 0 (probability-flow ODE)", _plain(config, method="dpm2m", steps=20, eta=0.0))]
     em_floor = [Candidate("em 1000, another seed", em.sampler, 1), Candidate("em 1000, a third seed", em.sampler, 2)]
     sde = [Candidate(f"{m} {n}, eta 1" + (" (--fast)" if (m, n) == (fast_sto.method, fast_sto.steps) else ""),
-                     resolve_sampler(config, given={"method": m, "steps": n, "eta": 1.0}))
+                     _plain(config, method=m, steps=n, eta=1.0))
            for m, n in (("ddim", 25), ("ddim", 50), ("dpm2m", 25))]
     one, multi = _subset(test, poses), _subset(test, poses_multi)
     leg = {"jlist": "right_leg"}
@@ -287,16 +292,16 @@ def _distill(args, device, rows: list[Row]) -> None:
            Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
                with_fields(config, {"distill.students": ""}), True), steps=20))]
     sto = [Candidate("em 1000 (the paper's default)", paper_sampler(config, False)),
-           Candidate("ddim 50, eta 1 (--fast)", resolve_sampler(config, given={"method": "ddim", "steps": 50,
-                                                                               "eta": 1.0}))]
+           Candidate("ddim 50, eta 1 (--fast)", _plain(config, method="ddim", steps=50, eta=1.0))]
     for prior in runs:
         scores = prior.state["distill"]["scores"]  # run.distill's, on the validation rows
         for n in sorted((s for s in prior.students if s <= 8), reverse=True):
             name = (f"{prior.checkpoint.parent.name}, {prior.config.distill.predict}; validation "
                     f"{scores[f'student {n}']['p1'] / scores['teacher']['p1']:.3f}x the teacher's fast sampler")
-            det.append(Candidate(f"student, {n} steps ({name})", student_sampler(config, n), students=prior.students))
-            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})", resolve_sampler(
-                config, given={"method": "distilled", "steps": n, "eta": 1.0}), students=prior.students))
+            det.append(Candidate(f"student, {n} steps ({name})", _plain(config, method="distilled", steps=n),
+                                 students=prior.students))
+            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})",
+                                 _plain(config, method="distilled", steps=n, eta=1.0), students=prior.students))
     leg = {"jlist": "right_leg"}
     settings = [Setting("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
                 Setting("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),

@@ -1,9 +1,10 @@
 """Command-line plumbing shared by the entry points: config flags, overrides, task options, clean errors.
 
 Every option that is a hyperparameter is a config field: `--config.a.b=value` sets any field, and the short
-flags of the paper's commands (--gt, --sample, --seed, --batch, --hypo, --steps, ...) are declared once as
-aliases of one field each (`ConfigFlag`). Overrides are applied to the config before anything is built; one
-that cannot take effect (a model field on an existing checkpoint) is an error naming the field.
+flags of the paper's commands (--gt, --sample, --seed, --batch, --hypo, --steps, ...) are aliases of one field
+each, declared with the field's check and help in lib/config_utils.SETTINGS (`config_flags` makes them).
+Overrides are applied to the config before anything is built; one that cannot take effect (a model field on an
+existing checkpoint) is an error naming the field.
 
 argparse rather than absl's config_flags: the evaluation commands read the config stored *in the checkpoint*,
 which exists only after --ckpt-dir is parsed, while config_flags binds overrides to a config file given on the
@@ -24,16 +25,14 @@ from typing import Any
 import ml_collections
 import torch
 
+from configs.default_h36m_configs import get_default_configs
 from lib import dist
-from lib.aggregate import AGGREGATORS
-from lib.config_utils import parse_override
+from lib.config_utils import SETTINGS, get_field, parse_override
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalOutputs, output_paths, run_evaluation
 from lib.loader import LoadedPrior, load_prior
 from lib.resolve import MODE_FLAGS, SAMPLER_FIELDS, resolve_sampler
-from lib.sampling import SAMPLERS, SCHEDULES
 from lib.tasks import TaskDefinition
-from lib.tasks.observe import COMPLETIONS
 
 ARGV_ENV = "GFPOSE_ARGV"  # --gpus relaunch: the arguments travel here, past torchrun's own parser
 
@@ -92,7 +91,7 @@ def number_list(flag: str, kind: type = int, low: float | None = None, high: flo
 
 @dataclass(frozen=True)
 class ConfigFlag:
-    """A short flag that sets one config field (the paper's command-line names)."""
+    """A short flag that sets one config field (the paper's command-line names), made by config_flags."""
 
     flag: str
     field: str
@@ -113,31 +112,21 @@ class ConfigFlag:
         return getattr(args, self.flag.lstrip("-").replace("-", "_"), None)
 
 
-SAMPLER_FLAGS = (
-    ConfigFlag("--sampler", "sampling.method", str, "sampler", tuple(SAMPLERS)),
-    ConfigFlag("--steps", "sampling.steps", int, "sampler steps"),
-    ConfigFlag("--schedule", "sampling.schedule", str, "time grid", ("auto",) + tuple(SCHEDULES)),
-    ConfigFlag("--eta", "sampling.eta", float, "ddim / dpm2m noise: 0 = ODE, 1 = SDE"),
-)
-EVAL_FLAGS = (
-    ConfigFlag("--sample", "data.test_sample", int, "evaluate every k-th test row"),
-    ConfigFlag("--reduce", "eval.reduce", str,
-               "the one pose made from S hypotheses (see README 'One pose from many hypotheses')",
-               tuple(AGGREGATORS)),
-    ConfigFlag("--completion", "eval.completion", str, "comp2d / comp3d: how the observation is used "
-               "(lib/tasks/observe.py; README 'Completion')", COMPLETIONS),
-    ConfigFlag("--min-conf", "eval.min_conf", float, "detected joints below this confidence are not given"),
-    ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D instead of detections"),
-    ConfigFlag("--seed", "seed", int, "random seed"),
-    ConfigFlag("--batch", "eval.batch_size", int, "poses x hypotheses per network call"),
-) + SAMPLER_FLAGS
-TRAIN_FLAGS = (
-    ConfigFlag("--gt", "data.use_gt_2d", None, "condition on ground-truth 2D"),
-    ConfigFlag("--sample", "data.train_sample", int, "keep every k-th training row"),
-    ConfigFlag("--flip", "data.flip", None, "random horizontal flips"),
-    ConfigFlag("--select-on", "training.select_on", str, "rows best_model.pth is chosen on: val (held-out training "
-               "sequences) or test (the paper's)", ("val", "test")),
-)
+def config_flags(*fields: str) -> tuple[ConfigFlag, ...]:
+    """The short flags of config fields, each as its lib/config_utils.SETTINGS entry declares it (the flag, its help,
+    its choices) with the type of its default (a bool: a switch)."""
+    defaults, out = get_default_configs(), []
+    for key in fields:
+        setting, default = SETTINGS[key], get_field(defaults, key)
+        kind = None if isinstance(default, bool) else type(default)
+        out.append(ConfigFlag(setting.flag, key, kind, setting.help, getattr(setting.check, "names", None)))
+    return tuple(out)
+
+
+SAMPLER_FLAGS = config_flags("sampling.method", "sampling.steps", "sampling.schedule", "sampling.eta")
+EVAL_FLAGS = config_flags("data.test_sample", "eval.reduce", "eval.completion", "eval.min_conf", "data.use_gt_2d",
+                          "seed", "eval.batch_size") + SAMPLER_FLAGS
+TRAIN_FLAGS = config_flags("data.use_gt_2d", "data.train_sample", "data.flip", "training.select_on")
 
 
 def add_config_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:

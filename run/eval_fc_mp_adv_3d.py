@@ -16,10 +16,10 @@ import argparse
 from lib.tasks import TASKS
 from run.common import (
     EVAL_FLAGS,
-    ConfigFlag,
     Parser,
     add_eval_args,
     add_task_parsers,
+    config_flags,
     evaluate_command,
     guarded,
     number,
@@ -28,9 +28,7 @@ from run.common import (
 )
 
 UNITS = [TASKS[name] for name in ("est", "comp2d", "comp3d", "gen")]
-FLAGS = EVAL_FLAGS + (ConfigFlag("--hypo", "eval.hypo", int, "hypotheses per input (S)"),
-                      ConfigFlag("--robust", "robust.enabled", None, "est from detections: undo left / right swaps and "
-                                 "complete keypoints the prior does not believe (config.robust)"))
+FLAGS = EVAL_FLAGS + config_flags("eval.hypo", "robust.enabled")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,16 +29,12 @@ from lib.errors import ToolkitError
 from lib.io import check_output, check_writable
 from lib.keypoints import FORMATS, keypoints_from
 from lib.lift import check_outputs
+from lib.resolve import MODE_FLAGS
 from lib.visualize import drawn_here, load_scene, render_html, render_images
 from lib.world import check_clip
-from run.common import ConfigFlag, Parser, eval_setup, guarded, number, parse
+from run.common import Parser, config_flags, eval_setup, guarded, number, parse
 
-FLAGS = (ConfigFlag("--hypo", "lift.hypotheses", int, "hypotheses per person (1: the deterministic sampler)"),
-         ConfigFlag("--smooth", "lift.smooth", None, "video: second pass from the neighbouring frames' poses"),
-         ConfigFlag("--min-conf", "lift.min_conf", float, "joints below this confidence are completed"),
-         ConfigFlag("--seed", "seed", int, "random seed"),
-         ConfigFlag("--robust", "robust.enabled", None, "undo left / right swaps, complete keypoints the prior does "
-                    "not believe, flag implausible people (config.robust)"))
+FLAGS = config_flags("lift.hypotheses", "lift.smooth", "lift.min_conf", "seed", "robust.enabled")
 
 
 def build_parser() -> Parser:
@@ -52,7 +48,7 @@ def build_parser() -> Parser:
     parser.add_argument("--image-size", type=number("--image-size", float, 0, 1e5, low_open=True), nargs=2,
                         metavar=("W", "H"), help="image size in pixels")
     parser.add_argument("--camera", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="known intrinsics")
-    parser.add_argument("--fast", action="store_true", help="the validated fast samplers (and bf16 where native)")
+    parser.add_argument("--fast", action="store_true", help=MODE_FLAGS["fast"])
     parser.add_argument("--out", help="output folder (default: beside the input, its name + _lifted)")
     parser.add_argument("--draw", choices=("png", "gif", "html", "none"), default="png", help="picture of the result")
     parser.add_argument("--world", action="store_true", help="also the poses in a gravity-aligned frame on the floor "

@@ -56,7 +56,7 @@ TRAIN_CASES = [
     (["--config.data.scale=0"], "data.scale = 0.0 must be > 0"),
     (["--config.sampling.eps=2"], "sampling.eps = 2.0 must be < 1"),
     (["--config.model.hidden_dim=100"], "must be divisible by model.num_groups"),
-    (["--config.monitor.method=magic"], "unknown sampler 'magic'"),
+    (["--config.monitor.method=magic"], "monitor.method = 'magic' must be one of em, drift"),
     (["--config.model.widht=3"], "unknown config field 'model.widht'"),
     (["--restore-dir", "{tmp}/nowhere"], "holds no checkpoint.pth"),
 ]
@@ -94,7 +94,7 @@ EVAL_CASES = [
     (["--config.data.det_file=nothere.pkl", "est"], "nothere.pkl (data.det_file) not found"),
     (["--config.data.scale=10", "est"], "data.scale=10.0 cannot take effect: the network and its training come"),
     (["--gt", "--config.data.use_gt_2d=false", "est"], "--gt and --config.data.use_gt_2d=False disagree"),
-    (["--config.sampling.method=magic", "est"], "unknown sampler method 'magic' (--sampler / sampling.method"),
+    (["--config.sampling.method=magic", "est"], "config field sampling.method = 'magic' must be one of em, drift"),
     (["--fast", "--steps", "5", "est"], "--fast picks the sampler itself"),
     (["--pflow", "--sampler", "em", "est"], "--pflow picks the paper's deterministic sampler"),
     (["--schedule", "paper", "--sampler", "drift_2m", "est"], "needs a proper grid"),

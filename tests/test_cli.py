@@ -68,7 +68,7 @@ def test_gen_num_under_torchrun_and_gpus(trained_run, tmp_path):
     (("comp2d", "--randj", "9"), "--randj must be between 1 and 8"),
     (("comp3d", "--jlist", "1,17"), "out of range"),
     (("comp3d", "--jlist", "left_tail"), "unknown joint or part"),
-    (("--config.sampling.method=magic", "est"), "unknown sampler"),
+    (("--config.sampling.method=magic", "est"), "sampling.method = 'magic' must be one of"),
     (("--config.model.widht=3", "est"), "unknown config field"),
 ])
 def test_eval_bad_input(trained_run, args, message):

@@ -117,6 +117,8 @@ def test_resolver_rules(trained_run):
     given = resolve_sampler(config, given={"method": "ddim", "steps": 9})
     assert (given.method, given.steps, given.eta, given.schedule, given.label) == ("ddim", 9, 0.0, "auto", "ddim")
     assert resolve_sampler(config, deterministic=True).method == "drift"
+    assert config.sampling.guidance > 0 and given.guidance == config.sampling.guidance  # the completion extras kept ...
+    assert resolve_sampler(config, given={"method": "ddim", "guidance": 0.0}).guidance == 0.0  # ... unless given
     config.sampling.steps = config.model.num_scales  # the paper's N on its grid: labelled as the paper's
     assert [resolve_sampler(config, pflow=p).label for p in (False, True)] == ["paper", "paper"]
     assert resolve_sampler(config, given={"steps": 100}).label == "em"
