@@ -30,13 +30,15 @@ SHIPPED_PRIOR = Path(__file__).parent / "resources" / "cmu_prior"
 NETWORK = ("model.name", "model.hidden_dim", "model.embed_dim", "model.n_blocks", "model.num_groups",
            "model.num_scales", "model.beta_min", "model.beta_max", "model.sigma_min", "model.sigma_max",
            "training.sde", "data.scale", "data.image_size", "data.num_joints", "data.joint_dim")
-# ... and how it was trained: no command after training can change these sections
+# ... and how it was trained: no command after training can change these sections, except where a file of the
+# training lies on this machine (run.distill reads the detector's table again; "" leaves its errors out)
 TRAINING = ("model.", "training.", "optim.", "detnoise.")
+MOVABLE = ("detnoise.table",)
 
 
 def fixed_by_checkpoint(key: str) -> bool:
     """Whether a config field ('a.b') belongs to a trained checkpoint (an override of it cannot take effect)."""
-    return key in NETWORK or key.startswith(TRAINING)
+    return key in NETWORK or (key.startswith(TRAINING) and key not in MOVABLE)
 
 
 def checkpoint_path(ckpt_dir: str | Path | None, best: bool) -> Path:

@@ -215,7 +215,7 @@ def shipped_student(data_root, tmp_path_factory):
     (root / "teacher").mkdir()
     shutil.copy(SHIPPED_PRIOR / "checkpoint.pth", root / "teacher" / "checkpoint.pth")
     data = [f"--config.data.root={data_root}", "--config.data.train_file=synthetic_train.pkl",
-            "--config.data.test_file=synthetic_test.pkl"]
+            "--config.data.test_file=synthetic_test.pkl", "--config.detnoise.table="]  # (its table is in ../shared)
     res = run_module("run.distill", "--ckpt-dir", str(root / "teacher"), "--steps", "1", "--minutes", "0.2",
                      "--ckpt-root", str(root), "--name", "student", "--config.distill.first_steps=4",
                      "--config.distill.pool=128", "--config.distill.batch_size=64", *data)

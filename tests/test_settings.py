@@ -10,6 +10,7 @@ import pytest
 from configs.default_h36m_configs import get_default_configs
 from lib.config_utils import SETTINGS, VERSION, config_from_json, config_to_json, get_field, validate_config
 from lib.errors import ToolkitError
+from lib.loader import load_prior
 from run import eval_fc_mp_adv_3d, lift, train_fc_adv_3d
 from run.common import EVAL_FLAGS
 
@@ -49,3 +50,10 @@ def test_the_monitors_settings_of_an_older_config_move_to_their_section():
     m = config.monitor
     assert (m.method, m.steps, m.schedule, m.max_poses) == ("drift_ddim", 7, "logsnr", 123)
     assert not any(k.startswith("train_") for k in config.eval)
+
+
+def test_a_checkpoint_fixes_its_training_but_not_where_its_files_lie(trained_run):
+    """The detector table of training is read again by run.distill: its path may change, its other settings not."""
+    assert load_prior(trained_run, overrides={"detnoise.table": "moved.json"}).config.detnoise.table == "moved.json"
+    with pytest.raises(ToolkitError, match="detnoise.p=0.2 cannot take effect: the network and its training"):
+        load_prior(trained_run, overrides={"detnoise.p": 0.2})
