@@ -294,7 +294,7 @@ class PosePrior:
         if reduce == "refined" and out.shape[1] > 1 and len(task):
             e = self.config.eval
             ev.refined = refine(self.score_fn(), self.sde, task, out * scale, e.refine_t, e.refine_steps,
-                                e.batch_size, self.device) / scale
+                                e.batch_size, self.device, cfg.bf16) / scale
         if ev.input2d is not None:  # network space -> normalised, as the hypotheses
             ev.input2d = ev.input2d / scale
             ev.sigma = self.config.eval.reproj_sigma / self.frames.image_size * 2.0

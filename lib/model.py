@@ -4,8 +4,10 @@ The network predicts the noise eps; the score is -eps / sigma(t) (see ``ScoreFn`
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -165,8 +167,8 @@ class Student(nn.Module):
 class ScoreFn:
     """Score s(x, t) = -eps_theta(x, t, cond, mask) / sigma(t); counts network evaluations.
 
-    bf16: run the network under bfloat16 autocast (outputs are returned in float32); lib/sampling.sample sets it from
-    the SamplerConfig, whose precision lib/resolve.py decides.
+    bf16: run the network under bfloat16 autocast (outputs are returned in float32); off, except within
+    `precision(True)`, which lib/sampling.sample enters for a SamplerConfig whose precision lib/resolve.py decided.
     compile: torch.compile the network; on CUDA with mode 'reduce-overhead', which replays CUDA graphs.
     students: distilled networks by their number of steps, and the time grid they were distilled on (lib/distill.py);
     the 'distilled' sampler samples with them.
@@ -183,6 +185,15 @@ class ScoreFn:
         self.nfe = 0
         self.students, self.student_grid = students or {}, student_grid
         self.parent: ScoreFn | None = None
+
+    @contextlib.contextmanager
+    def precision(self, bf16: bool) -> Iterator[ScoreFn]:
+        """bf16 autocast (or not) within the block; the precision before it afterwards."""
+        before, self.bf16 = self.bf16, bf16
+        try:
+            yield self
+        finally:
+            self.bf16 = before
 
     def student(self, steps: int) -> ScoreFn:
         """The score of the student distilled for `steps` steps (its evaluations count here too)."""

@@ -505,7 +505,13 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
         if task.x_init is None and float(student.t_start) < sde.T:  # its steps start at t_start, from its Gaussian
             x_start = student.start(task.condition.shape, generator, task.condition.device)
             task = dataclasses.replace(task, x_init=x_start, t_start=float(student.t_start), noised_start=False)
-    score_fn.bf16 = cfg.bf16  # the precision lib/resolve.py chose
+    with score_fn.precision(cfg.bf16):  # the precision lib/resolve.py chose, for this call only
+        return _solve(score_fn, sde, task, cfg, spec, generator, save_every)
+
+
+def _solve(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, spec: SamplerSpec,
+           generator: torch.Generator | None, save_every: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The body of `sample` once the network and its precision are chosen."""
     if not cfg.eps < task.t_start <= sde.T:
         raise ToolkitError(f"the start time ({task.t_start}) must be in (sampling.eps, {sde.T:g}] = ({cfg.eps}, "
                            f"{sde.T:g}]")

@@ -231,8 +231,9 @@ def test_bf16_score_is_close_to_fp32():
     cond = torch.randn(64, 17, 3)
     ref = ScoreFn(model, sde).eps(x, t, cond, None)
     low_fn = ScoreFn(model, sde)
-    low_fn.bf16 = True
-    low = low_fn.eps(x, t, cond, None)
+    with low_fn.precision(True):
+        low = low_fn.eps(x, t, cond, None)
+    assert not low_fn.bf16 and torch.equal(low_fn.eps(x, t, cond, None), ref)  # fp32 again after the block
     assert low.dtype == torch.float32 and not torch.equal(low, ref)
     assert (low - ref).abs().mean() < 0.02 * ref.abs().mean()
 
