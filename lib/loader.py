@@ -16,7 +16,7 @@ import torch
 
 from lib.builders import build_model, build_sde
 from lib.checkpoint import check_compatible, clean_state_dict, load_checkpoint
-from lib.config_utils import apply_overrides, config_from_json, load_config, validate_config
+from lib.config_utils import apply_overrides, config_from_json, get_field, load_config, validate_config
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
 from lib.model import Student
@@ -68,19 +68,14 @@ def stored_config(state: dict, path: str | Path) -> ml_collections.ConfigDict:
     return config_from_json(state["config"])
 
 
-def _get(config: ml_collections.ConfigDict, key: str) -> Any:
-    section, name = key.split(".")
-    return config[section].get(name)
-
-
 def check_same_network(config: ml_collections.ConfigDict, stored: ml_collections.ConfigDict, path: str | Path,
                        config_optional: bool = True) -> None:
     """The network, SDE and input frame a config describes must be the checkpoint's: one line names the first field
     that differs (and, where the command can do without --config, says so)."""
     for key in NETWORK:
-        if _get(config, key) != _get(stored, key):
-            raise ToolkitError(f"{key} is {_get(config, key)} here but {path} was trained with {_get(stored, key)}; "
-                               f"use the config it was trained with"
+        if get_field(config, key) != get_field(stored, key):
+            raise ToolkitError(f"{key} is {get_field(config, key)} here but {path} was trained with "
+                               f"{get_field(stored, key)}; use the config it was trained with"
                                + (" (or drop --config: the checkpoint carries its own)" if config_optional else ""))
 
 
