@@ -28,7 +28,8 @@ import torch
 from lib.aggregate import AGGREGATORS, Evidence, aggregate, uncertainty
 from lib.builders import build_score_fn, build_sde, frames_of
 from lib.camera import box_around_root, image_to_camera, unproject
-from lib.config_utils import MAX_SEED, validate_config
+from lib.checks import MAX_SEED
+from lib.config_utils import validate_config
 from lib.detnoise import DetectorNoise, detector_noise
 from lib.errors import ToolkitError, first_line
 from lib.keypoints import keypoints_from

@@ -130,7 +130,7 @@ class Candidate:
 
 
 @dataclass
-class Setting:
+class Scenario:
     """One accuracy comparison: a task on a subset of the test rows, a baseline (the first) and its challengers."""
 
     name: str
@@ -153,7 +153,7 @@ def _scores(table: dict, task: str) -> dict[str, float]:
     return {k: table[k]["Average"] for k in keys}
 
 
-def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
+def accuracy_rows(settings: list[Scenario], model: torch.nn.Module, sde: SDE, config: ml_collections.ConfigDict,
                   device: torch.device, paper: PaperCode | None = None, ckpt: Path | None = None,
                   progress: Callable[[str], None] = print) -> list[Row]:
     """P1 (the paper's), the root-aligned MPJPE (for comp3d over the missing joints) and P2 of each candidate, as
@@ -184,7 +184,7 @@ def accuracy_rows(settings: list[Setting], model: torch.nn.Module, sde: SDE, con
     return rows
 
 
-def _paper_accuracy(st: Setting, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: EvalInputs,
+def _paper_accuracy(st: Scenario, paper: PaperCode, ckpt: Path, config: ml_collections.ConfigDict, ctx: EvalInputs,
                     base: dict[str, float]) -> Row:
     """The paper's code (--pflow, N = 1000) on the setting's inputs, scored by the task's own metrics."""
     unit = TASKS[st.task]

@@ -4,29 +4,21 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
-from configs.default_h36m_configs import get_default_configs
-from lib.aggregate import AGGREGATORS
+from configs.default_h36m_configs import SETTINGS, get_default_configs
 from lib.errors import ToolkitError
 from lib.io import not_found
-from lib.keypoints import FORMATS, H36M
-from lib.model import PREDICTIONS
-from lib.sampling import SAMPLERS, SCHEDULES
-from lib.tasks.base import WARM_STARTS
-from lib.tasks.observe import COMPLETIONS
 
 # 2: the paper's samplers (em / drift on its grid, schedule 'auto'), ode_* names, config.fast
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
 # 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
 # 5: the training monitor's settings in their own section (monitor.*, were eval.train_*)
-VERSION = 5
+VERSION = SETTINGS["version"].default  # the layout of today's config
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -130,181 +122,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
 
 # ------------------------------------------------------------------------------------------- validation
 
-def _num(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
-         integer: bool = False) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
-            return "a whole number" if integer else "a number"
-        if not math.isfinite(v):
-            return "finite"
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            return f"{'>' if lo_open else '>='} {lo:g}"
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            return f"{'<' if hi_open else '<='} {hi:g}"
-        return None
-    return check
-
-
-class _OneOf:
-    """A check that a value is one of some names (the names are also a command line's choices)."""
-
-    def __init__(self, *names: str):
-        self.names = names
-
-    def __call__(self, v: Any) -> str | None:
-        return None if v in self.names else f"one of {', '.join(self.names)}"
-
-
-def _one_of(*names: str) -> _OneOf:
-    return _OneOf(*names)
-
-
-def _switch(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "true or false"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How a config field is checked and, where a command line has a short flag for it, the flag and its help (the
-    command lines derive their flags from these; the field's default and its comment are in
-    configs/default_h36m_configs.py)."""
-
-    check: Callable[[Any], str | None]
-    flag: str | None = None
-    help: str = ""
-
-
-MAX_SEED = 2 ** 63 - 1  # seeds of the sampling chunks are taken modulo 2**63 (lib/sharded.chunk_seed)
-_POS_INT, _NONNEG_INT, _PROB = _num(1, integer=True), _num(0, integer=True), _num(0.0, 1.0)
-_POS = _num(0.0, lo_open=True)
-_STEPS = _num(1, 100_000, integer=True)  # sampler steps (the paper's 1000; more is a slip of the keyboard)
-_H36M_ORDER = _one_of(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36M))  # detectors in H36M order
-# Every checked field; those with a short flag also name it and its help
-SETTINGS: dict[str, Setting] = {
-    "seed": Setting(_num(0, MAX_SEED, integer=True), "--seed", "random seed"),
-    "data.image_size": Setting(_POS),
-    "data.scale": Setting(_POS),
-    "data.num_joints": Setting(_num(17, 17, integer=True)),
-    "data.joint_dim": Setting(_num(3, 3, integer=True)),
-    "data.train_sample": Setting(_POS_INT, "--sample", "keep every k-th training row"),
-    "data.test_sample": Setting(_POS_INT, "--sample", "evaluate every k-th test row"),
-    "data.val_fraction": Setting(_num(0.0, 0.5, lo_open=True)),
-    "data.rotate": Setting(_num(0.0, 180.0)),
-    "data.bone_scale": Setting(_num(0.0, 0.5)),
-    "data.augment_p": Setting(_PROB),
-    "data.det_format": Setting(_H36M_ORDER),
-    "data.use_gt_2d": Setting(_switch, "--gt", "condition on ground-truth 2D instead of detections"),
-    "data.flip": Setting(_switch, "--flip", "random horizontal flips"),
-    "model.hidden_dim": Setting(_POS_INT),
-    "model.embed_dim": Setting(_num(4, integer=True)),
-    "model.n_blocks": Setting(_NONNEG_INT),
-    "model.dropout": Setting(_num(0.0, 1.0, hi_open=True)),
-    "model.num_groups": Setting(_POS_INT),
-    "model.ema_rate": Setting(_PROB),
-    "model.num_scales": Setting(_POS_INT),
-    "model.beta_min": Setting(_POS),
-    "model.beta_max": Setting(_POS),
-    "model.sigma_min": Setting(_POS),
-    "model.sigma_max": Setting(_POS),
-    "model.ema_halflife": Setting(_num(0.0, 1.0)),
-    "training.sde": Setting(_one_of("subvpsde", "vpsde", "vesde")),
-    "training.batch_size": Setting(_POS_INT),
-    "training.n_iters": Setting(_NONNEG_INT),
-    "training.max_minutes": Setting(_num(0.0)),
-    "training.eps": Setting(_num(0.0, 1.0, True, True)),
-    "training.log_every": Setting(_POS_INT),
-    "training.eval_every": Setting(_NONNEG_INT),
-    "training.snapshot_every": Setting(_NONNEG_INT),
-    "training.mask_whole_p": Setting(_PROB),
-    "training.mask_part_p": Setting(_PROB),
-    "training.mask_joint_p": Setting(_PROB),
-    "training.cond_3d_p": Setting(_PROB),
-    "training.completion_from": Setting(_PROB),
-    "training.completion_part_p": Setting(_PROB),
-    "training.completion_joint_p": Setting(_PROB),
-    "training.completion_3d_p": Setting(_PROB),
-    "training.budget_minutes": Setting(_num(0.0)),
-    "training.select_on": Setting(_one_of("val", "test"), "--select-on", "rows best_model.pth is chosen on: val "
-                                  "(held-out training sequences) or test (the paper's)"),
-    "optim.lr": Setting(_POS),
-    "optim.beta1": Setting(_num(0.0, 1.0, hi_open=True)),
-    "optim.eps": Setting(_POS),
-    "optim.weight_decay": Setting(_num(0.0)),
-    "optim.warmup": Setting(_NONNEG_INT),
-    "optim.grad_clip": Setting(_num(0.0)),
-    "optim.warmup_frac": Setting(_num(0.0, 0.5)),
-    "optim.schedule": Setting(_one_of("constant", "cosine")),
-    "optim.lr_final": Setting(_PROB),
-    "detnoise.p": Setting(_PROB),
-    "detnoise.tail": Setting(_num(1.0)),
-    "detnoise.format": Setting(_H36M_ORDER),
-    "sampling.steps": Setting(_STEPS, "--steps", "sampler steps"),
-    "sampling.eps": Setting(_num(0.0, 1.0, True, True)),
-    "sampling.snr": Setting(_POS),
-    "sampling.corrector_steps": Setting(_num(1, 100, integer=True)),
-    "sampling.rtol": Setting(_POS),
-    "sampling.atol": Setting(_POS),
-    "sampling.eta": Setting(_num(0.0), "--eta", "ddim / dpm2m noise: 0 = ODE, 1 = SDE"),
-    "sampling.resample": Setting(_num(0, 100, integer=True)),
-    "sampling.resample_t": Setting(_PROB),
-    "sampling.guidance": Setting(_num(0.0)),
-    "sampling.method": Setting(_one_of(*SAMPLERS), "--sampler", "sampler"),
-    "sampling.schedule": Setting(_one_of("auto", *SCHEDULES), "--schedule", "time grid"),
-    "fast.deterministic_steps": Setting(_STEPS),
-    "fast.stochastic_steps": Setting(_STEPS),
-    "fast.stochastic_eta": Setting(_num(0.0)),
-    "distill.first_steps": Setting(_POS_INT),
-    "distill.lr": Setting(_POS),
-    "distill.batch_size": Setting(_POS_INT),
-    "distill.pool": Setting(_POS_INT),
-    "distill.ema_halflife": Setting(_num(0.0, 1.0, lo_open=True)),
-    "distill.fast_steps": Setting(_NONNEG_INT),
-    "distill.fast_tolerance": Setting(_num(0.0)),
-    "distill.predict": Setting(_one_of(*PREDICTIONS)),
-    "distill.fit_share": Setting(_num(0.0, 0.5)),
-    "distill.round_growth": Setting(_num(0.25, 4.0)),
-    "distill.t_start": Setting(_num(0.1, 1.0)),
-    "eval.batch_size": Setting(_POS_INT, "--batch", "poses x hypotheses per network call"),
-    "eval.hypo": Setting(_POS_INT, "--hypo", "hypotheses per input (S)"),
-    "eval.reduce": Setting(_one_of(*AGGREGATORS), "--reduce", "the one pose made from S hypotheses (see README "
-                            "'One pose from many hypotheses')"),
-    "eval.completion": Setting(_one_of(*COMPLETIONS), "--completion", "comp2d / comp3d: how the observation is used "
-                                "(lib/tasks/observe.py; README 'Completion')"),
-    "eval.min_conf": Setting(_num(0.0), "--min-conf", "detected joints below this confidence are not given"),
-    "eval.reproj_sigma": Setting(_POS),
-    "eval.reproj_temper": Setting(_num(0.0, 1.0, lo_open=True)),
-    "eval.warm_start": Setting(_one_of(*WARM_STARTS)),
-    "eval.warm_t": Setting(_num(0.0, 1.0, lo_open=True)),
-    "eval.warm_hypotheses": Setting(_num(1, 1000, integer=True)),
-    "eval.refine_t": Setting(_num(0.0, 1.0, lo_open=True)),
-    "eval.refine_steps": Setting(_STEPS),
-    "monitor.steps": Setting(_STEPS),
-    "monitor.max_poses": Setting(_POS_INT),
-    "monitor.method": Setting(_one_of(*SAMPLERS)),
-    "monitor.schedule": Setting(_one_of("auto", *SCHEDULES)),
-    "lift.completion": Setting(_one_of(*COMPLETIONS)),
-    "lift.min_conf": Setting(_num(0.0), "--min-conf", "joints below this confidence are completed"),
-    "lift.min_joints": Setting(_num(1, 17, integer=True)),
-    "lift.hypotheses": Setting(_POS_INT, "--hypo", "hypotheses per person (1: the deterministic sampler)"),
-    "lift.smooth_t": Setting(_num(0.0, 1.0, lo_open=True)),
-    "lift.smooth_steps": Setting(_STEPS),
-    "lift.smooth_window": Setting(_POS_INT),
-    "lift.floor_ankle_height": Setting(_num(0.0, 500.0)),
-    "lift.floor_tolerance": Setting(_num(1.0, 1000.0)),
-    "lift.floor_prior": Setting(_num(0.0, 1000.0)),
-    "lift.floor_min_frames": Setting(_num(2, integer=True)),
-    "lift.smooth": Setting(_switch, "--smooth", "video: second pass from the neighbouring frames' poses"),
-    "robust.swap_margin": Setting(_num(0.0)),
-    "robust.outlier_k": Setting(_num(0.0)),
-    "robust.rounds": Setting(_num(0, 10, integer=True)),
-    "robust.flag_share": Setting(_PROB),
-    "robust.enabled": Setting(_switch, "--robust", "undo left / right swaps and complete keypoints the prior does not "
-                              "believe (config.robust): est from detections, and run.lift"),
-}
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Check every known field's type and range once, before anything is built; one line names the field."""
+    """Check every declared field (configs/default_h36m_configs.py) once, before anything is built; one line names
+    the field."""
     for key, setting in SETTINGS.items():
         try:
             value = get_field(config, key)

@@ -41,7 +41,7 @@ import torch
 from prettytable import PrettyTable
 
 from lib import dist
-from lib.benchmark import Candidate, PaperCode, Row, Setting, accuracy_rows, sampling_speed, training_speed
+from lib.benchmark import Candidate, PaperCode, Row, Scenario, accuracy_rows, sampling_speed, training_speed
 from lib.builders import build_model, build_sde
 from lib.config_utils import apply_overrides, load_config, validate_config, with_fields
 from lib.convert import Collector, convert_cmu
@@ -162,7 +162,7 @@ def _final_p1(run: Path) -> float:
     prior = load_prior(run)
     model, config = prior.model, prior.config
     test = _subset(load_data(config, "test"), 1000)
-    setting = Setting("final", "est", {}, 1, test, [Candidate("fast", fast_sampler(config, True))])
+    setting = Scenario("final", "est", {}, 1, test, [Candidate("fast", fast_sampler(config, True))])
     return accuracy_rows([setting], model, build_sde(config), config, torch.device("cpu"), progress=lambda _: None
                          )[0].value
 
@@ -177,7 +177,7 @@ def _plain(config, **given) -> SamplerConfig:
     return resolve_sampler(config, given=given | {"resample": 0, "guidance": 0.0})
 
 
-def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
+def _settings(config, test, poses: int, poses_multi: int) -> list[Scenario]:
     det = Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True))
     em = Candidate("em 1000 (the paper's default)", paper_sampler(config, False))
     fast_det, fast_sto = fast_sampler(config, True), fast_sampler(config, False)
@@ -195,18 +195,18 @@ def _settings(config, test, poses: int, poses_multi: int) -> list[Setting]:
            for m, n in (("ddim", 25), ("ddim", 50), ("dpm2m", 25))]
     one, multi = _subset(test, poses), _subset(test, poses_multi)
     leg = {"jlist": "right_leg"}
-    return [Setting("est S=1, deterministic", "est", {}, 1, one, [det] + det_floor + drift + ode, True),
-            Setting("comp3d right leg, deterministic", "comp3d", leg, 1, one, [det] + det_floor + drift, True),
-            Setting("est S=1, stochastic", "est", {}, 1, one, [em] + em_floor + sde),
-            Setting("est S=20, stochastic", "est", {}, 20, multi, [em] + em_floor[:1] + sde),
-            Setting("comp3d right leg, stochastic", "comp3d", leg, 1, one, [em] + em_floor[:1] + sde)]
+    return [Scenario("est S=1, deterministic", "est", {}, 1, one, [det] + det_floor + drift + ode, True),
+            Scenario("comp3d right leg, deterministic", "comp3d", leg, 1, one, [det] + det_floor + drift, True),
+            Scenario("est S=1, stochastic", "est", {}, 1, one, [em] + em_floor + sde),
+            Scenario("est S=20, stochastic", "est", {}, 20, multi, [em] + em_floor[:1] + sde),
+            Scenario("comp3d right leg, stochastic", "comp3d", leg, 1, one, [em] + em_floor[:1] + sde)]
 
 
-def _bf16_settings(config, test, poses: int, device: torch.device) -> list[Setting]:
+def _bf16_settings(config, test, poses: int, device: torch.device) -> list[Scenario]:
     """The fast samplers in fp32 against the same under bf16 autocast where it is native (same seeds)."""
     one = _subset(test, poses)
     fp32, bf16 = with_fields(config, {"fast.bf16": False}), with_fields(config, {"fast.bf16": True})
-    return [Setting(f"est S=1, {flag}", "est", {}, 1, one,
+    return [Scenario(f"est S=1, {flag}", "est", {}, 1, one,
                     [Candidate(f"{cfg.method} {cfg.steps}, fp32", cfg),
                      Candidate(f"{cfg.method} {cfg.steps}, bf16", fast_sampler(bf16, deterministic, device))])
             for flag, deterministic in (("--pflow --fast", True), ("--fast", False))
@@ -263,10 +263,10 @@ def _detected(args, device, rows: list[Row]) -> None:
                 robust = (False, True) if prior and args.robust and src == "detections" else (False,)
                 for r in robust:
                     label = f"{src}{', robust' if r else ''}, {split}"
-                    settings.append(Setting(f"est S=1, {label}", "est", {}, 1, rows_.subset(idx),
+                    settings.append(Scenario(f"est S=1, {label}", "est", {}, 1, rows_.subset(idx),
                                             [Candidate(name, det_s)], section="detected", robust=r))
                     if prior:
-                        settings.append(Setting(f"est S=20, {label}", "est", {}, 20, rows_.subset(multi),
+                        settings.append(Scenario(f"est S=20, {label}", "est", {}, 20, rows_.subset(multi),
                                                 [Candidate(name, sto_s)], section="detected", robust=r))
         rows += accuracy_rows(settings, model, build_sde(config), config, device)
 
@@ -303,9 +303,9 @@ def _distill(args, device, rows: list[Row]) -> None:
             sto.append(Candidate(f"student, {n} steps, eta 1 ({name})",
                                  _plain(config, method="distilled", steps=n, eta=1.0), students=prior.students))
     leg = {"jlist": "right_leg"}
-    settings = [Setting("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
-                Setting("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
-                Setting("comp3d right leg S=1, deterministic", "comp3d", leg, 1, one, det,
+    settings = [Scenario("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),
+                Scenario("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
+                Scenario("comp3d right leg S=1, deterministic", "comp3d", leg, 1, one, det,
                         completion=config.eval.completion, section="distill")]
     rows += accuracy_rows(settings, model, build_sde(config), config, device)
 

@@ -2,9 +2,9 @@
 
 Every option that is a hyperparameter is a config field: `--config.a.b=value` sets any field, and the short
 flags of the paper's commands (--gt, --sample, --seed, --batch, --hypo, --steps, ...) are aliases of one field
-each, declared with the field's check and help in lib/config_utils.SETTINGS (`config_flags` makes them).
-Overrides are applied to the config before anything is built; one that cannot take effect (a model field on an
-existing checkpoint) is an error naming the field.
+each, declared with the field's default, check and help in configs/default_h36m_configs.py (`config_flags` makes
+them). Overrides are applied to the config before anything is built; one that cannot take effect (a model field on
+an existing checkpoint) is an error naming the field.
 
 argparse rather than absl's config_flags: the evaluation commands read the config stored *in the checkpoint*,
 which exists only after --ckpt-dir is parsed, while config_flags binds overrides to a config file given on the
@@ -25,9 +25,9 @@ from typing import Any
 import ml_collections
 import torch
 
-from configs.default_h36m_configs import get_default_configs
+from configs.default_h36m_configs import SETTINGS
 from lib import dist
-from lib.config_utils import SETTINGS, get_field, parse_override
+from lib.config_utils import parse_override
 from lib.errors import RunInterruptedError, ToolkitError
 from lib.evaluate import EvalOutputs, output_paths, run_evaluation
 from lib.loader import LoadedPrior, load_prior
@@ -113,12 +113,12 @@ class ConfigFlag:
 
 
 def config_flags(*fields: str) -> tuple[ConfigFlag, ...]:
-    """The short flags of config fields, each as its lib/config_utils.SETTINGS entry declares it (the flag, its help,
-    its choices) with the type of its default (a bool: a switch)."""
-    defaults, out = get_default_configs(), []
+    """The short flags of config fields, each as its declaration in configs/default_h36m_configs.py gives it (the
+    flag, its help, its choices) with the type of its default (a bool: a switch)."""
+    out = []
     for key in fields:
-        setting, default = SETTINGS[key], get_field(defaults, key)
-        kind = None if isinstance(default, bool) else type(default)
+        setting = SETTINGS[key]
+        kind = None if isinstance(setting.default, bool) else type(setting.default)
         out.append(ConfigFlag(setting.flag, key, kind, setting.help, getattr(setting.check, "names", None)))
     return tuple(out)
 

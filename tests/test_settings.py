@@ -1,14 +1,15 @@
-"""Each setting declared once: a field's check, short flag and help in lib/config_utils.SETTINGS, from which
-validation and every command line's flags are derived; the monitor's settings moved to their own section, and older
-configs migrate."""
+"""Each setting declared once: a field's default, check, help and short flag in configs/default_h36m_configs.py, from
+which the default config, validation and every command line's flags are derived; the monitor's settings moved to
+their own section, and older configs migrate."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from configs.default_h36m_configs import get_default_configs
-from lib.config_utils import SETTINGS, VERSION, config_from_json, config_to_json, get_field, validate_config
+from configs.default_h36m_configs import DECLARED, SETTINGS, get_default_configs
+from lib.config_utils import VERSION, config_from_json, config_to_json, validate_config
 from lib.errors import ToolkitError
 from lib.loader import load_prior
 from run import eval_fc_mp_adv_3d, lift, train_fc_adv_3d
@@ -17,13 +18,41 @@ from run.common import EVAL_FLAGS
 
 @pytest.mark.parametrize("flags", [eval_fc_mp_adv_3d.FLAGS, lift.FLAGS, train_fc_adv_3d.TRAIN_FLAGS, EVAL_FLAGS])
 def test_every_short_flag_is_its_settings_declaration(flags):
-    defaults = get_default_configs()
     for f in flags:
         setting = SETTINGS[f.field]
         assert (f.flag, f.help) == (setting.flag, setting.help) and f.help
-        default = get_field(defaults, f.field)
-        assert f.type is (None if isinstance(default, bool) else type(default))  # a bool default: a switch
+        assert f.type is (None if isinstance(setting.default, bool) else type(setting.default))  # bool: a switch
     assert len({f.flag for f in flags}) == len(flags)  # one field per flag within a command
+
+
+def test_the_default_config_is_the_declarations_and_nothing_else():
+    """Every field of the default config is declared once, at its declared default (no field outside the table)."""
+    def leaves(node, prefix=""):
+        for k, v in node.items():
+            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    config = dict(leaves(get_default_configs().to_dict()))
+    assert len(DECLARED) == len(SETTINGS) == len(config)  # no key declared twice, none undeclared
+    assert config == {key: s.default for key, s in SETTINGS.items()}
+    assert config["sampling.steps"] == 1000 and config["model.hidden_dim"] == 1024  # the paper's N and width
+    assert SETTINGS["data.use_gt_2d"].flag == "--gt" and SETTINGS["eval.hypo"].flag == "--hypo"
+
+
+@pytest.mark.parametrize("key, bad, says", [
+    ("data.root", 5, "must be text"),                      # declared without a check: its default's kind
+    ("sampling.noise_removal", "yes", "must be true or false"),
+    ("training.log_every", 2.5, "must be a whole number"),
+    ("optim.lr", "fast", "must be a number"),
+    ("fast.deterministic", "magic", "must be one of em, drift"),  # a sampler, checked against the registry
+    ("model.name", "Transformer", "must be one of ScoreModelFC_Adv, MartinezLifter"),
+])
+def test_a_field_declared_without_a_range_is_still_checked(key, bad, says):
+    """A stored config (JSON) may hold a value of any kind; validation names the field and what it must be."""
+    stored = json.loads(config_to_json(get_default_configs()))
+    section, name = key.split(".")
+    stored[section][name] = bad
+    with pytest.raises(ToolkitError, match=re.escape(f"config field {key} = {bad!r} {says}")):
+        validate_config(config_from_json(json.dumps(stored)))
 
 
 def test_the_declared_checks_validate_the_config():
