@@ -17,6 +17,11 @@ eps+v (|v - v*|^2), max(SNR, 1) for x (Salimans & Ho's truncated SNR). The rest 
 round i a share ~ distill.round_growth^i. The students may start at distill.t_start < T, from the Gaussian that
 matches the training poses there.
 
+A round may end end to end (distill.end_share of its minutes): the student's whole k-step sampler is unrolled from
+the start draw, gradients through every step, and its pose is matched to the first teacher's (the fast sampler's)
+from the same draw and condition, |x_0 - x_0*|^2. The halving rounds learn from the previous student, whose errors
+they inherit; this phase measures each student against the one teacher that was never distilled.
+
 Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
 trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
 model would need the teacher's ODE, which the drift-only process is not (its marginals are not the data's).
@@ -59,22 +64,23 @@ class Round:
     loss: float              # its last logged loss
     updates: int             # optimiser steps it made
     minutes: float
-    target: str = "distil"   # 'distil': where two teacher steps land; 'fit': the teacher's own data prediction
+    target: str = "distil"   # 'distil': where two teacher steps land; 'fit': the teacher's own data prediction;
+                             # 'end': the first teacher's pose, the student's steps unrolled
 
 
 def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: torch.Tensor, mask: torch.Tensor,
-                  generator: torch.Generator, start: Student | None = None
+                  generator: torch.Generator, start: Student | None = None, whole: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The teacher's trajectories from x_T ~ N(0, I) (or from `start`'s draw at its t_start), cut into student steps
     of two teacher steps each: (states x [B * K, J, 3] at the start of each student step, its index k [B * K], the
-    teacher's state two steps later [B * K, J, 3]); K = cfg.steps / 2."""
+    teacher's state two steps later [B * K, J, 3]); K = cfg.steps / 2. whole: K = 1, the start and the pose."""
     shape, device = condition.shape, condition.device
     x_start = sde.prior_sample(shape, generator, device) if start is None else start.start(shape, generator, device)
     task = Task(condition=condition, mask=mask, x_init=x_start,
                 t_start=sde.T if start is None else float(start.t_start))
     _, traj = sample(teacher, sde, task, cfg, generator, save_every=1)
     states = torch.stack([task.x_init] + traj)  # [2K + 1, B, J, 3]
-    starts, ends = states[:-1:2], states[2::2]  # [K, B, J, 3]
+    starts, ends = (states[:1], states[-1:]) if whole else (states[:-1:2], states[2::2])  # [K, B, J, 3]
     k = torch.arange(len(starts), device=device).repeat_interleave(shape[0])
     return starts.flatten(0, 1), k, ends.flatten(0, 1)
 
@@ -94,6 +100,15 @@ def loss_weight(sde: SDE, t: torch.Tensor, predict: str) -> torch.Tensor:
     loss), SNR + 1 (v and eps+v), max(SNR, 1) (x)."""
     snr = (sde.alpha(t) / sde.sigma(t)) ** 2
     return {"eps": snr, "eps+v": snr + 1.0, "v": snr + 1.0, "x": snr.clamp(min=1.0)}[predict]
+
+
+def unrolled(student: Student, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor,
+             coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The student's whole sampler from x [B, J, 3] (its start draw): x <- A_k x + B_k D(x, t_k) for every step k,
+    as the 'distilled' sampler runs it with eta 0; differentiable. Returns the pose [B, J, 3]."""
+    for t, a, b in zip(*coefficients, strict=True):
+        x = a * x + b * student.data(x, t.expand(len(x)), condition, mask)
+    return x
 
 
 def round_seconds(seconds: float, rounds: int, fit_share: float, growth: float) -> tuple[float, list[float]]:
@@ -141,31 +156,37 @@ class Distiller:
                                    given={"method": method, "steps": steps, "schedule": f.deterministic_schedule})
 
         cfg = sampler(f.deterministic, 2 * first)  # the teacher's fast sampler, twice the first student's steps
+        first_teacher = (teacher_fn, cfg)
         student = self.first_student()
         if fit > 0:
-            student = self._round(student, teacher_fn, cfg, first, fit, fit=True)
+            student = self._round(student, teacher_fn, cfg, first, fit, target="fit")
         for steps, seconds in zip(counts, shares, strict=True):
-            student = self._round(student, teacher_fn, cfg, steps, seconds)
+            student = self._round(student, teacher_fn, cfg, steps, seconds * (1.0 - d.end_share))
+            if d.end_share > 0:
+                student = self._round(student, *first_teacher, steps, seconds * d.end_share, target="end")
             self.students[steps] = student
             teacher_fn = ScoreFn(student, self.sde)
             cfg = sampler("drift_ddim", steps)
         return self.students
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
-               fit: bool = False) -> Student:
+               target: str = "distil") -> Student:
         """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode).
-        fit: the target is the teacher's own data prediction at the student's states, not its two steps."""
+        target (Round.target): 'distil' where the teacher's two steps land; 'fit' the teacher's own data prediction
+        at the student's states; 'end' the teacher's pose from the student's start draw, the student unrolled."""
         d = self.config.distill
         student = copy.deepcopy(init).train()
         ema = ExponentialMovingAverage(student.parameters(), 0.999)
         opt = torch.optim.Adam(student.parameters(), lr=d.lr)
         schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
                                                         "schedule": "cosine", "lr_final": 0.0}})
-        t_k, a_k, b_k = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device, d.t_start)
+        coefficients = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device, d.t_start)
+        t_k, a_k, b_k = coefficients
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + (1000 if fit else 0))
+        offset = {"distil": 0, "fit": 1000, "end": 2000}[target]
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset)
         while progress < 1.0:
-            x, k, target_x = self._pool(teacher_fn, cfg, gen, init)
+            x, k, target_x = self._pool(teacher_fn, cfg, gen, init, whole=target == "end")
             order = torch.randperm(len(x), generator=gen, device=self.device)
             for lo in range(0, len(x) - d.batch_size + 1, d.batch_size):
                 idx = order[lo:lo + d.batch_size]
@@ -175,17 +196,22 @@ class Distiller:
                 ema.decay = 0.5 ** (max(done - progress, 1e-9) / d.ema_halflife)
                 progress = done
                 xs, kk, t = x[idx], k[idx], t_k[k[idx]]
-                if fit:  # D_teacher(x, t)
-                    with torch.no_grad():
-                        eps = teacher_fn.eps(xs, t, self.cond[idx], self.mask[idx])
-                    target = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
-                else:  # D*: where the teacher's two steps land, as a data prediction
-                    target = (target_x[idx] - a_k[kk][:, None, None] * xs) / b_k[kk][:, None, None]
-                # the weight follows the output (loss_weight): unweighted, the steps near T (alpha 0.007 at T = 1)
-                # took every gradient from an eps head, whose D = (x - sigma eps) / alpha amplifies its error
-                # ~150-fold (README 'Distilled samplers')
-                err = (student.data(xs, t, self.cond[idx], self.mask[idx]) - target).square().sum((1, 2))
-                loss = (loss_weight(self.sde, t, d.predict) * err).mean()
+                cond, mask = self.cond[idx], self.mask[idx]
+                if target == "end":  # the pose of the student's whole sampler against the first teacher's
+                    loss = (unrolled(student, xs, cond, mask, coefficients) - target_x[idx]).square().sum((1, 2))
+                    loss = loss.mean()
+                else:
+                    if target == "fit":  # D_teacher(x, t)
+                        with torch.no_grad():
+                            eps = teacher_fn.eps(xs, t, cond, mask)
+                        want = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
+                    else:  # D*: where the teacher's two steps land, as a data prediction
+                        want = (target_x[idx] - a_k[kk][:, None, None] * xs) / b_k[kk][:, None, None]
+                    # the weight follows the output (loss_weight): unweighted, the steps near T (alpha 0.007 at
+                    # T = 1) took every gradient from an eps head, whose D = (x - sigma eps) / alpha amplifies its
+                    # error ~150-fold (README 'Distilled samplers')
+                    err = (student.data(xs, t, cond, mask) - want).square().sum((1, 2))
+                    loss = (loss_weight(self.sde, t, d.predict) * err).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -196,16 +222,18 @@ class Distiller:
                 if progress >= 1.0:
                     break
         self.rounds.append(Round(steps, float(torch.stack(losses[-50:]).mean()), updates,
-                                 (time.monotonic() - start) / 60, "fit" if fit else "distil"))
-        log.info("%s of %d steps: %d updates in %.1f min, loss %.4f", "head fit" if fit else "student", steps,
-                 updates, self.rounds[-1].minutes, self.rounds[-1].loss)
+                                 (time.monotonic() - start) / 60, target))
+        log.info("%s of %d steps: %d updates in %.1f min, loss %.4f",
+                 {"distil": "student", "fit": "head fit", "end": "end to end, student"}[target], steps, updates,
+                 self.rounds[-1].minutes, self.rounds[-1].loss)
         ema.copy_to(student.parameters())
         return student.eval()
 
-    def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator, student: Student
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator, student: Student,
+              whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher pairs for distill.pool training rows with their conditions and masks (self.cond / self.mask,
-        repeated per student step like the pairs), from the student's start draw."""
+        repeated per student step like the pairs), from the student's start draw. whole: one pair per row instead,
+        the start draw and the teacher's pose (step index 0)."""
         d = self.config.distill
         parts = []
         for _ in range(max(d.pool // self.batches.per_rank, 1)):
@@ -215,7 +243,7 @@ class Distiller:
         condition = torch.cat([c for c, _ in parts])
         mask = torch.cat([m for _, m in parts])
         with torch.inference_mode():
-            x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen, student)
+            x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen, student, whole)
         repeats = len(x) // len(condition)
         self.cond, self.mask = condition.repeat(repeats, 1, 1), mask.repeat(repeats, 1, 1)
         return x.clone(), k.clone(), ends.clone()

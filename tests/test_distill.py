@@ -4,6 +4,7 @@ nearer its teacher's sampler than the teacher's network does in as few steps, sa
 takes it only through its gate, earlier runs' students still load, and bad requests are one line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -13,12 +14,13 @@ import pytest
 import torch
 
 from lib.api import PosePrior
+from lib.builders import build_score_fn, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import apply_overrides, config_from_json, config_to_json, parse_override
 from lib.data import load_data
-from lib.distill import fast_student, loss_weight, round_seconds
+from lib.distill import fast_student, loss_weight, round_seconds, step_coefficients, unrolled
 from lib.errors import ToolkitError
-from lib.loader import SHIPPED_PRIOR, students_from_state
+from lib.loader import SHIPPED_PRIOR, load_prior, students_from_state
 from lib.model import Student
 from lib.sampling import SamplerConfig, sample
 from lib.sde import SubVPSDE
@@ -218,9 +220,33 @@ def shipped_student(data_root, tmp_path_factory):
             "--config.data.test_file=synthetic_test.pkl", "--config.detnoise.table="]  # (its table is in ../shared)
     res = run_module("run.distill", "--ckpt-dir", str(root / "teacher"), "--steps", "1", "--minutes", "0.2",
                      "--ckpt-root", str(root), "--name", "student", "--config.distill.first_steps=4",
-                     "--config.distill.pool=128", "--config.distill.batch_size=64", *data)
+                     "--config.distill.pool=128", "--config.distill.batch_size=64",
+                     "--config.distill.end_share=0.3", *data)  # every round ends end to end
     assert res.returncode == 0, res.stderr[-3000:]
     return root / "student", data
+
+
+def test_the_end_to_end_phase_trains_the_sampler_that_runs(shipped_student):
+    """What the end-to-end phase differentiates (lib/distill.unrolled on step_coefficients) is, step for step, what
+    the 'distilled' sampler of lib/sampling runs (its own grid and integrator): the same draws give the same poses.
+    Every round of the fixture had its end-to-end share."""
+    run, data = shipped_student
+    prior = load_prior(run, overrides={item.removeprefix("--config.").split("=")[0]: item.split("=", 1)[1]
+                                       for item in data})
+    assert [r["target"] for r in load_checkpoint(run / "checkpoint.pth")["distill"]["rounds"]] == \
+        ["fit", "distil", "end", "distil", "end", "distil", "end"]  # 4, 2, 1 steps
+    task = estimation(load_data(prior.config, "test").cond2d(frames_of(prior.config))[:32])
+    fn = build_score_fn(prior.model, prior.sde, prior.config, prior.students)
+    for steps, student in prior.students.items():
+        x_start = student.start(task.condition.shape, torch.Generator().manual_seed(steps), "cpu")
+        start = dataclasses.replace(task, x_init=x_start, t_start=float(student.t_start))
+        cfg = SamplerConfig(method="distilled", steps=steps)
+        ran = sample(fn, prior.sde, start, cfg)[0]
+        coefficients = step_coefficients(prior.sde, fn.student_grid, steps, cfg.eps, torch.device("cpu"),
+                                         float(student.t_start))
+        with torch.no_grad():
+            trained = unrolled(student, x_start, task.condition, task.mask, coefficients)
+        assert ran.abs().mean() > 0.1 and torch.allclose(trained, ran, atol=1e-4), (steps, (trained - ran).abs().max())
 
 
 def test_the_students_reproduce_their_teacher_in_fewer_steps(shipped_student):
