@@ -26,7 +26,7 @@ H36M_ORDER = OneOf(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36
 
 S = Setting
 DECLARED = (
-    S("version", 5, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
+    S("version", 6, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
     S("seed", 42, number(0, MAX_SEED, integer=True), "random seed", "--seed"),
 
     S("data.root", "data/h36m", help="folder with the three pickles below"),
@@ -155,7 +155,7 @@ DECLARED = (
     S("distill.fit_share", 0.1, number(0.0, 0.5), "share of the minutes a new head first spends learning the "
       "teacher's data prediction (0 for eps, which is the teacher's head)"),
     S("distill.round_growth", 1.0, number(0.25, 4.0), "round i gets a share of the rest ~ growth^i (1: equal rounds)"),
-    S("distill.end_share", 0.0, number(0.0, 0.9), "share of each round spent end to end: the student's whole sampler "
+    S("distill.end_share", 0.5, number(0.0, 0.9), "share of each round spent end to end: the student's whole sampler "
       "unrolled and its pose matched to the first teacher's"),
     S("distill.t_start", 1.0, number(0.1, 1.0), "the students' first step starts here, from the data-matched "
       "Gaussian"),

@@ -18,6 +18,7 @@ from lib.io import not_found
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
 # 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
 # 5: the training monitor's settings in their own section (monitor.*, were eval.train_*)
+# 6: distillation rounds end end to end (distill.end_share); earlier students were distilled without
 VERSION = SETTINGS["version"].default  # the layout of today's config
 
 
@@ -160,7 +161,8 @@ _RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_r
 def _migrate(stored: dict) -> dict:
     """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
     Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted.
-    Before 4: distilled students predicted the noise. Before 5: the monitor's settings were eval.train_*."""
+    Before 4: distilled students predicted the noise. Before 5: the monitor's settings were eval.train_*. Before 6:
+    students were distilled without an end-to-end phase."""
     version = stored.get("version", 1)
     if version < 2:
         sampling = stored.get("sampling", {})
@@ -182,6 +184,8 @@ def _migrate(stored: dict) -> dict:
                  if f"train_{k}" in evaluation}
         if moved:
             stored["monitor"] = stored.get("monitor", {}) | moved
+    if version < 6 and stored.get("distill", {}).get("students"):
+        stored["distill"]["end_share"] = 0.0
     stored["version"] = VERSION
     return stored
 

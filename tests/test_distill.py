@@ -141,7 +141,8 @@ def test_a_tiny_student_trains_saves_and_loads(distilled, trained_run):
     stored = json.loads(state["config"])["distill"]
     assert stored["students"] == "4,2,1" and stored["predict"] == "eps+v"
     rounds = state["distill"]["rounds"]  # the new head first learns the teacher's data prediction, then three rounds
-    assert [(r["steps"], r["target"]) for r in rounds] == [(4, "fit"), (4, "distil"), (2, "distil"), (1, "distil")]
+    assert [(r["steps"], r["target"]) for r in rounds] == [(4, "fit"), (4, "distil"), (4, "end"), (2, "distil"),
+                                                           (2, "end"), (1, "distil"), (1, "end")]  # end_share 0.5
     assert all(r["updates"] > 0 for r in rounds)
     teacher = load_checkpoint(trained_run / "checkpoint.pth")
     for key, value in teacher["model_state_dict"].items():  # the teacher's own weights travel unchanged
@@ -189,7 +190,8 @@ def pose_student(trained_run, tmp_path_factory):
 def test_a_pose_student_from_below_t1_with_growing_rounds(pose_student, tmp_path, monkeypatch, capsys):
     state = load_checkpoint(pose_student / "best_model.pth")
     assert float(state["students"]["2"]["t_start"]) == pytest.approx(0.8)
-    fit, four, two = (r["minutes"] for r in state["distill"]["rounds"])
+    fit, *rounds = (r["minutes"] for r in state["distill"]["rounds"])
+    four, two = rounds[0] + rounds[1], rounds[2] + rounds[3]  # each round's halving and end-to-end phases
     assert two > four  # round 2 had twice round 1's share (the updates' granularity blurs the exact ratio)
     code, out, err = run_main(eval_fc_mp_adv_3d, ["--ckpt-dir", str(pose_student), "--best", "--sampler",
                                                   "distilled", "--steps", "2", "--out", str(tmp_path), "est"],

@@ -86,3 +86,13 @@ def test_a_checkpoint_fixes_its_training_but_not_where_its_files_lie(trained_run
     assert load_prior(trained_run, overrides={"detnoise.table": "moved.json"}).config.detnoise.table == "moved.json"
     with pytest.raises(ToolkitError, match="detnoise.p=0.2 cannot take effect: the network and its training"):
         load_prior(trained_run, overrides={"detnoise.p": 0.2})
+
+
+def test_students_distilled_before_version_6_had_no_end_to_end_phase():
+    """A version-5 config with students says end_share 0 (how they were made); one without takes today's default."""
+    old = json.loads(config_to_json(get_default_configs()))
+    old["version"] = 5
+    del old["distill"]["end_share"]
+    assert config_from_json(json.dumps(old)).distill.end_share == SETTINGS["distill.end_share"].default == 0.5
+    old["distill"]["students"] = "8,4"
+    assert config_from_json(json.dumps(old)).distill.end_share == 0.0
