@@ -78,9 +78,12 @@ def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: tor
     x_start = sde.prior_sample(shape, generator, device) if start is None else start.start(shape, generator, device)
     task = Task(condition=condition, mask=mask, x_init=x_start,
                 t_start=sde.T if start is None else float(start.t_start))
-    _, traj = sample(teacher, sde, task, cfg, generator, save_every=1)
-    states = torch.stack([task.x_init] + traj)  # [2K + 1, B, J, 3]
-    starts, ends = (states[:1], states[-1:]) if whole else (states[:-1:2], states[2::2])  # [K, B, J, 3]
+    if whole:  # the pose alone: no trajectory kept
+        starts, ends = task.x_init[None], sample(teacher, sde, task, cfg, generator)[0][None]  # [1, B, J, 3]
+    else:
+        _, traj = sample(teacher, sde, task, cfg, generator, save_every=1)
+        states = torch.stack([task.x_init] + traj)  # [2K + 1, B, J, 3]
+        starts, ends = states[:-1:2], states[2::2]  # [K, B, J, 3]
     k = torch.arange(len(starts), device=device).repeat_interleave(shape[0])
     return starts.flatten(0, 1), k, ends.flatten(0, 1)
 
