@@ -13,9 +13,9 @@ needs one pose; these aggregators make it from the hypotheses alone (all vectori
   reproj   the posterior expectation given the 2D evidence: the hypotheses weighted by how well they reproject onto
            it, w_s ~ p(u | x_s)^temper (eval.reproj_temper). With the detector's error table (eval.detector_table)
            p is its error model (lib/detnoise.py): per joint a bias, a spread and a heavy tail, relative to the
-           pose size; else a Gaussian, exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) with the joints' confidences
-           c_j and the 2D noise sigma (eval.reproj_sigma); in the spirit of FMPose3D's reprojection-based
-           aggregation
+           size of the given joints (fewer than two: the mean); else a Gaussian,
+           exp(-sum_j c_j |x_sj - u_j|^2 / (2 sigma^2)) with the joints' confidences c_j and the 2D noise sigma
+           (eval.reproj_sigma); in the spirit of FMPose3D's reprojection-based aggregation
 Observed joints of completion tasks are the same in every hypothesis, so every aggregate keeps them.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lib.detnoise import DetectorNoise, pose_size
+from lib.detnoise import DetectorNoise, given_size
 
 
 @dataclass
@@ -92,13 +92,14 @@ def reproj_pose(hyps: torch.Tensor, ev: Evidence) -> torch.Tensor:
     seen = torch.ones(ev.input2d.shape[:2]) if ev.seen is None else ev.seen.float()  # [N, J]
     if ev.noise is not None:  # the detector's mixture: a core and a wide component per joint, relative to the size
         n = ev.noise
-        size = pose_size(ev.input2d)[:, None, None, None]  # [N, 1, 1, 1]
+        size = given_size(ev.input2d, seen > 0)[:, None, None, None]  # [N, 1, 1, 1]
         r = hyps[..., :2] - ev.input2d[:, None] - n.bias * size  # [N, S, J, 2]
         sd = n.scale * size  # [N, 1, J, 2]
         core = -0.5 * (r / sd).square().sum(-1) - sd.log().sum(-1)  # [N, S, J] log densities (up to a constant)
         wide = -0.5 * (r / (n.ratio[:, None] * sd)).square().sum(-1) - (n.ratio[:, None] * sd).log().sum(-1)
         loglik = torch.logaddexp(torch.log1p(-n.outlier) + core, torch.log(n.outlier.clamp_min(1e-12)) + wide)
-        logw = (loglik * seen[:, None]).sum(-1)  # [N, S]
+        # [N, S]; a person with fewer than two joints given has no size, and no say: the mean
+        logw = torch.where(seen.sum(1, keepdim=True) >= 2, (loglik * seen[:, None]).sum(-1), 0.0)
     else:
         c = seen if ev.conf is None else ev.conf.float() * seen  # [N, J]
         sq = (hyps[..., :2] - ev.input2d[:, None]).square().sum(-1)  # [N, S, J]

@@ -38,6 +38,14 @@ def pose_size(xy: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         (xy.max(-2) - xy.min(-2)).max(-1)
 
 
+def given_size(xy: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """The pose size [N] of the given joints only (xy [N, J, 2], seen [N, J] bool; a joint not given may sit
+    anywhere): the larger side of their box, at least 1e-6 (one joint or none gives no size)."""
+    high = torch.where(seen[..., None], xy, -torch.inf).max(1).values
+    low = torch.where(seen[..., None], xy, torch.inf).min(1).values
+    return torch.nan_to_num((high - low).max(-1).values, posinf=0.0, neginf=0.0).clamp_min(1e-6)
+
+
 def load_table(path: str | Path) -> dict:
     """Read and check an error table (module docstring); one line names what is wrong."""
     path = Path(path)

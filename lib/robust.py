@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.detnoise import load_table
+from lib.detnoise import given_size, load_table
 from lib.skeleton import LEFT_JOINTS, RIGHT_JOINTS
 
 PAIRS = tuple(zip(LEFT_JOINTS, RIGHT_JOINTS, strict=True))  # the left / right pairs tried as swaps
@@ -74,14 +74,6 @@ def typical_error(table_path: str, conf: torch.Tensor | None, shape: tuple[int, 
     if conf is None:
         return torch.full(shape, TAU_0)
     return TAU_0 / conf.float().clamp(0.1, 1.0)
-
-
-def given_size(cond: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """The pose size [N] of the given joints only (a joint not given sits at 0): the larger side of their box."""
-    xy = cond[..., :2]
-    high = torch.where(seen[..., None], xy, -torch.inf).max(1).values
-    low = torch.where(seen[..., None], xy, torch.inf).min(1).values
-    return torch.nan_to_num((high - low).max(-1).values, posinf=0.0, neginf=0.0).clamp_min(1e-6)
 
 
 def _scores(pose: torch.Tensor, cond: torch.Tensor, seen: torch.Tensor, size: torch.Tensor, tau: torch.Tensor,

@@ -128,6 +128,27 @@ def test_reproj_weights_hypotheses_by_their_fit_to_the_2d_and_its_confidence():
     assert torch.allclose(aggregate(hyps, "reproj", ev), hyps.mean(1))
 
 
+def test_reproj_with_the_detectors_model_sizes_the_pose_by_its_given_joints():
+    """The detector's errors are relative to the pose size, which only the given joints define: where a joint not
+    given sits changes nothing, and a person with one joint given or none (no size; robust conditioning can leave
+    that) gets the mean, not NaN (a person of one joint made the weights NaN)."""
+    noise = DetectorNoise.from_table(_table(std=10.0))
+    xy = _upright(3) / 300.0  # network-like units: pose size 1
+    hyps = torch.zeros(3, 2, 17, 3)
+    hyps[:, 0, :, :2], hyps[:, 1, :, :2] = xy, xy + 0.2  # the first fits, the second is off
+    hyps[:, 1, :, 2] = 1.0
+    seen = torch.ones(3, 17, dtype=torch.bool)
+    seen[:, 7] = False                       # the spine not given
+    seen[1, 1:], seen[2] = False, False      # person 1 gives one joint, person 2 none
+    ev = Evidence(input2d=xy.clone(), seen=seen, noise=noise, temper=1.0)
+    out = aggregate(hyps, "reproj", ev)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[1:], hyps[1:].mean(1))
+    assert float(out[0, 0, 2]) < 1e-3  # the fitting hypothesis takes the weight
+    ev.input2d[0, 7] = torch.tensor([40.0, -40.0])  # the joint not given, far away: the size is unchanged
+    assert torch.allclose(aggregate(hyps, "reproj", ev), out)
+
+
 def test_prepare_data_fits_a_table_and_simulates_detections(data_root, tmp_path, monkeypatch, capsys):
     table = tmp_path / "syn.json"
     argv = ["prepare_data", "detector-errors", "--gt", str(data_root / "synthetic_train.pkl"), "--det",
