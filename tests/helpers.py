@@ -77,6 +77,14 @@ def overrides(config) -> list[str]:
     return out
 
 
+def config_leaves(node: dict, prefix: str = "") -> dict:
+    """{'section.field': value} of a config's to_dict()."""
+    out = {}
+    for k, v in node.items():
+        out |= config_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
 class GaussianEps(torch.nn.Module):
     """Exact noise prediction for data N(mu, s^2 I): eps = sigma (x - alpha mu) / (alpha^2 s^2 + sigma^2)."""
 

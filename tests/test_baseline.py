@@ -11,6 +11,7 @@ import torch
 from lib.augment import new_people_and_views, rotate_about, scale_bones, up_axis
 from lib.builders import build_sde, frames_of
 from lib.camera import Frames, image_to_camera
+from lib.config_utils import load_config, validate_config
 from lib.data import load_data, load_split
 from lib.detnoise import SequenceFailures
 from lib.loader import load_prior
@@ -21,7 +22,7 @@ from lib.sampling import SamplerConfig
 from lib.sharded import sample_task
 from lib.skeleton import BONES, SYMMETRIC_BONES, bone_lengths
 from lib.tasks.est import estimation
-from tests.helpers import run_module, tiny_config
+from tests.helpers import config_leaves, run_module, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,28 @@ def test_baseline_refuses_a_score_network(trained_run, baseline_run):
                      "--pflow", "--fast", "--out", str(trained_run.parent / "nothing"), "est")
     assert res.returncode == 2 and "--baseline" in res.stderr and "not a regression baseline" in res.stderr
     assert not (trained_run.parent / "nothing").exists()
+
+
+# The network and optimiser of Martinez et al. 2017, as the baseline configs must set them (num_groups: the score
+# network's GroupNorm, unused by the lifter); everything else is the prior's
+PAPER_RECIPE = {"model.name": "MartinezLifter", "model.hidden_dim": 1024, "model.n_blocks": 2, "model.dropout": 0.5,
+                "model.num_groups": 1, "optim.lr": 1e-3}
+
+
+@pytest.mark.parametrize("prior, baseline, also", [
+    ("cmu_prior", "cmu_baseline", {"training.n_iters": 8_000}),   # the prior's minutes at the lifter's speed
+    ("synthetic_small", "synthetic_baseline", {}),                # a budget of minutes: the demo's 4
+])
+def test_a_baseline_config_is_its_prior_with_the_papers_recipe(prior, baseline, also):
+    def flat(name):
+        config = load_config(f"configs/subvp/{name}.py")
+        validate_config(config)
+        return config_leaves(config.to_dict())
+
+    a, b = flat(prior), flat(baseline)
+    changed = {k: v for k, v in b.items() if a[k] != v}
+    expected = {k: v for k, v in (PAPER_RECIPE | also).items() if a[k] != v}
+    assert changed == expected and set(a) == set(b)
 
 
 # ------------------------------------------------------------------------------------------ augmentations

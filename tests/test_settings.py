@@ -14,6 +14,7 @@ from lib.errors import ToolkitError
 from lib.loader import load_prior
 from run import eval_fc_mp_adv_3d, lift, train_fc_adv_3d
 from run.common import EVAL_FLAGS
+from tests.helpers import config_leaves
 
 
 @pytest.mark.parametrize("flags", [eval_fc_mp_adv_3d.FLAGS, lift.FLAGS, train_fc_adv_3d.TRAIN_FLAGS, EVAL_FLAGS])
@@ -27,11 +28,7 @@ def test_every_short_flag_is_its_settings_declaration(flags):
 
 def test_the_default_config_is_the_declarations_and_nothing_else():
     """Every field of the default config is declared once, at its declared default (no field outside the table)."""
-    def leaves(node, prefix=""):
-        for k, v in node.items():
-            yield from leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-
-    config = dict(leaves(get_default_configs().to_dict()))
+    config = config_leaves(get_default_configs().to_dict())
     assert len(DECLARED) == len(SETTINGS) == len(config)  # no key declared twice, none undeclared
     assert config == {key: s.default for key, s in SETTINGS.items()}
     assert config["sampling.steps"] == 1000 and config["model.hidden_dim"] == 1024  # the paper's N and width
