@@ -102,7 +102,7 @@ def robust_condition(lift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     stacked = torch.stack(alts, 1)
     poses = lift(stacked.reshape(-1, j, 3), seen.repeat_interleave(len(alts), 0)).reshape(n, len(alts), j, 3)
     both = torch.stack([torch.ones(n, dtype=torch.bool)] + [seen[:, a] & seen[:, b] for a, b in PAIRS], 1)
-    size = given_size(cond, seen)  # a swap or a dropped joint does not change it
+    size = given_size(cond[..., :2], seen)  # a swap or a dropped joint does not change it
     score = torch.stack([_scores(poses[:, c], stacked[:, c], seen, size, tau, cap)[1] for c in range(len(alts))], 1)
     score = torch.where(both, score, torch.inf)  # [N, 1 + P]; a swap needs both joints given
     best = score[:, 1:].argmin(1)
