@@ -131,7 +131,7 @@ def test_reproj_weights_hypotheses_by_their_fit_to_the_2d_and_its_confidence():
 def test_reproj_with_the_detectors_model_sizes_the_pose_by_its_given_joints():
     """The detector's errors are relative to the pose size, which only the given joints define: where a joint not
     given sits changes nothing, and a person with one joint given or none (no size; robust conditioning can leave
-    that) gets the mean, not NaN (a person of one joint made the weights NaN)."""
+    that) gets the mean (before, a person without a size made the weights NaN in the detected benchmark)."""
     noise = DetectorNoise.from_table(_table(std=10.0))
     xy = _upright(3) / 300.0  # network-like units: pose size 1
     hyps = torch.zeros(3, 2, 17, 3)
