@@ -18,7 +18,7 @@ from lib.io import not_found
 # 3: validation split (training.select_on), budget runs by elapsed time (n_iters 0)
 # 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
 # 5: the training monitor's settings in their own section (monitor.*, were eval.train_*)
-# 6: distillation rounds end end to end (distill.end_share); earlier students were distilled without
+# 6: distillation rounds end end to end (distill.end_share); earlier students were distilled without it (end_share 0)
 VERSION = SETTINGS["version"].default  # the layout of today's config
 
 
