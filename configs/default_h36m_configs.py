@@ -12,6 +12,7 @@ from lib.builders import MODELS
 from lib.checks import MAX_SEED, OneOf, Setting, number, switch
 from lib.keypoints import FORMATS, H36M
 from lib.model import PREDICTIONS
+from lib.robust import ROBUST_MODES
 from lib.sampling import SAMPLERS, SCHEDULES
 from lib.sde import SDES
 from lib.tasks.base import WARM_STARTS
@@ -26,7 +27,7 @@ H36M_ORDER = OneOf(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36
 
 S = Setting
 DECLARED = (
-    S("version", 6, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
+    S("version", 7, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
     S("seed", 42, number(0, MAX_SEED, integer=True), "random seed", "--seed"),
 
     S("data.root", "data/h36m", help="folder with the three pickles below"),
@@ -174,10 +175,11 @@ DECLARED = (
     S("eval.hypo", 1, COUNT, "hypotheses per input (S)", "--hypo"),
     S("eval.reduce", "refined", OneOf(*AGGREGATORS),
       "the one pose made from S hypotheses (README 'One pose from many hypotheses')", "--reduce"),
-    S("eval.reproj_sigma", 10.0, POSITIVE, "'reproj': the 2D noise (px of the 1000-px frame) its weights assume ..."),
-    S("eval.detector_table", "", help="... unless the detector's error table (JSON, lib/detnoise.py) is given: then "
-      "its per-joint bias, spread and heavy tail; robust conditioning takes its typical errors from it too "
-      "(lib/robust.py)"),
+    S("eval.reproj_sigma", 10.0, POSITIVE, "'reproj': the 2D noise (px of the 1000-px frame) its weights assume "
+      "without the detector's table"),
+    S("eval.detector_table", "", help="the detector's error table (JSON, lib/detnoise.py): 'reproj' weighs by its "
+      "per-joint bias, spread and heavy tail instead of reproj_sigma, and robust conditioning (robust.mode auto) "
+      "takes its typical errors from it", flag="--detector-table"),
     S("eval.reproj_temper", 0.1, number(0.0, 1.0, lo_open=True), "'reproj': the likelihood to this power (< 1: "
       "hypotheses drawn given the 2D already carry its evidence once)"),
     S("eval.completion", "condition", OneOf(*COMPLETIONS), "comp2d / comp3d: how the observation is used "
@@ -222,11 +224,12 @@ DECLARED = (
     S("lift.floor_min_frames", 10, number(2, integer=True), "frames with someone in them that a floor needs"),
 
     # Robust conditioning of est from detections and of lift (lib/robust.py): left / right swaps undone and keypoints
-    # the prior does not believe completed. Off by default: it costs 9 more passes of the sampler for 1-3 % of P1,
-    # and only with the detector's table (README 'Robust conditioning and the regression baseline'); the margin and
-    # k were chosen on CMU validation rows
-    S("robust.enabled", False, switch, "undo left / right swaps and complete keypoints the prior does not believe "
-      "(config.robust): est from detections, and run.lift", "--robust"),
+    # the prior does not believe completed. On where it wins (README 'Robust conditioning and the regression
+    # baseline'): with the detector's error table it gains 1-3 % of P1 for 9 more passes of the sampler, with
+    # confidences alone it loses; the margin and k were chosen on CMU validation rows
+    S("robust.mode", "auto", OneOf(*ROBUST_MODES), "undo left / right swaps and complete keypoints the prior does not "
+      "believe, in est from detections and run.lift: auto (where the detector's table, eval.detector_table, is "
+      "given), on or off", "--robust"),
     S("robust.swap_margin", 16.0, number(0.0), "a swap is kept when it lowers the score by this much"),
     S("robust.outlier_k", 4.0, number(0.0), "a joint beyond k typical errors is completed (0: none)"),
     S("robust.rounds", 2, number(0, 10, integer=True), "passes that look for outliers"),

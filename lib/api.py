@@ -377,7 +377,8 @@ class PosePrior:
         space (divide by frames.scale for normalised coordinates)."""
         settings = RobustSettings.from_config(self.config)
         if settings is None:
-            raise ToolkitError("robust conditioning is off in this prior's config; set config.robust.enabled = True")
+            raise ToolkitError("robust conditioning is off in this prior's config: set config.robust.mode = 'on', or "
+                               "give the detector's table (config.eval.detector_table)")
         miss = self._missing(missing, self._rows(keypoints))
         cond, _ = self._input_2d(keypoints, None, None, miss)
         conf = self._confidence(confidence, cond.shape[0])

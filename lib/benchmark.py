@@ -163,10 +163,11 @@ def accuracy_rows(settings: list[Scenario], model: torch.nn.Module, sde: SDE, co
     for st in settings:
         unit = TASKS[st.task]
         opts = options_from(unit, st.options)
+        forced = with_fields(config, {"robust.mode": "on" if st.robust else "off"})
         ctx = EvalInputs(frames, st.data, hypo=st.hypo, seed=config.seed, completion=st.completion,
                       min_conf=config.eval.min_conf, reproj_sigma=config.eval.reproj_sigma,
                       reproj_temper=config.eval.reproj_temper, detector=detector,
-                      robust=RobustSettings.from_config(with_fields(config, {"robust.enabled": st.robust})))
+                      robust=RobustSettings.from_config(forced))
         base = None
         for c in st.candidates:
             if id(c.students) not in score_fns:

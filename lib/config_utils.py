@@ -162,7 +162,8 @@ def _migrate(stored: dict) -> dict:
     """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
     Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted.
     Before 4: distilled students predicted the noise. Before 5: the monitor's settings were eval.train_*. Before 6:
-    students were distilled without an end-to-end phase."""
+    students were distilled without an end-to-end phase. Before 7: robust conditioning was a switch, off unless
+    turned on; now robust.mode, whose default turns it on where the detector's table is given."""
     version = stored.get("version", 1)
     if version < 2:
         sampling = stored.get("sampling", {})
@@ -186,6 +187,8 @@ def _migrate(stored: dict) -> dict:
             stored["monitor"] = stored.get("monitor", {}) | moved
     if version < 6 and stored.get("distill", {}).get("students"):
         stored["distill"]["end_share"] = 0.0
+    if version < 7 and "enabled" in stored.get("robust", {}):
+        stored["robust"]["mode"] = "on" if stored["robust"].pop("enabled") else "auto"
     stored["version"] = VERSION
     return stored
 

@@ -176,7 +176,7 @@ def unused_settings(given: tuple[str, ...], unit: TaskDefinition, config: ml_col
             out.append(f"{key} has no effect on {unit.name}: only comp2d and comp3d complete an observation")
     if "eval.min_conf" in given and (config.data.use_gt_2d or unit.name in ("comp3d", "gen", "den")):
         out.append("--min-conf has no effect: ground-truth 2D and 3D inputs carry no confidences")
-    if "robust.enabled" in given and config.robust.enabled and (config.data.use_gt_2d or not unit.robust):
+    if "robust.mode" in given and config.robust.mode != "off" and (config.data.use_gt_2d or not unit.robust):
         out.append(f"--robust has no effect: it acts on est from detections, not on {unit.name} from "
                    f"{'ground-truth 2D' if config.data.use_gt_2d else 'this input'}")
     return out

@@ -35,6 +35,7 @@ from lib.camera import Frames, RowCameras, box_around_root, retarget, unproject
 from lib.errors import ToolkitError
 from lib.io import check_output, check_writable, json_with, npz_with, text_starting, write_json, write_npz, write_text
 from lib.keypoints import NUM_JOINTS, Keypoints
+from lib.robust import RobustSettings
 from lib.skeleton import JOINT_NAMES, bone_lengths
 from lib.video import smooth_depth, smooth_poses, tracks
 from lib.world import WorldFrame, world_frame
@@ -269,7 +270,7 @@ def lift_keypoints(prior, kps: Keypoints, camera: np.ndarray | None, image_size:
                            f"any image ({size:g} px the training frame); check --camera / --image-size")
     cond = torch.from_numpy(np.where(sn[..., None], prior.frames.normalise(pixels), 0.0)).float()  # [M, 17, 2]
     robust = None
-    if prior.config.robust.enabled:  # swaps undone, disbelieved keypoints completed (lib/robust.py)
+    if RobustSettings.from_config(prior.config) is not None:  # swaps undone, doubtful keypoints completed
         robust = prior.robust_2d(cond, ~sn, kps.conf[idx] * sn, seed)
         cond, sn = robust.condition[..., :2] / prior.frames.scale, robust.seen.numpy()
         notes += _robust_notes(robust)

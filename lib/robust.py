@@ -29,6 +29,7 @@ from lib.skeleton import LEFT_JOINTS, RIGHT_JOINTS
 
 PAIRS = tuple(zip(LEFT_JOINTS, RIGHT_JOINTS, strict=True))  # the left / right pairs tried as swaps
 TAU_0 = 0.05            # without a table: the typical error at confidence 1, a share of the pose size
+ROBUST_MODES = ("auto", "on", "off")  # robust.mode; auto: on where the detector's table is given
 
 
 @dataclass
@@ -44,11 +45,12 @@ class RobustSettings:
 
     @classmethod
     def from_config(cls, config) -> RobustSettings | None:
-        """The settings of a whole config, or None where robust conditioning is off."""
-        robust = config.robust
-        if not robust.enabled:
+        """The settings of a whole config, or None where robust conditioning is off: robust.mode 'off', or 'auto'
+        without the detector's table (with confidences alone it does not win)."""
+        robust, table = config.robust, config.eval.detector_table
+        if robust.mode == "off" or (robust.mode == "auto" and not table):
             return None
-        return cls(config.eval.detector_table, float(robust.swap_margin), float(robust.outlier_k), int(robust.rounds),
+        return cls(table, float(robust.swap_margin), float(robust.outlier_k), int(robust.rounds),
                    float(robust.flag_share))
 
 

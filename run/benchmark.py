@@ -53,8 +53,9 @@ from lib.resolve import bf16_supported, fast_sampler, paper_sampler, resolve_sam
 from lib.sampling import SamplerConfig
 from lib.train import train
 from lib.visualize import plot_learning_curves
-from run.common import Parser, add_config_arg, collect_overrides, guarded, number, number_list, parse
+from run.common import Parser, add_config_arg, collect_overrides, config_flags, guarded, number, number_list, parse
 
+TABLE_FLAG = config_flags("eval.detector_table")[0]  # detected section: the reproj aggregate and --robust use it
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "subvp"  # the repository's, wherever it runs from
@@ -74,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "sections, and the data of the budget section")
     parser.add_argument("--detections", help="detected section: detections file in the run's data folder")
     parser.add_argument("--det-format", default="sh", help="detected section: the detector's joints (lib/keypoints)")
-    parser.add_argument("--detector-table", help="detected section: the detector's error table (eval.detector_table:"
-                                                 " the reproj aggregate and --robust use it)")
+    TABLE_FLAG.add_to(parser)
     parser.add_argument("--robust", action="store_true", help="detected section: also the rows from detections with "
                                                               "robust conditioning (lib/robust.py)")
     parser.add_argument("--baseline", metavar="RUN", help="detected section: a regression baseline's run folder "
@@ -241,8 +241,8 @@ def _detected(args, device, rows: list[Row]) -> None:
         if prior == bool(getattr(model, "predicts_pose", False)):
             raise ToolkitError(f"{run} holds a {config.model.name}: give priors to --ckpt-dir and a regression "
                                f"baseline to --baseline")
-        if args.detector_table:
-            config = with_fields(config, {"eval.detector_table": args.detector_table})
+        if TABLE_FLAG.value(args):
+            config = with_fields(config, {"eval.detector_table": TABLE_FLAG.value(args)})
         det = with_fields(config, {"data.use_gt_2d": False, "data.det_file": args.detections,
                                    "data.det_format": args.det_format})
         sources = {"GT 2D": with_fields(config, {"data.use_gt_2d": True}), "detections": det}

@@ -28,7 +28,7 @@ from run.common import (
 )
 
 UNITS = [TASKS[name] for name in ("est", "comp2d", "comp3d", "gen")]
-FLAGS = EVAL_FLAGS + config_flags("eval.hypo", "robust.enabled")
+FLAGS = EVAL_FLAGS + config_flags("eval.hypo", "robust.mode", "eval.detector_table")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from lib.visualize import drawn_here, load_scene, render_html, render_images
 from lib.world import check_clip
 from run.common import Parser, config_flags, eval_setup, guarded, number, parse
 
-FLAGS = config_flags("lift.hypotheses", "lift.smooth", "lift.min_conf", "seed", "robust.enabled")
+FLAGS = config_flags("lift.hypotheses", "lift.smooth", "lift.min_conf", "seed", "robust.mode", "eval.detector_table")
 
 
 def build_parser() -> Parser:

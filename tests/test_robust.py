@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from configs.default_h36m_configs import get_default_configs
 from lib.api import PosePrior
 from lib.data import load_split
 from lib.robust import PAIRS, TAU_0, RobustSettings, robust_condition, typical_error
+from tests.helpers import ROOT, run_module
+
+TABLE = str(ROOT / "data" / "synthetic" / "synthetic_detector.json")  # the demo's detector, fitted on its training rows
 
 SETTINGS = RobustSettings(table="", swap_margin=16.0, outlier_k=4.0, rounds=2, flag_share=0.3)
 
@@ -123,7 +127,7 @@ def test_the_typical_error_comes_from_the_table_or_the_confidence(tmp_path):
 @pytest.fixture(scope="module")
 def shipped(data_root):
     prior = PosePrior.from_checkpoint()
-    prior.config.robust.enabled = True
+    prior.config.robust.mode = "on"
     px = load_split(data_root, "synthetic_test.pkl", "", "test", 1, True).pose_img[:48, :, :2]
     return prior, px
 
@@ -172,3 +176,33 @@ def test_lift_flags_a_person_whose_2d_fits_no_pose(shipped, tmp_path):
     assert np.load(tmp_path / "poses.npz")["implausible"].tolist() == result.implausible.tolist()
     people = json.loads((tmp_path / "poses.json").read_text())["frames"]
     assert [f["people"][0]["implausible"] for f in people] == [False, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("mode, table, on", [("auto", "", False), ("auto", "t.json", True), ("on", "", True),
+                                             ("off", "t.json", False)])
+def test_robust_conditioning_is_on_by_default_where_the_detectors_table_is_given(mode, table, on):
+    """robust.mode: auto turns it on with the detector's table (where it won on CMU and the demo) and leaves it off
+    with confidences alone (where it lost); on and off say what they mean."""
+    config = get_default_configs()
+    config.robust.mode, config.eval.detector_table = mode, table
+    settings = RobustSettings.from_config(config)
+    assert (settings is not None) == on
+    assert settings is None or settings.table == table
+
+
+@pytest.mark.parametrize("given, robust", [((), False), (("--detector-table", TABLE), True),
+                                           (("--detector-table", TABLE, "--robust", "off"), False),
+                                           (("--robust", "on"), True)])
+def test_eval_from_detections_takes_the_robust_path_by_default_with_the_table(trained_run, tmp_path, given, robust):
+    """est from detections (the small config's synthetic detections): its table has the robust rows, and its NFE
+    the robust passes, exactly where robust.mode says so."""
+    report = tmp_path / "est.json"
+    res = run_module("run.eval_fc_mp_adv_3d", "--ckpt-dir", str(trained_run), "--pflow", "--fast", "--sample", "20",
+                     "--json", str(report), "--out", str(tmp_path / "est"), *given, "est")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(report.read_text())
+    assert ("robust_dropped" in out["table"]) == robust
+    # drift_2m 20 (--pflow --fast); robustly, before it, one pass for the 2D and one for each swap, and up to
+    # `rounds` (2) passes for outliers
+    passes = (1 + len(PAIRS), 1 + len(PAIRS) + 2) if robust else (0, 0)
+    assert 20 * (1 + passes[0]) <= out["nfe"] <= 20 * (1 + passes[1])

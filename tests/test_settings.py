@@ -93,3 +93,14 @@ def test_students_distilled_before_version_6_had_no_end_to_end_phase():
     assert config_from_json(json.dumps(old)).distill.end_share == SETTINGS["distill.end_share"].default == 0.5
     old["distill"]["students"] = "8,4"
     assert config_from_json(json.dumps(old)).distill.end_share == 0.0
+
+
+def test_robust_conditioning_turned_on_before_version_7_stays_on():
+    """Version 6 had a switch, robust.enabled: true loads as robust.mode 'on'; false (its default) as today's
+    default, auto, and the switch is gone."""
+    old = json.loads(config_to_json(get_default_configs()))
+    old["version"] = 6
+    for enabled, mode in ((True, "on"), (False, "auto")):
+        old["robust"] = {k: v for k, v in old["robust"].items() if k != "mode"} | {"enabled": enabled}
+        robust = config_from_json(json.dumps(old)).robust
+        assert robust.mode == mode and "enabled" not in robust
