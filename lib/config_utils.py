@@ -161,7 +161,8 @@ _RENAMED = {"pflow_euler": "ode_euler", "heun": "ode_heun", "pflow_rk45": "ode_r
 def _migrate(stored: dict) -> dict:
     """Configs of earlier versions. Before 2: old sampler names, and 'uniform' was the default grid of em then.
     Before 3: runs selected best_model.pth on the test rows, and a budget run stored the step count it fitted.
-    Before 4: distilled students predicted the noise. Before 5: the monitor's settings were eval.train_*. Before 6:
+    Before 4: distilled students predicted the noise, with the defaults of then (a run without students, a
+    teacher, distils with today's). Before 5: the monitor's settings were eval.train_*. Before 6:
     students were distilled without an end-to-end phase. Before 7: robust conditioning was a switch, off unless
     turned on; now robust.mode, whose default turns it on where the detector's table is given."""
     version = stored.get("version", 1)
@@ -179,6 +180,8 @@ def _migrate(stored: dict) -> dict:
             training["n_iters"] = 0
     if version < 4 and stored.get("distill", {}).get("students"):
         stored["distill"] |= {"predict": "eps", "fit_share": 0.0}
+    elif version < 4:  # a teacher: its distill section was that version's defaults (lr 3e-4), and takes today's
+        stored.pop("distill", None)
     if version < 5:
         evaluation = stored.get("eval", {})
         moved = {k: evaluation.pop(f"train_{k}") for k in ("method", "steps", "schedule", "max_poses")

@@ -14,7 +14,7 @@ from lib.errors import ToolkitError
 from lib.loader import load_prior
 from run import eval_fc_mp_adv_3d, lift, train_fc_adv_3d
 from run.common import EVAL_FLAGS
-from tests.helpers import config_leaves
+from tests.helpers import ROOT, config_leaves
 
 
 @pytest.mark.parametrize("flags", [eval_fc_mp_adv_3d.FLAGS, lift.FLAGS, train_fc_adv_3d.TRAIN_FLAGS, EVAL_FLAGS])
@@ -104,3 +104,16 @@ def test_robust_conditioning_turned_on_before_version_7_stays_on():
         old["robust"] = {k: v for k, v in old["robust"].items() if k != "mode"} | {"enabled": enabled}
         robust = config_from_json(json.dumps(old)).robust
         assert robust.mode == mode and "enabled" not in robust
+
+
+def test_a_teacher_trained_before_version_4_distils_with_todays_recipe():
+    """The shipped prior (version 3) stored the distill defaults of then (lr 3e-4, the noise head); it carries no
+    students, so run.distill reads today's defaults. A checkpoint with students keeps what made them."""
+    shipped = load_prior(ROOT / "lib" / "resources" / "cmu_prior")
+    stored = json.loads(shipped.state["config"])
+    assert (stored["version"], stored["distill"]["lr"], stored["distill"]["students"]) == (3, 3e-4, "")
+    assert shipped.config.distill.lr == SETTINGS["distill.lr"].default == 1e-3
+    old = json.loads(config_to_json(get_default_configs()))
+    old["version"] = 3
+    old["distill"] = {"lr": 3e-4, "students": "8,4"}
+    assert config_from_json(json.dumps(old)).distill.lr == 3e-4
