@@ -15,10 +15,9 @@ import torch
 from configs.default_h36m_configs import get_default_configs
 from lib.api import PosePrior
 from lib.data import load_split
+from lib.detnoise import fit_table
 from lib.robust import PAIRS, TAU_0, RobustSettings, robust_condition, typical_error
-from tests.helpers import ROOT, run_module
-
-TABLE = str(ROOT / "data" / "synthetic" / "synthetic_detector.json")  # the demo's detector, fitted on its training rows
+from tests.helpers import run_module
 
 SETTINGS = RobustSettings(table="", swap_margin=16.0, outlier_k=4.0, rounds=2, flag_share=0.3)
 
@@ -190,13 +189,25 @@ def test_robust_conditioning_is_on_by_default_where_the_detectors_table_is_given
     assert settings is None or settings.table == table
 
 
-@pytest.mark.parametrize("given, robust", [((), False), (("--detector-table", TABLE), True),
-                                           (("--detector-table", TABLE, "--robust", "off"), False),
+@pytest.fixture(scope="module")
+def detector_table(data_root, tmp_path_factory) -> str:
+    """The synthetic detector's error table, fitted on the training rows (as make detected-demo does)."""
+    gt = load_split(data_root, "synthetic_train.pkl", "", "train", 1, True)
+    det = load_split(data_root, "synthetic_train.pkl", "synthetic_dt.pkl", "train", 1, False)
+    path = tmp_path_factory.mktemp("table") / "synthetic_detector.json"
+    path.write_text(json.dumps(fit_table(gt.pose_img[..., :2], det.det2d, det.det_conf, "synthetic")))
+    return str(path)
+
+
+@pytest.mark.parametrize("given, robust", [((), False), (("--detector-table", "TABLE"), True),
+                                           (("--detector-table", "TABLE", "--robust", "off"), False),
                                            (("--robust", "on"), True)])
-def test_eval_from_detections_takes_the_robust_path_by_default_with_the_table(trained_run, tmp_path, given, robust):
+def test_eval_from_detections_takes_the_robust_path_by_default_with_the_table(trained_run, detector_table, tmp_path,
+                                                                               given, robust):
     """est from detections (the small config's synthetic detections): its table has the robust rows, and its NFE
     the robust passes, exactly where robust.mode says so."""
     report = tmp_path / "est.json"
+    given = [detector_table if g == "TABLE" else g for g in given]
     res = run_module("run.eval_fc_mp_adv_3d", "--ckpt-dir", str(trained_run), "--pflow", "--fast", "--sample", "20",
                      "--json", str(report), "--out", str(tmp_path / "est"), *given, "est")
     assert res.returncode == 0, res.stderr
