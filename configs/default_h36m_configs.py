@@ -158,6 +158,9 @@ DECLARED = (
     S("distill.round_growth", 1.0, number(0.25, 4.0), "round i gets a share of the rest ~ growth^i (1: equal rounds)"),
     S("distill.end_share", 0.5, number(0.0, 0.9), "share of each round spent end to end: the student's whole sampler "
       "unrolled and its pose matched to the first teacher's"),
+    S("distill.spread_share", 0.0, number(0.0, 0.9), "share of the minutes for the last student's stochastic twin "
+      "(eta 1): its samples matched to the teacher's fast stochastic sampler's by the energy score"),
+    S("distill.spread_draws", 8, number(2, 64, integer=True), "... samples of each, per condition"),
     S("distill.t_start", 1.0, number(0.1, 1.0), "the students' first step starts here, from the data-matched "
       "Gaussian"),
     S("distill.lr", 1e-3, POSITIVE, "Adam, cosine to 0 within each round (a 2 % warm-up)"),

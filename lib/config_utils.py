@@ -144,6 +144,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if m.beta_min >= m.beta_max or m.sigma_min >= m.sigma_max:
         raise ToolkitError("model.beta_min < model.beta_max and model.sigma_min < model.sigma_max are required")
     d = config.distill
+    if d.fit_share + d.spread_share >= 1.0:
+        raise ToolkitError(f"distill.fit_share ({d.fit_share:g}) and distill.spread_share ({d.spread_share:g}) leave "
+                           f"no minutes for the students' rounds; keep their sum below 1")
     if d.predict == "eps" and d.fit_share > 0:
         raise ToolkitError(f"distill.fit_share ({d.fit_share:g}) cannot take effect with distill.predict=eps (a "
                            f"student of the teacher's own head starts as the teacher); set it to 0")

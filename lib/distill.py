@@ -13,14 +13,24 @@ The students' output (distill.predict, lib/model.Student) is the teacher's noise
 head and a v head blended by the SNR (eps+v). A new head starts at zero (the teacher's weights cannot be read as v or
 x), and first spends distill.fit_share of the minutes learning the teacher's own data prediction at the first
 student's states. The weight w(t) belongs to the output: SNR for eps (its own noise-space loss), SNR + 1 for v and
-eps+v (|v - v*|^2), max(SNR, 1) for x (Salimans & Ho's truncated SNR). The rest of the minutes go to the rounds,
-round i a share ~ distill.round_growth^i. The students may start at distill.t_start < T, from the Gaussian that
-matches the training poses there.
+eps+v (|v - v*|^2), max(SNR, 1) for x (Salimans & Ho's truncated SNR). The rest of the minutes (less the stochastic
+twins', below) go to the rounds, round i a share ~ distill.round_growth^i. The students may start at
+distill.t_start < T, from the Gaussian that matches the training poses there.
 
 A round may end end to end (distill.end_share of its minutes): the student's whole k-step sampler is unrolled from
 the start draw, gradients through every step, and its pose is matched to the first teacher's (the fast sampler's)
 from the same draw and condition, |x_0 - x_0*|^2. The halving rounds learn from the previous student, whose errors
 they inherit; this phase measures each student against the one teacher that was never distilled.
+
+The last student (the fewest steps, --steps) may then get a stochastic twin (distill.spread_share of the minutes;
+Student.stochastic, from its weights): its steps with the reverse SDE's noise between them (eta 1, what S > 1 samples
+with) are unrolled from the start draw for distill.spread_draws draws per condition and matched to as many samples
+of the teacher's fast stochastic sampler (config.fast: the reverse SDE) by the energy score E|X - Y| - E|X - X'| / 2
+of whole poses (energy_score). The drift-only map the other phases teach lands every draw near one pose, and the
+noise between fewer than 8 steps leaves it in states that map never visits. The score is least where the draws are
+distributed as the teacher's samples, in their spread as well as their place (Gneiting & Raftery 2007; used to
+train few-step diffusion samplers by De Bortoli et al. 2025). The twin has its own weights: trained in the
+student's, the same score made its deterministic steps worse (README 'Distilled samplers').
 
 Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
 trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
@@ -90,12 +100,16 @@ def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: tor
 
 def step_coefficients(sde: SDE, schedule: str, steps: int, eps: float, device: torch.device, t_start: float = 1.0
                       ) -> tuple[torch.Tensor, ...]:
-    """Per student step k of a grid from t_start: its start time t_k, and A_k, B_k of x'' = A x + B D (float32 [K])."""
+    """Per student step k of a grid from t_start: its start time t_k, A_k and B_k of x'' = A x + B D, and C_k, the
+    noise of the stochastic form (eta 1): x'' = A x + B D + C z, C = sigma'' sqrt(1 - e^-2h), 0 at the last step,
+    whose mean the sampler returns (sampling.noise_removal) (float32 [K] each)."""
     grid = make_grid(sde, schedule, steps, t_start, eps)
     h = sde.lambda_(grid.t_next) - sde.lambda_(grid.t)
     a = sde.sigma(grid.t_next) / sde.sigma(grid.t) * torch.exp(-h)
     b = -sde.alpha(grid.t_next) * torch.expm1(-2.0 * h)
-    return tuple(v.float().to(device) for v in (grid.t, a, b))
+    c = sde.sigma(grid.t_next) * torch.sqrt(-torch.expm1(-2.0 * h))
+    c[-1] = 0.0
+    return tuple(v.float().to(device) for v in (grid.t, a, b, c))
 
 
 def loss_weight(sde: SDE, t: torch.Tensor, predict: str) -> torch.Tensor:
@@ -106,19 +120,36 @@ def loss_weight(sde: SDE, t: torch.Tensor, predict: str) -> torch.Tensor:
 
 
 def unrolled(student: Student, x: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor,
-             coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
+             coefficients: tuple[torch.Tensor, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """The student's whole sampler from x [B, J, 3] (its start draw): x <- A_k x + B_k D(x, t_k) for every step k,
-    as the 'distilled' sampler runs it with eta 0; differentiable. Returns the pose [B, J, 3]."""
-    for t, a, b in zip(*coefficients, strict=True):
+    as the 'distilled' sampler runs it with eta 0, or, given a generator, + C_k z as it runs with eta 1 (the same
+    draws in the same order); differentiable. Returns the pose [B, J, 3]."""
+    for t, a, b, c in zip(*coefficients, strict=True):
         x = a * x + b * student.data(x, t.expand(len(x)), condition, mask)
+        if generator is not None and c > 0:
+            x = x + c * torch.randn(x.shape, generator=generator, device=x.device)
     return x
 
 
-def round_seconds(seconds: float, rounds: int, fit_share: float, growth: float) -> tuple[float, list[float]]:
-    """The head fit's seconds and each round's: the fit takes fit_share, round i of the rest a share ~ growth^i."""
+def energy_score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The energy score of samples x [C, m, J, 3] against samples y [C, n, J, 3] of the same C conditions (m >= 2):
+    E|X - Y| - E|X - X'| / 2 [C], the distance of whole poses. A strictly proper scoring rule (Gneiting & Raftery
+    2007): its expectation is least exactly where X is distributed as Y, so it trains spread as well as place."""
+    x, y = x.flatten(2), y.flatten(2)
+    cross = (x[:, :, None] - y[:, None]).square().sum(-1).add(1e-12).sqrt().mean((1, 2))  # [C]
+    m = x.shape[1]
+    within = (x[:, :, None] - x[:, None]).square().sum(-1).add(1e-12).sqrt()  # [C, m, m], the diagonal ~1e-6
+    within = (within.sum((1, 2)) - within.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
+    return cross - within / 2
+
+
+def round_seconds(seconds: float, rounds: int, fit_share: float, growth: float, spread_share: float = 0.0
+                  ) -> tuple[float, list[float], float]:
+    """The head fit's seconds, each round's and the stochastic twin's: the fit takes fit_share, the twin
+    spread_share, round i of the rest a share ~ growth^i."""
     weights = [growth ** i for i in range(rounds)]
-    rest = seconds * (1.0 - fit_share)
-    return seconds * fit_share, [rest * w / sum(weights) for w in weights]
+    rest = seconds * (1.0 - fit_share - spread_share)
+    return seconds * fit_share, [rest * w / sum(weights) for w in weights], seconds * spread_share
 
 
 class Distiller:
@@ -150,16 +181,19 @@ class Distiller:
         counts = [first // 2 ** r for r in range(int(math.log2(first // final_steps)) + 1)]
         if first % final_steps or counts[-1] != final_steps:
             raise ValueError(f"distill.first_steps ({first}) must be a power-of-two multiple of --steps {final_steps}")
-        fit, shares = round_seconds(60.0 * minutes, len(counts), d.fit_share, d.round_growth)
+        fit, shares, spread = round_seconds(60.0 * minutes, len(counts), d.fit_share, d.round_growth, d.spread_share)
         teacher_fn = ScoreFn(self.teacher, self.sde)
         f = self.config.fast
 
-        def sampler(method: str, steps: int) -> SamplerConfig:  # on the grid of the fast deterministic sampler
+        def sampler(method: str, steps: int, schedule: str = f.deterministic_schedule, **given) -> SamplerConfig:
             return resolve_sampler(self.config, self.device, deterministic=True,
-                                   given={"method": method, "steps": steps, "schedule": f.deterministic_schedule})
+                                   given={"method": method, "steps": steps, "schedule": schedule} | given)
 
         cfg = sampler(f.deterministic, 2 * first)  # the teacher's fast sampler, twice the first student's steps
         first_teacher = (teacher_fn, cfg)
+        # the teacher's fast stochastic sampler (the reverse SDE): what the stochastic form's spread is matched to
+        stochastic_teacher = (teacher_fn, sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule,
+                                                  eta=f.stochastic_eta))
         student = self.first_student()
         if fit > 0:
             student = self._round(student, teacher_fn, cfg, first, fit, target="fit")
@@ -170,51 +204,38 @@ class Distiller:
             self.students[steps] = student
             teacher_fn = ScoreFn(student, self.sde)
             cfg = sampler("drift_ddim", steps)
+        if spread > 0:  # the last student's stochastic twin, from its weights
+            student.stochastic = self._round(student, *stochastic_teacher, final_steps, spread, target="spread")
         return self.students
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
                target: str = "distil") -> Student:
         """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode).
         target (Round.target): 'distil' where the teacher's two steps land; 'fit' the teacher's own data prediction
-        at the student's states; 'end' the teacher's pose from the student's start draw, the student unrolled."""
+        at the student's states; 'end' the teacher's pose from the student's start draw, the student unrolled;
+        'spread' the teacher's stochastic samples, the student's stochastic form unrolled (energy_score)."""
         d = self.config.distill
         student = copy.deepcopy(init).train()
+        student.stochastic = None  # a twin belongs to the steps it was trained for (Student.stochastic)
         ema = ExponentialMovingAverage(student.parameters(), 0.999)
         opt = torch.optim.Adam(student.parameters(), lr=d.lr)
         schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
                                                         "schedule": "cosine", "lr_final": 0.0}})
-        coefficients = step_coefficients(self.sde, cfg.schedule, steps, cfg.eps, self.device, d.t_start)
-        t_k, a_k, b_k = coefficients
+        coefficients = step_coefficients(self.sde, self.config.fast.deterministic_schedule, steps, cfg.eps, self.device,
+                                         d.t_start)  # the students' own grid (lib/builders.build_score_fn)
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
-        offset = {"distil": 0, "fit": 1000, "end": 2000}[target]
+        offset = {"distil": 0, "fit": 1000, "end": 2000, "spread": 3000}[target]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset)
         while progress < 1.0:
-            x, k, target_x = self._pool(teacher_fn, cfg, gen, init, whole=target == "end")
-            order = torch.randperm(len(x), generator=gen, device=self.device)
-            for lo in range(0, len(x) - d.batch_size + 1, d.batch_size):
-                idx = order[lo:lo + d.batch_size]
+            batch_loss, rows, per_batch = self._losses(target, student, teacher_fn, cfg, gen, init, coefficients)
+            order = torch.randperm(rows, generator=gen, device=self.device)
+            for lo in range(0, rows - per_batch + 1, per_batch):
                 done = min((time.monotonic() - start) / seconds, 1.0)
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(schedule, updates, done)
                 ema.decay = 0.5 ** (max(done - progress, 1e-9) / d.ema_halflife)
                 progress = done
-                xs, kk, t = x[idx], k[idx], t_k[k[idx]]
-                cond, mask = self.cond[idx], self.mask[idx]
-                if target == "end":  # the pose of the student's whole sampler against the first teacher's
-                    loss = (unrolled(student, xs, cond, mask, coefficients) - target_x[idx]).square().sum((1, 2))
-                    loss = loss.mean()
-                else:
-                    if target == "fit":  # D_teacher(x, t)
-                        with torch.no_grad():
-                            eps = teacher_fn.eps(xs, t, cond, mask)
-                        want = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
-                    else:  # D*: where the teacher's two steps land, as a data prediction
-                        want = (target_x[idx] - a_k[kk][:, None, None] * xs) / b_k[kk][:, None, None]
-                    # the weight follows the output (loss_weight): unweighted, the steps near T (alpha 0.007 at
-                    # T = 1) took every gradient from an eps head, whose D = (x - sigma eps) / alpha amplifies its
-                    # error ~150-fold (README 'Distilled samplers')
-                    err = (student.data(xs, t, cond, mask) - want).square().sum((1, 2))
-                    loss = (loss_weight(self.sde, t, d.predict) * err).mean()
+                loss = batch_loss(order[lo:lo + per_batch])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -227,29 +248,80 @@ class Distiller:
         self.rounds.append(Round(steps, float(torch.stack(losses[-50:]).mean()), updates,
                                  (time.monotonic() - start) / 60, target))
         log.info("%s of %d steps: %d updates in %.1f min, loss %.4f",
-                 {"distil": "student", "fit": "head fit", "end": "end to end, student"}[target], steps, updates,
-                 self.rounds[-1].minutes, self.rounds[-1].loss)
+                 {"distil": "student", "fit": "head fit", "end": "end to end, student",
+                  "spread": "stochastic form, student"}[target], steps, updates, self.rounds[-1].minutes,
+                 self.rounds[-1].loss)
         ema.copy_to(student.parameters())
         return student.eval()
+
+    def _losses(self, target: str, student: Student, teacher_fn: ScoreFn, cfg: SamplerConfig,
+                gen: torch.Generator, init: Student, coefficients: tuple[torch.Tensor, ...]):
+        """A fresh pool of training rows for `target` and the loss of a batch of them: (loss(indices) -> scalar,
+        rows in the pool, rows per batch)."""
+        d = self.config.distill
+        t_k, a_k, b_k, _ = coefficients
+        if target == "spread":  # rows are conditions, each with spread_draws teacher samples
+            m = d.spread_draws
+            cond, mask, y = self._spread_pool(teacher_fn, cfg, gen, m)  # y [C, m, J, 3]
+
+            def loss(idx: torch.Tensor) -> torch.Tensor:
+                c, k = cond[idx].repeat_interleave(m, 0), mask[idx].repeat_interleave(m, 0)  # [C * m, ...]
+                x = student.start(c.shape, gen, self.device)
+                x = unrolled(student, x, c, k, coefficients, gen).unflatten(0, (len(idx), m))  # [C, m, J, 3]
+                return energy_score(x, y[idx]).mean()
+
+            return loss, len(cond), max(d.batch_size // m, 1)
+        x, k, target_x = self._pool(teacher_fn, cfg, gen, init, whole=target == "end")
+
+        def loss(idx: torch.Tensor) -> torch.Tensor:
+            xs, kk, t = x[idx], k[idx], t_k[k[idx]]
+            cond, mask = self.cond[idx], self.mask[idx]
+            if target == "end":  # the pose of the student's whole sampler against the first teacher's
+                return (unrolled(student, xs, cond, mask, coefficients) - target_x[idx]).square().sum((1, 2)).mean()
+            if target == "fit":  # D_teacher(x, t)
+                with torch.no_grad():
+                    eps = teacher_fn.eps(xs, t, cond, mask)
+                want = (xs - self.sde.sigma(t)[:, None, None] * eps) / self.sde.alpha(t)[:, None, None]
+            else:  # D*: where the teacher's two steps land, as a data prediction
+                want = (target_x[idx] - a_k[kk][:, None, None] * xs) / b_k[kk][:, None, None]
+            # the weight follows the output (loss_weight): unweighted, the steps near T (alpha 0.007 at T = 1) took
+            # every gradient from an eps head, whose D = (x - sigma eps) / alpha amplifies its error ~150-fold
+            # (README 'Distilled samplers')
+            err = (student.data(xs, t, cond, mask) - want).square().sum((1, 2))
+            return (loss_weight(self.sde, t, d.predict) * err).mean()
+
+        return loss, len(x), d.batch_size
+
+    def _conditions(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """About `rows` training conditions and masks (the loss's, lib/losses.draw_condition) from the next batches."""
+        parts = []
+        for _ in range(max(rows // self.batches.per_rank, 1)):
+            batch = self.batches(self.batch_index)
+            self.batch_index += 1
+            parts.append(draw_condition(batch, mask_rates(self.config.training, 0.0)))
+        return torch.cat([c for c, _ in parts]), torch.cat([m for _, m in parts])
 
     def _pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator, student: Student,
               whole: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher pairs for distill.pool training rows with their conditions and masks (self.cond / self.mask,
         repeated per student step like the pairs), from the student's start draw. whole: one pair per row instead,
         the start draw and the teacher's pose (step index 0)."""
-        d = self.config.distill
-        parts = []
-        for _ in range(max(d.pool // self.batches.per_rank, 1)):
-            batch = self.batches(self.batch_index)
-            self.batch_index += 1
-            parts.append(draw_condition(batch, mask_rates(self.config.training, 0.0)))
-        condition = torch.cat([c for c, _ in parts])
-        mask = torch.cat([m for _, m in parts])
+        condition, mask = self._conditions(self.config.distill.pool)
         with torch.inference_mode():
             x, k, ends = teacher_pairs(teacher_fn, self.sde, cfg, condition, mask, gen, student, whole)
         repeats = len(x) // len(condition)
         self.cond, self.mask = condition.repeat(repeats, 1, 1), mask.repeat(repeats, 1, 1)
         return x.clone(), k.clone(), ends.clone()
+
+    def _spread_pool(self, teacher_fn: ScoreFn, cfg: SamplerConfig, gen: torch.Generator, m: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """About distill.pool / m training conditions and masks (at least a batch), and m samples [C, m, J, 3] of the
+        teacher's stochastic sampler for each."""
+        condition, mask = self._conditions(self.config.distill.pool // m)
+        task = Task(condition=condition.repeat_interleave(m, 0), mask=mask.repeat_interleave(m, 0))
+        with torch.inference_mode():
+            y = sample(teacher_fn, self.sde, task, cfg, gen)[0]
+        return condition, mask, y.unflatten(0, (len(condition), m)).clone()
 
 
 def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> int:

@@ -106,10 +106,13 @@ def model_from_state(state: dict, config: ml_collections.ConfigDict, path: str |
 def students_from_state(state: dict, config: ml_collections.ConfigDict, device: torch.device | str = "cpu"
                         ) -> dict[int, Student]:
     """The distilled students a checkpoint carries ({steps: Student in eval mode}; none for other files). Their
-    weights are the Student's state dict; those of runs before distill.predict, the bare noise network's."""
+    weights are the Student's state dict (with its stochastic twin's, 'stochastic.*', where it has one); those of runs
+    before distill.predict, the bare noise network's."""
     out = {}
     for steps, weights in state.get("students", {}).items():
         student = Student(build_model(config), build_sde(config), config.distill.predict)
+        if any(k.startswith("stochastic.") for k in weights):
+            student.stochastic = Student(build_model(config), build_sde(config), config.distill.predict)
         if not any(k.startswith("net.") for k in weights):  # an earlier run's: the network alone, from T
             weights = student.state_dict() | {f"net.{k}": v for k, v in weights.items()}
         check_compatible(student.net, {k[4:]: v for k, v in weights.items() if k.startswith("net.")},

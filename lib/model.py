@@ -112,6 +112,9 @@ class Student(nn.Module):
     D by at most its own size.
     A student whose steps start at t_start < T starts from the Gaussian that matches the data there (buffers
     start_mean and start_std [J, 3], the training poses' moments): N(alpha mean, alpha^2 std^2 + sigma^2).
+    `stochastic`, where distillation trained one (distill.spread_share), is the student's twin for its steps with the
+    reverse SDE's noise between them (eta > 0): its own weights, so that training the noisy steps to spread as the
+    teacher's samples do leaves the deterministic steps as they were.
     """
 
     def __init__(self, net: nn.Module, sde: SDE, predict: str = "eps", t_start: float = 1.0):
@@ -127,6 +130,7 @@ class Student(nn.Module):
         self.register_buffer("t_start", torch.tensor(float(t_start), dtype=torch.float64))
         self.register_buffer("start_mean", torch.zeros(shape))
         self.register_buffer("start_std", torch.ones(shape))
+        self.stochastic: Student | None = None
 
     def data(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor,
              mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,12 +199,16 @@ class ScoreFn:
         finally:
             self.bf16 = before
 
-    def student(self, steps: int) -> ScoreFn:
-        """The score of the student distilled for `steps` steps (its evaluations count here too)."""
+    def student(self, steps: int, stochastic: bool = False) -> ScoreFn:
+        """The score of the student distilled for `steps` steps, or of its stochastic twin where it has one and the
+        steps add noise (its evaluations count here too)."""
         if steps not in self.students:
             have = ", ".join(map(str, sorted(self.students))) or "none (distil one with python -m run.distill)"
             raise ToolkitError(f"the checkpoint carries no student for {steps} steps; students: {have}")
-        fn = ScoreFn(self.students[steps], self.sde)
+        net = self.students[steps]
+        if stochastic and getattr(net, "stochastic", None) is not None:
+            net = net.stochastic
+        fn = ScoreFn(net, self.sde)
         fn.parent = self
         return fn
 

@@ -495,8 +495,8 @@ def sample(score_fn: ScoreFn, sde: SDE, task: Task, cfg: SamplerConfig, generato
         if task.observed is not None:
             x = torch.where(task.observed_mask > 0, task.observed, x)
         return x, [x] if save_every else []
-    if cfg.method == "distilled":  # the student of that many steps, on the grid it learnt
-        score_fn = score_fn.student(cfg.steps)
+    if cfg.method == "distilled":  # the student of that many steps (its stochastic twin with noise), on its grid
+        score_fn = score_fn.student(cfg.steps, stochastic=cfg.eta > 0)
         if cfg.schedule not in ("auto", score_fn.parent.student_grid):
             raise ToolkitError(f"the students were distilled on the {score_fn.parent.student_grid} grid; drop "
                                f"--schedule {cfg.schedule}")

@@ -300,7 +300,8 @@ def _distill(args, device, rows: list[Row]) -> None:
                     f"{scores[f'student {n}']['p1'] / scores['teacher']['p1']:.3f}x the teacher's fast sampler")
             det.append(Candidate(f"student, {n} steps ({name})", _plain(config, method="distilled", steps=n),
                                  students=prior.students))
-            sto.append(Candidate(f"student, {n} steps, eta 1 ({name})",
+            twin = ", its stochastic twin" if prior.students[n].stochastic is not None else ""  # what eta 1 runs
+            sto.append(Candidate(f"student, {n} steps, eta 1{twin} ({name})",
                                  _plain(config, method="distilled", steps=n, eta=1.0), students=prior.students))
     leg = {"jlist": "right_leg"}
     settings = [Scenario("est S=1, deterministic", "est", {}, 1, one, det, section="distill"),

@@ -8,8 +8,8 @@ Students of distill.first_steps (8), half that, ... down to --steps are kept; --
 steps whose validation P1 is within distill.fast_tolerance (3 %) of the teacher's fast sampler (distill.fast_steps,
 0 where none is). The folder holds the teacher's weights too, so every command loads it like any other run.
 distill.predict chooses the students' output (eps, eps+v, v, x; lib/model.Student), distill.fit_share,
-distill.round_growth, distill.end_share and distill.t_start how the minutes are spent and where the students start
-(lib/distill.py).
+distill.round_growth, distill.end_share, distill.spread_share and distill.t_start how the minutes are spent and where
+the students start (lib/distill.py).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from lib.builders import build_score_fn, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import apply_overrides, config_from_json, config_to_json, parse_override
 from lib.data import load_data
-from lib.distill import fast_student, loss_weight, round_seconds, step_coefficients, unrolled
+from lib.distill import energy_score, fast_student, loss_weight, round_seconds, step_coefficients, unrolled
 from lib.errors import ToolkitError
 from lib.loader import SHIPPED_PRIOR, load_prior, students_from_state
 from lib.model import Student
@@ -99,8 +99,29 @@ def test_the_loss_weights_follow_the_head():
 
 
 def test_the_minutes_split_between_the_head_fit_and_growing_rounds():
-    assert round_seconds(600.0, 4, 0.1, 2.0) == (60.0, [36.0, 72.0, 144.0, 288.0])  # 540 s as 1 : 2 : 4 : 8
-    assert round_seconds(600.0, 4, 0.0, 1.0) == (0.0, [150.0] * 4)
+    assert round_seconds(600.0, 4, 0.1, 2.0) == (60.0, [36.0, 72.0, 144.0, 288.0], 0.0)  # 540 s as 1 : 2 : 4 : 8
+    assert round_seconds(600.0, 4, 0.0, 1.0) == (0.0, [150.0] * 4, 0.0)
+    fit, rounds, twin = round_seconds(600.0, 2, 0.1, 1.0, 0.3)  # 600 s: 60 fit, 180 the twin, 360 in two rounds
+    assert (fit, twin) == pytest.approx((60.0, 180.0)) and rounds == pytest.approx([180.0, 180.0])
+
+
+def test_the_energy_score_prefers_the_right_spread_to_the_right_mean():
+    """Hand-computed on one coordinate (the others equal): samples y at -1 and +1. Samples x at -1 and +1:
+    E|X - Y| = (0 + 2 + 2 + 0) / 4 = 1, E|X - X'| = 2, score 1 - 2 / 2 = 0. Both at the mean 0: 1 - 0 = 1. Both
+    at +1: (2 + 0) / 2 - 0 = 1. So the loss of the stochastic form cannot be won by landing every draw on the mean."""
+    def poses(*values: float) -> torch.Tensor:  # [1, n, 17, 3], values in coordinate (0, 0)
+        x = torch.zeros(1, len(values), 17, 3)
+        x[0, :, 0, 0] = torch.tensor(values)
+        return x
+
+    y = poses(-1.0, 1.0)
+    for x, want in ((poses(-1.0, 1.0), 0.0), (poses(0.0, 0.0), 1.0), (poses(1.0, 1.0), 1.0)):
+        assert energy_score(x, y).item() == pytest.approx(want, abs=1e-4)
+    # three draws against four samples at the corners of a square of side 2 in (x, y) of joint 0
+    y = torch.zeros(1, 4, 17, 3)
+    y[0, :, 0, :2] = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    x = torch.zeros(1, 3, 17, 3)  # all at the centre: E|X - Y| = sqrt(2), E|X - X'| = 0
+    assert energy_score(x, y).item() == pytest.approx(math.sqrt(2.0), abs=1e-4)
 
 
 def test_a_student_starting_below_t1_starts_from_the_data_matched_gaussian():
@@ -251,6 +272,64 @@ def test_the_end_to_end_phase_trains_the_sampler_that_runs(shipped_student):
         assert ran.abs().mean() > 0.1 and torch.allclose(trained, ran, atol=1e-4), (steps, (trained - ran).abs().max())
 
 
+@pytest.fixture(scope="module")
+def spread_student(shipped_student, tmp_path_factory):
+    """The shipped prior distilled to 2 steps, with a share of the minutes for the stochastic twin (energy score)."""
+    teacher, data = shipped_student[0].parent / "teacher", shipped_student[1]
+    root = tmp_path_factory.mktemp("spread_student")
+    res = run_module("run.distill", "--ckpt-dir", str(teacher), "--steps", "2", "--minutes", "0.3",
+                     "--ckpt-root", str(root), "--name", "student", "--config.distill.first_steps=4",
+                     "--config.distill.pool=128", "--config.distill.batch_size=64", "--config.distill.end_share=0.3",
+                     "--config.distill.spread_share=0.5", "--config.distill.spread_draws=4", *data)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root / "student", data
+
+
+def test_the_stochastic_twin_is_what_runs_with_noise(spread_student):
+    """The last student (2 steps) gets a stochastic twin with weights of its own, and what its phase differentiates
+    (lib/distill.unrolled of the twin with a generator) is, draw for draw, what the 'distilled' sampler runs with
+    eta 1: the same start and noise draws give the same poses, other noise draws other poses. Without noise the
+    sampler runs the student's own weights; a student without a twin adds the noise to its own steps. (The twin of
+    this 9-second phase is moved further by hand, so that the two cannot be mistaken for each other.)"""
+    run, data = spread_student
+    state = load_checkpoint(run / "checkpoint.pth")
+    assert [(r["steps"], r["target"]) for r in state["distill"]["rounds"]] == [
+        (4, "fit"), (4, "distil"), (4, "end"), (2, "distil"), (2, "end"), (2, "spread")]
+    assert state["distill"]["rounds"][-1]["updates"] > 0
+    assert json.loads(state["config"])["distill"]["spread_share"] == 0.5
+    prior = load_prior(run, overrides={item.removeprefix("--config.").split("=")[0]: item.split("=", 1)[1]
+                                       for item in data})
+    assert prior.students[4].stochastic is None
+    two = prior.students[2]
+    assert two.stochastic is not None and two.stochastic.stochastic is None
+    own = {k: v for k, v in two.state_dict().items() if not k.startswith("stochastic.")}
+    twins = two.stochastic.state_dict()
+    assert own.keys() == twins.keys() and any(not torch.equal(own[k], twins[k]) for k in own)  # it trained
+    with torch.no_grad():
+        two.stochastic.v_head.bias.add_(0.05)
+    task = estimation(load_data(prior.config, "test").cond2d(frames_of(prior.config))[:32])
+    fn = build_score_fn(prior.model, prior.sde, prior.config, prior.students)
+    for steps, student in prior.students.items():
+        twin = student.stochastic or student
+        x_start = student.start(task.condition.shape, torch.Generator().manual_seed(steps), "cpu")
+        start = dataclasses.replace(task, x_init=x_start, t_start=float(student.t_start))
+        cfg = SamplerConfig(method="distilled", steps=steps)
+        noisy = sample(fn, prior.sde, start, dataclasses.replace(cfg, eta=1.0), torch.Generator().manual_seed(7))[0]
+        plain = sample(fn, prior.sde, start, cfg)[0]
+        coefficients = step_coefficients(prior.sde, fn.student_grid, steps, cfg.eps, torch.device("cpu"),
+                                         float(student.t_start))
+        with torch.no_grad():
+            trained = unrolled(twin, x_start, task.condition, task.mask, coefficients, torch.Generator().manual_seed(7))
+            other = unrolled(twin, x_start, task.condition, task.mask, coefficients, torch.Generator().manual_seed(8))
+            own_noisy = unrolled(student, x_start, task.condition, task.mask, coefficients,
+                                 torch.Generator().manual_seed(7))
+            own = unrolled(student, x_start, task.condition, task.mask, coefficients)
+        assert torch.allclose(trained, noisy, atol=1e-4), (steps, (trained - noisy).abs().max())
+        assert (other - noisy).abs().mean() > 1e-2  # the noise of the steps before the last moves the pose
+        assert torch.allclose(own, plain, atol=1e-4)  # without noise: the student itself
+        assert ((own_noisy - noisy).abs().mean() > 1e-2) == (steps == 2)  # with noise: the twin where there is one
+
+
 def test_the_students_reproduce_their_teacher_in_fewer_steps(shipped_student):
     """The expectation comes from the teacher's own sampler (lib/sampling, checked against the paper's code in
     tests/test_golden.py), not from the distillation: from the same initial states and conditions, the students of 2
@@ -318,7 +397,9 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
     for flag, says in (("--config.distill.predict=eps", "distill.fit_share (0.1) cannot take effect with "
                                                         "distill.predict=eps"),
                        ("--config.distill.predict=eps+x", "distill.predict = 'eps+x' must be one of eps, eps+v, v, x"),
-                       ("--config.distill.t_start=0", "distill.t_start = 0.0 must be >= 0.1")):
+                       ("--config.distill.t_start=0", "distill.t_start = 0.0 must be >= 0.1"),
+                       ("--config.distill.spread_share=0.9", "distill.fit_share (0.1) and distill.spread_share (0.9) "
+                                                             "leave no minutes for the students' rounds")):
         code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
                                 monkeypatch, capsys)
         assert code == 2 and says in err and err.count("\n") == 1, (flag, err)
