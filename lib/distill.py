@@ -14,7 +14,7 @@ head and a v head blended by the SNR (eps+v). A new head starts at zero (the tea
 x), and first spends distill.fit_share of the minutes learning the teacher's own data prediction at the first
 student's states. The weight w(t) belongs to the output: SNR for eps (its own noise-space loss), SNR + 1 for v and
 eps+v (|v - v*|^2), max(SNR, 1) for x (Salimans & Ho's truncated SNR). The rest of the minutes (less the stochastic
-twins', below) go to the rounds, round i a share ~ distill.round_growth^i. The students may start at
+twin's, below) go to the rounds, round i a share ~ distill.round_growth^i. The students may start at
 distill.t_start < T, from the Gaussian that matches the training poses there.
 
 A round may end end to end (distill.end_share of its minutes): the student's whole k-step sampler is unrolled from
@@ -186,7 +186,7 @@ class Distiller:
         f = self.config.fast
 
         def sampler(method: str, steps: int, schedule: str = f.deterministic_schedule, **given) -> SamplerConfig:
-            return resolve_sampler(self.config, self.device, deterministic=True,
+            return resolve_sampler(self.config, self.device,
                                    given={"method": method, "steps": steps, "schedule": schedule} | given)
 
         cfg = sampler(f.deterministic, 2 * first)  # the teacher's fast sampler, twice the first student's steps
