@@ -75,7 +75,8 @@ class Round:
     updates: int             # optimiser steps it made
     minutes: float
     target: str = "distil"   # 'distil': where two teacher steps land; 'fit': the teacher's own data prediction;
-                             # 'end': the first teacher's pose, the student's steps unrolled
+                             # 'end': the first teacher's pose, the student's steps unrolled; 'spread': the
+                             # teacher's stochastic samples, the stochastic twin's noisy steps unrolled
 
 
 def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: torch.Tensor, mask: torch.Tensor,
