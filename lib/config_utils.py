@@ -144,6 +144,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if m.beta_min >= m.beta_max or m.sigma_min >= m.sigma_max:
         raise ToolkitError("model.beta_min < model.beta_max and model.sigma_min < model.sigma_max are required")
     d = config.distill
+    if d.spread_share == 0 and d.spread_draws != SETTINGS["distill.spread_draws"].default:
+        raise ToolkitError(f"distill.spread_draws ({d.spread_draws}) cannot take effect with distill.spread_share=0 "
+                           f"(no stochastic twin is trained); give distill.spread_share too")
     if d.fit_share + d.spread_share >= 1.0:
         raise ToolkitError(f"distill.fit_share ({d.fit_share:g}) and distill.spread_share ({d.spread_share:g}) leave "
                            f"no minutes for the students' rounds; keep their sum below 1")
