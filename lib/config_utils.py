@@ -19,6 +19,8 @@ from lib.io import not_found
 # 4: what distilled students predict (distill.predict; eps+v by default); earlier ones predicted the noise
 # 5: the training monitor's settings in their own section (monitor.*, were eval.train_*)
 # 6: distillation rounds end end to end (distill.end_share); earlier students were distilled without it (end_share 0)
+# 7: robust conditioning by robust.mode (auto / on / off); it was a switch (robust.enabled)
+# 8: a stochastic twin's pools of teacher samples serve distill.spread_passes passes; earlier twins were trained with 1
 VERSION = SETTINGS["version"].default  # the layout of today's config
 
 
@@ -144,9 +146,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if m.beta_min >= m.beta_max or m.sigma_min >= m.sigma_max:
         raise ToolkitError("model.beta_min < model.beta_max and model.sigma_min < model.sigma_max are required")
     d = config.distill
-    if d.spread_share == 0 and d.spread_draws != SETTINGS["distill.spread_draws"].default:
-        raise ToolkitError(f"distill.spread_draws ({d.spread_draws}) cannot take effect with distill.spread_share=0 "
-                           f"(no stochastic twin is trained); give distill.spread_share too")
     if d.fit_share + d.spread_share >= 1.0:
         raise ToolkitError(f"distill.fit_share ({d.fit_share:g}) and distill.spread_share ({d.spread_share:g}) leave "
                            f"no minutes for the students' rounds; keep their sum below 1")
@@ -170,7 +169,8 @@ def _migrate(stored: dict) -> dict:
     Before 4: distilled students predicted the noise, with the defaults of then (a run without students, a
     teacher, distils with today's). Before 5: the monitor's settings were eval.train_*. Before 6:
     students were distilled without an end-to-end phase. Before 7: robust conditioning was a switch, off unless
-    turned on; now robust.mode, whose default turns it on where the detector's table is given."""
+    turned on; now robust.mode, whose default turns it on where the detector's table is given. Before 8: a stochastic
+    twin used each pool of the teacher's samples once."""
     version = stored.get("version", 1)
     if version < 2:
         sampling = stored.get("sampling", {})
@@ -198,6 +198,8 @@ def _migrate(stored: dict) -> dict:
         stored["distill"]["end_share"] = 0.0
     if version < 7 and "enabled" in stored.get("robust", {}):
         stored["robust"]["mode"] = "on" if stored["robust"].pop("enabled") else "auto"
+    if version < 8 and stored.get("distill", {}).get("students"):
+        stored["distill"]["spread_passes"] = 1
     stored["version"] = VERSION
     return stored
 

@@ -48,12 +48,14 @@ from pathlib import Path
 import ml_collections
 import torch
 
+from configs.default_h36m_configs import SETTINGS
 from lib import dist
 from lib.builders import build_score_fn
 from lib.checkpoint import save_checkpoint
 from lib.config_utils import config_to_json
 from lib.data import load_train_val
 from lib.ema import ExponentialMovingAverage
+from lib.errors import ToolkitError
 from lib.loader import LoadedPrior
 from lib.losses import draw_condition, mask_rates
 from lib.model import ScoreFn, Student
@@ -184,17 +186,8 @@ class Distiller:
             raise ValueError(f"distill.first_steps ({first}) must be a power-of-two multiple of --steps {final_steps}")
         fit, shares, spread = round_seconds(60.0 * minutes, len(counts), d.fit_share, d.round_growth, d.spread_share)
         teacher_fn = ScoreFn(self.teacher, self.sde)
-        f = self.config.fast
-
-        def sampler(method: str, steps: int, schedule: str = f.deterministic_schedule, **given) -> SamplerConfig:
-            return resolve_sampler(self.config, self.device,
-                                   given={"method": method, "steps": steps, "schedule": schedule} | given)
-
-        cfg = sampler(f.deterministic, 2 * first)  # the teacher's fast sampler, twice the first student's steps
-        first_teacher = (teacher_fn, cfg)
-        # the teacher's fast stochastic sampler (the reverse SDE): what the stochastic form's spread is matched to
-        stochastic_teacher = (teacher_fn, sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule,
-                                                  eta=f.stochastic_eta))
+        cfg = self._sampler(self.config.fast.deterministic, 2 * first)  # the teacher's fast sampler, twice the
+        first_teacher = (teacher_fn, cfg)                                 # first student's steps
         student = self.first_student()
         if fit > 0:
             student = self._round(student, teacher_fn, cfg, first, fit, target="fit")
@@ -204,10 +197,22 @@ class Distiller:
                 student = self._round(student, *first_teacher, steps, seconds * d.end_share, target="end")
             self.students[steps] = student
             teacher_fn = ScoreFn(student, self.sde)
-            cfg = sampler("drift_ddim", steps)
-        if spread > 0:  # the last student's stochastic twin, from its weights
-            student.stochastic = self._round(student, *stochastic_teacher, final_steps, spread, target="spread")
+            cfg = self._sampler("drift_ddim", steps)
+        if spread > 0:
+            student.stochastic = self.twin(student, final_steps, spread)
         return self.students
+
+    def twin(self, student: Student, steps: int, seconds: float) -> Student:
+        """The stochastic twin of `student` (of `steps` steps), from its weights, trained for `seconds` against the
+        teacher's fast stochastic sampler (the reverse SDE; module docstring)."""
+        f = self.config.fast
+        cfg = self._sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule, eta=f.stochastic_eta)
+        return self._round(student, ScoreFn(self.teacher, self.sde), cfg, steps, seconds, target="spread")
+
+    def _sampler(self, method: str, steps: int, schedule: str | None = None, **given) -> SamplerConfig:
+        schedule = schedule or self.config.fast.deterministic_schedule
+        return resolve_sampler(self.config, self.device,
+                               given={"method": method, "steps": steps, "schedule": schedule} | given)
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
                target: str = "distil") -> Student:
@@ -227,10 +232,11 @@ class Distiller:
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
         offset = {"distil": 0, "fit": 1000, "end": 2000, "spread": 3000}[target]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset)
+        passes = d.spread_passes if target == "spread" else 1
         while progress < 1.0:
             batch_loss, rows, per_batch = self._losses(target, student, teacher_fn, cfg, gen, init, coefficients)
-            order = torch.randperm(rows, generator=gen, device=self.device)
-            for lo in range(0, rows - per_batch + 1, per_batch):
+            order = torch.cat([torch.randperm(rows, generator=gen, device=self.device) for _ in range(passes)])
+            for lo in range(0, passes * rows - per_batch + 1, per_batch):
                 done = min((time.monotonic() - start) / seconds, 1.0)
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(schedule, updates, done)
@@ -332,6 +338,16 @@ def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> i
     return min(good, default=0)
 
 
+def check_twin_settings(config: ml_collections.ConfigDict) -> None:
+    """Refuse distill.spread_draws / spread_passes given for a distillation that trains no twin (spread_share 0)."""
+    d = config.distill
+    given = [f"distill.{k} ({d[k]})" for k in ("spread_draws", "spread_passes")
+             if d[k] != SETTINGS[f"distill.{k}"].default]
+    if d.spread_share == 0 and given:
+        raise ToolkitError(f"{' and '.join(given)} cannot take effect with distill.spread_share=0 (no stochastic twin "
+                           f"is trained); give distill.spread_share too")
+
+
 def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minutes: float,
                 overwrite: bool = False) -> dict:
     """Distil a trained prior (lib/loader.load_prior; its EMA weights teach) into students of first_steps ...
@@ -339,11 +355,12 @@ def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minut
     plus 'students' (their weights by steps), config.distill.students and config.distill.fast_steps (fast_student,
     on the validation rows). Returns the rounds and the monitor's P1 there of the teacher's fast sampler and of every
     student."""
+    check_twin_settings(prior.config)
     workdir = Path(workdir)
     device = dist.init()
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
         setup_logging(workdir)
-        config, state, sde = prior.config, prior.state, prior.sde
+        config, sde = prior.config, prior.sde
         train, val = load_train_val(config)
         teacher = prior.model.to(device)
         log.info("distilling %d -> %d steps in %.1f min on %d rows", config.distill.first_steps, final_steps, minutes,
@@ -364,10 +381,42 @@ def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minut
         log.info("--fast samples with %s", f"the student of {config.distill.fast_steps} steps"
                  if config.distill.fast_steps else "the teacher's fast sampler (no student within "
                  f"{100 * config.distill.fast_tolerance:g} % of it on the validation rows)")
-        out = {k: v for k, v in state.items() if k != "optimizer_state_dict"}
-        out |= {"config": config_to_json(config), "students": {str(k): v.state_dict() for k, v in students.items()},
-                "distill": {"rounds": [r.__dict__ for r in distiller.rounds], "minutes": minutes, "scores": scores}}
-        for name in ("checkpoint.pth", "best_model.pth"):
-            save_checkpoint(out, workdir / name)
+        _save(workdir, prior.state, config, students,
+              {"rounds": [r.__dict__ for r in distiller.rounds], "minutes": minutes, "scores": scores})
         folder.saved()
         return {"rounds": distiller.rounds, "scores": scores}
+
+
+def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int, minutes: float, overwrite: bool = False
+             ) -> list[Round]:
+    """A stochastic twin for the student of `steps` steps of a distilled run (prior.students), trained for all of
+    `minutes`: a new run folder holding the run's checkpoint with that twin (one it had is replaced). The students,
+    their validation scores and --fast's choice stay the run's: a twin leaves the deterministic steps as they were.
+    Returns the twin's round."""
+    workdir = Path(workdir)
+    device = dist.init()
+    with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
+        setup_logging(workdir)
+        config, state = prior.config, prior.state
+        train, _ = load_train_val(config)
+        students = {s: student.to(device) for s, student in prior.students.items()}
+        log.info("a stochastic twin for the student of %d steps in %.1f min", steps, minutes)
+        distiller = Distiller(config, prior.model.to(device), prior.sde, Batches(config, train, device), device)
+        students[steps].stochastic = distiller.twin(students[steps], steps, 60.0 * minutes)
+        record = state.get("distill", {})
+        _save(workdir, state, config, students, record | {
+            "rounds": record.get("rounds", []) + [r.__dict__ for r in distiller.rounds],
+            "twin_minutes": minutes})
+        folder.saved()
+        return distiller.rounds
+
+
+def _save(workdir: Path, state: dict, config: ml_collections.ConfigDict, students: dict[int, Student],
+          record: dict) -> None:
+    """The teacher's checkpoint with the students, the config and the distillation's record (rounds, minutes,
+    validation scores), written as checkpoint.pth and best_model.pth."""
+    out = {k: v for k, v in state.items() if k != "optimizer_state_dict"}
+    out |= {"config": config_to_json(config), "students": {str(k): v.state_dict() for k, v in students.items()},
+            "distill": record}
+    for name in ("checkpoint.pth", "best_model.pth"):
+        save_checkpoint(out, workdir / name)

@@ -18,7 +18,7 @@ from lib.builders import build_score_fn, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import apply_overrides, config_from_json, config_to_json, parse_override
 from lib.data import load_data
-from lib.distill import energy_score, fast_student, loss_weight, round_seconds, step_coefficients, unrolled
+from lib.distill import Distiller, energy_score, fast_student, loss_weight, round_seconds, step_coefficients, unrolled
 from lib.errors import ToolkitError
 from lib.loader import SHIPPED_PRIOR, load_prior, students_from_state
 from lib.model import Student
@@ -330,6 +330,47 @@ def test_the_stochastic_twin_is_what_runs_with_noise(spread_student):
         assert ((own_noisy - noisy).abs().mean() > 1e-2) == (steps == 2)  # with noise: the twin where there is one
 
 
+def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypatch, capsys):
+    """run.distill --twin gives one student of a distilled run (here the middle one, 2 of 4 / 2 / 1 steps) a
+    stochastic twin in a new run folder; everything else is the run's. Each pool of the teacher's samples serves
+    distill.spread_passes passes of updates, the last pool cut short by the clock."""
+    run, data = shipped_student
+    pools = []
+    spread_pool = Distiller._spread_pool
+
+    def counted(self, *args):
+        out = spread_pool(self, *args)
+        pools.append(len(out[0]))  # the conditions of this pool
+        return out
+
+    monkeypatch.setattr(Distiller, "_spread_pool", counted)
+    code, out, err = run_main(distill_cli, ["--ckpt-dir", str(run), "--twin", "--steps", "2", "--minutes", "0.15",
+                                            "--ckpt-root", str(tmp_path), "--config.distill.spread_passes=3",
+                                            "--config.distill.spread_draws=4", "--config.distill.batch_size=256",
+                                            "--config.fast.stochastic_steps=10", *data], monkeypatch, capsys)
+    assert code == 0, err
+    assert "the student of 2 steps with a stochastic twin" in out
+    before, after = load_checkpoint(run / "checkpoint.pth"), load_checkpoint(tmp_path / "student_twin" /
+                                                                             "checkpoint.pth")
+    assert after["distill"]["scores"] == before["distill"]["scores"]
+    rounds = after["distill"]["rounds"]
+    assert rounds[:-1] == before["distill"]["rounds"] and (rounds[-1]["steps"], rounds[-1]["target"]) == (2, "spread")
+    per_pass = [rows // (256 // 4) for rows in pools]  # updates of one pass over a pool: its conditions / batch
+    assert len(pools) >= 2 and 3 * sum(per_pass[:-1]) < rounds[-1]["updates"] <= 3 * sum(per_pass)
+    assert json.loads(after["config"])["distill"]["spread_passes"] == 3
+    for steps, weights in after["students"].items():
+        twin = {k: v for k, v in weights.items() if k.startswith("stochastic.")}
+        assert bool(twin) == (steps == "2")
+        assert all(torch.equal(v, before["students"][steps][k]) for k, v in weights.items() if k not in twin)
+    prior = load_prior(tmp_path / "student_twin", overrides={
+        item.removeprefix("--config.").split("=")[0]: item.split("=", 1)[1] for item in data})
+    assert prior.students[2].stochastic is not None and prior.students[4].stochastic is None
+    code, _, err = run_main(distill_cli, ["--ckpt-dir", str(run), "--twin", "--steps", "8", "--ckpt-root",
+                                          str(tmp_path / "no"), *data], monkeypatch, capsys)
+    assert code == 2 and "has no student of 8 steps (it has 4,2,1)" in err and err.count("\n") == 1
+    assert not (tmp_path / "no").exists()
+
+
 def test_the_students_reproduce_their_teacher_in_fewer_steps(shipped_student):
     """The expectation comes from the teacher's own sampler (lib/sampling, checked against the paper's code in
     tests/test_golden.py), not from the distillation: from the same initial states and conditions, the students of 2
@@ -394,6 +435,9 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
     code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--steps", "3", "--ckpt-root",
                                           str(tmp_path)], monkeypatch, capsys)
     assert code == 2 and "--steps must divide distill.first_steps" in err
+    code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--twin", "--ckpt-root", str(tmp_path)],
+                            monkeypatch, capsys)
+    assert code == 2 and "carries no students; --twin gives a distilled run's student a twin" in err
     for flag, says in (("--config.distill.predict=eps", "distill.fit_share (0.1) cannot take effect with "
                                                         "distill.predict=eps"),
                        ("--config.distill.predict=eps+x", "distill.predict = 'eps+x' must be one of eps, eps+v, v, x"),
@@ -401,7 +445,9 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
                        ("--config.distill.spread_share=0.9", "distill.fit_share (0.1) and distill.spread_share (0.9) "
                                                              "leave no minutes for the students' rounds"),
                        ("--config.distill.spread_draws=4", "distill.spread_draws (4) cannot take effect with "
-                                                           "distill.spread_share=0")):
+                                                           "distill.spread_share=0"),
+                       ("--config.distill.spread_passes=2", "distill.spread_passes (2) cannot take effect with "
+                                                            "distill.spread_share=0")):
         code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
                                 monkeypatch, capsys)
         assert code == 2 and says in err and err.count("\n") == 1, (flag, err)

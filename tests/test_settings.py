@@ -95,6 +95,17 @@ def test_students_distilled_before_version_6_had_no_end_to_end_phase():
     assert config_from_json(json.dumps(old)).distill.end_share == 0.0
 
 
+def test_stochastic_twins_trained_before_version_8_used_each_pool_once():
+    """A version-7 config with students says spread_passes 1 (how their twins were made); one without takes today's
+    default, 4."""
+    old = json.loads(config_to_json(get_default_configs()))
+    old["version"] = 7
+    del old["distill"]["spread_passes"]
+    assert config_from_json(json.dumps(old)).distill.spread_passes == SETTINGS["distill.spread_passes"].default == 4
+    old["distill"]["students"] = "8,4"
+    assert config_from_json(json.dumps(old)).distill.spread_passes == 1
+
+
 def test_robust_conditioning_turned_on_before_version_7_stays_on():
     """Version 6 had a switch, robust.enabled: true loads as robust.mode 'on'; false (its default) as today's
     default, auto, and the switch is gone."""
