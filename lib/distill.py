@@ -387,12 +387,19 @@ def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minut
         return {"rounds": distiller.rounds, "scores": scores}
 
 
-def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int, minutes: float, overwrite: bool = False
+def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int | None, minutes: float, overwrite: bool = False
              ) -> list[Round]:
-    """A stochastic twin for the student of `steps` steps of a distilled run (prior.students), trained for all of
-    `minutes`: a new run folder holding the run's checkpoint with that twin (one it had is replaced). The students,
-    their validation scores and --fast's choice stay the run's: a twin leaves the deterministic steps as they were.
-    Returns the twin's round."""
+    """A stochastic twin for the student of `steps` steps (None: the fewest) of a distilled run (prior.students),
+    trained for all of `minutes`: a new run folder holding the run's checkpoint with that twin (one it had is
+    replaced). The students, their validation scores and --fast's choice stay the run's: a twin leaves the
+    deterministic steps as they were. Returns the twin's round."""
+    if not prior.students:
+        raise ToolkitError(f"{prior.checkpoint} carries no students; --twin gives a distilled run's student a twin "
+                           f"(make them with python -m run.distill --ckpt-dir {prior.checkpoint.parent})")
+    steps = min(prior.students) if steps is None else steps
+    if steps not in prior.students:
+        raise ToolkitError(f"{prior.checkpoint} has no student of {steps} steps (it has "
+                           f"{prior.config.distill.students}); give one of those to --steps")
     workdir = Path(workdir)
     device = dist.init()
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:

@@ -72,19 +72,12 @@ def main() -> None:
 
 def twin(args: argparse.Namespace, prior: LoadedPrior) -> None:
     """--twin: a stochastic twin for one student of the distilled run --ckpt-dir."""
-    if not prior.students:
-        raise ToolkitError(f"{prior.checkpoint} carries no students; --twin gives a distilled run's student a twin "
-                           f"(make them with python -m run.distill --ckpt-dir {prior.checkpoint.parent})")
-    steps = args.steps or min(prior.students)
-    if steps not in prior.students:
-        raise ToolkitError(f"{prior.checkpoint} has no student of {steps} steps (it has "
-                           f"{prior.config.distill.students}); give one of those to --steps")
     name = run_name(args.name if args.name is not None else f"{Path(args.ckpt_dir).resolve().name}_twin")
     try:
-        rounds = twin_run(prior, Path(args.ckpt_root) / name, steps, args.minutes, args.overwrite)
+        rounds = twin_run(prior, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
     finally:
         dist.shutdown()
-    print(f"wrote {Path(args.ckpt_root) / name}: the student of {steps} steps with a stochastic twin "
+    print(f"wrote {Path(args.ckpt_root) / name}: the student of {rounds[-1].steps} steps with a stochastic twin "
           f"({rounds[-1].updates} updates in {rounds[-1].minutes:.1f} min)")
 
 
