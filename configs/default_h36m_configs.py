@@ -27,7 +27,7 @@ H36M_ORDER = OneOf(*(f.name for f in FORMATS.values() if f.tables.get(17) == H36
 
 S = Setting
 DECLARED = (
-    S("version", 8, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
+    S("version", 9, COUNT, "config layout version (lib/config_utils.py lists them and migrates older ones)"),
     S("seed", 42, number(0, MAX_SEED, integer=True), "random seed", "--seed"),
 
     S("data.root", "data/h36m", help="folder with the three pickles below"),
@@ -163,6 +163,10 @@ DECLARED = (
     S("distill.spread_draws", 8, number(2, 64, integer=True), "... samples of each, per condition"),
     S("distill.spread_passes", 4, number(1, 64, integer=True), "... passes over each pool of the teacher's samples, "
       "the twin's draws new in each"),
+    S("distill.spread_distance", "mpjpe", OneOf("mpjpe", "pose"), "... the energy score's distance: the mean "
+      "per-joint distance (MPJPE, what P1 and the oracle measure) or that of whole poses (Euclidean in 51 numbers)"),
+    S("distill.spread_power", 0.5, number(0.0, 2.0, lo_open=True, hi_open=True), "... and the power of that "
+      "distance (below 1: the near samples weigh more)"),
     S("distill.t_start", 1.0, number(0.1, 1.0), "the students' first step starts here, from the data-matched "
       "Gaussian"),
     S("distill.lr", 1e-3, POSITIVE, "Adam, cosine to 0 within each round (a 2 % warm-up)"),

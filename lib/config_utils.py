@@ -21,6 +21,8 @@ from lib.io import not_found
 # 6: distillation rounds end end to end (distill.end_share); earlier students were distilled without it (end_share 0)
 # 7: robust conditioning by robust.mode (auto / on / off); it was a switch (robust.enabled)
 # 8: a stochastic twin's pools of teacher samples serve distill.spread_passes passes; earlier twins were trained with 1
+# 9: stochastic twins are trained with the energy score of mean joint distances to the power 0.5
+#    (distill.spread_distance, distill.spread_power); earlier ones with that of whole poses, to the power 1
 VERSION = SETTINGS["version"].default  # the layout of today's config
 
 
@@ -200,6 +202,9 @@ def _migrate(stored: dict) -> dict:
         stored["robust"]["mode"] = "on" if stored["robust"].pop("enabled") else "auto"
     if version < 8 and stored.get("distill", {}).get("students"):
         stored["distill"]["spread_passes"] = 1
+    if version < 9 and stored.get("distill", {}).get("students"):
+        stored["distill"].setdefault("spread_distance", "pose")
+        stored["distill"].setdefault("spread_power", 1.0)
     stored["version"] = VERSION
     return stored
 

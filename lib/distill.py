@@ -25,12 +25,13 @@ they inherit; this phase measures each student against the one teacher that was 
 The last student (the fewest steps, --steps) may then get a stochastic twin (distill.spread_share of the minutes;
 Student.stochastic, from its weights): its steps with the reverse SDE's noise between them (eta 1, what S > 1 samples
 with) are unrolled from the start draw for distill.spread_draws draws per condition and matched to as many samples
-of the teacher's fast stochastic sampler (config.fast: the reverse SDE) by the energy score E|X - Y| - E|X - X'| / 2
-of whole poses (energy_score). The drift-only map the other phases teach lands every draw near one pose, and the
-noise between fewer than 8 steps leaves it in states that map never visits. The score is least where the draws are
-distributed as the teacher's samples, in their spread as well as their place (Gneiting & Raftery 2007; used to
-train few-step diffusion samplers by De Bortoli et al. 2025). The twin has its own weights: trained in the
-student's, the same score made its deterministic steps worse (README 'Distilled samplers').
+of the teacher's fast stochastic sampler (config.fast: the reverse SDE) by the energy score E|X - Y|^b - E|X - X'|^b / 2
+(energy_score): |.| the distance P1 measures, the mean over joints (distill.spread_distance), b distill.spread_power.
+The drift-only map the other phases teach lands every draw near one pose, and the noise between fewer than 8 steps
+leaves it in states that map never visits. The score is least where the draws are distributed as the teacher's
+samples, in their spread as well as their place (Gneiting & Raftery 2007; used to train few-step diffusion samplers
+by De Bortoli et al. 2025). The twin has its own weights: trained in the student's, the same score made its
+deterministic steps worse (README 'Distilled samplers').
 
 Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
 trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
@@ -134,14 +135,21 @@ def unrolled(student: Student, x: torch.Tensor, condition: torch.Tensor, mask: t
     return x
 
 
-def energy_score(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def energy_score(x: torch.Tensor, y: torch.Tensor, distance: str = "pose", power: float = 1.0) -> torch.Tensor:
     """The energy score of samples x [C, m, J, 3] against samples y [C, n, J, 3] of the same C conditions (m >= 2):
-    E|X - Y| - E|X - X'| / 2 [C], the distance of whole poses. A strictly proper scoring rule (Gneiting & Raftery
-    2007): its expectation is least exactly where X is distributed as Y, so it trains spread as well as place."""
-    x, y = x.flatten(2), y.flatten(2)
-    cross = (x[:, :, None] - y[:, None]).square().sum(-1).add(1e-12).sqrt().mean((1, 2))  # [C]
+    E|X - Y|^b - E|X - X'|^b / 2 [C], b = power in (0, 2). |.| is the distance of whole poses (Euclidean in J * 3
+    numbers; 'pose') or the mean over joints of their Euclidean distances ('mpjpe'). A proper scoring rule (Gneiting
+    & Raftery 2007, the energy score): its expectation is least where X is distributed as Y, so it trains spread as well
+    as place; with 'pose' only there (strictly proper). A power below 1 weighs the near samples more."""
+    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [C, p, 1, J, 3], [C, 1, q, J, 3] -> [C, p, q]
+        d2 = (a - b).square()
+        if distance == "pose":
+            return d2.sum((-2, -1)).add(1e-12).sqrt().pow(power)
+        return d2.sum(-1).add(1e-12).sqrt().mean(-1).pow(power)
+
+    cross = dist(x[:, :, None], y[:, None]).mean((1, 2))  # [C]
     m = x.shape[1]
-    within = (x[:, :, None] - x[:, None]).square().sum(-1).add(1e-12).sqrt()  # [C, m, m], the diagonal ~1e-6
+    within = dist(x[:, :, None], x[:, None])  # [C, m, m], the diagonal ~1e-6
     within = (within.sum((1, 2)) - within.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
     return cross - within / 2
 
@@ -275,7 +283,7 @@ class Distiller:
                 c, k = cond[idx].repeat_interleave(m, 0), mask[idx].repeat_interleave(m, 0)  # [C * m, ...]
                 x = student.start(c.shape, gen, self.device)
                 x = unrolled(student, x, c, k, coefficients, gen).unflatten(0, (len(idx), m))  # [C, m, J, 3]
-                return energy_score(x, y[idx]).mean()
+                return energy_score(x, y[idx], d.spread_distance, d.spread_power).mean()
 
             return loss, len(cond), max(d.batch_size // m, 1)
         x, k, target_x = self._pool(teacher_fn, cfg, gen, init, whole=target == "end")
@@ -339,9 +347,9 @@ def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> i
 
 
 def check_twin_settings(config: ml_collections.ConfigDict) -> None:
-    """Refuse distill.spread_draws / spread_passes given for a distillation that trains no twin (spread_share 0)."""
+    """Refuse the twin's settings (distill.spread_*) given for a distillation that trains no twin (spread_share 0)."""
     d = config.distill
-    given = [f"distill.{k} ({d[k]})" for k in ("spread_draws", "spread_passes")
+    given = [f"distill.{k} ({d[k]})" for k in ("spread_draws", "spread_passes", "spread_distance", "spread_power")
              if d[k] != SETTINGS[f"distill.{k}"].default]
     if d.spread_share == 0 and given:
         raise ToolkitError(f"{' and '.join(given)} cannot take effect with distill.spread_share=0 (no stochastic twin "

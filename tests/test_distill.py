@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib import distill as distill_lib
 from lib.api import PosePrior
 from lib.builders import build_score_fn, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
@@ -122,6 +123,21 @@ def test_the_energy_score_prefers_the_right_spread_to_the_right_mean():
     y[0, :, 0, :2] = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
     x = torch.zeros(1, 3, 17, 3)  # all at the centre: E|X - Y| = sqrt(2), E|X - X'| = 0
     assert energy_score(x, y).item() == pytest.approx(math.sqrt(2.0), abs=1e-4)
+
+
+def test_the_energy_score_of_mean_joint_distances():
+    """Hand-computed: y one pose at 0; x two draws, A with joint 0 at (3, 4, 0), B with joints 0 and 1 at (1, 0, 0).
+    Whole poses: |A - y| = 5, |B - y| = sqrt 2, |A - B| = sqrt(20 + 1), score (5 + sqrt 2) / 2 - sqrt 21 / 2.
+    Mean per-joint distance (of 17 joints): 5 / 17, 2 / 17 and (sqrt 20 + 1) / 17, score (7 - sqrt 20 - 1) / 34."""
+    y = torch.zeros(1, 1, 17, 3)
+    x = torch.zeros(1, 2, 17, 3)
+    x[0, 0, 0] = torch.tensor([3.0, 4.0, 0.0])
+    x[0, 1, :2, 0] = 1.0
+    assert energy_score(x, y).item() == pytest.approx((5 + math.sqrt(2) - math.sqrt(21)) / 2, abs=1e-5)
+    assert energy_score(x, y, "mpjpe").item() == pytest.approx((6 - math.sqrt(20)) / 34, abs=1e-5)
+    # to the power 1/2: (sqrt(5 / 17) + sqrt(2 / 17)) / 2 - sqrt((sqrt 20 + 1) / 17) / 2
+    want = (math.sqrt(5 / 17) + math.sqrt(2 / 17) - math.sqrt((math.sqrt(20) + 1) / 17)) / 2
+    assert energy_score(x, y, "mpjpe", 0.5).item() == pytest.approx(want, abs=1e-5)
 
 
 def test_a_student_starting_below_t1_starts_from_the_data_matched_gaussian():
@@ -344,6 +360,13 @@ def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypat
         return out
 
     monkeypatch.setattr(Distiller, "_spread_pool", counted)
+    distances = set()
+
+    def score(x, y, distance, power):
+        distances.add((distance, power))
+        return energy_score(x, y, distance, power)
+
+    monkeypatch.setattr(distill_lib, "energy_score", score)
     code, out, err = run_main(distill_cli, ["--ckpt-dir", str(run), "--twin", "--steps", "2", "--minutes", "0.15",
                                             "--ckpt-root", str(tmp_path), "--config.distill.spread_passes=3",
                                             "--config.distill.spread_draws=4", "--config.distill.batch_size=256",
@@ -358,6 +381,7 @@ def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypat
     per_pass = [rows // (256 // 4) for rows in pools]  # updates of one pass over a pool: its conditions / batch
     assert len(pools) >= 2 and 3 * sum(per_pass[:-1]) < rounds[-1]["updates"] <= 3 * sum(per_pass)
     assert json.loads(after["config"])["distill"]["spread_passes"] == 3
+    assert distances == {("mpjpe", 0.5)}  # today's distill.spread_distance and spread_power
     for steps, weights in after["students"].items():
         twin = {k: v for k, v in weights.items() if k.startswith("stochastic.")}
         assert bool(twin) == (steps == "2")
@@ -447,7 +471,11 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
                        ("--config.distill.spread_draws=4", "distill.spread_draws (4) cannot take effect with "
                                                            "distill.spread_share=0"),
                        ("--config.distill.spread_passes=2", "distill.spread_passes (2) cannot take effect with "
-                                                            "distill.spread_share=0")):
+                                                            "distill.spread_share=0"),
+                       ("--config.distill.spread_distance=pose", "distill.spread_distance (pose) cannot take effect "
+                                                                 "with distill.spread_share=0"),
+                       ("--config.distill.spread_power=1", "distill.spread_power (1.0) cannot take effect with "
+                                                           "distill.spread_share=0")):
         code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
                                 monkeypatch, capsys)
         assert code == 2 and says in err and err.count("\n") == 1, (flag, err)

@@ -106,6 +106,20 @@ def test_stochastic_twins_trained_before_version_8_used_each_pool_once():
     assert config_from_json(json.dumps(old)).distill.spread_passes == 1
 
 
+def test_stochastic_twins_trained_before_version_9_used_whole_pose_distances():
+    """A version-8 config with students says spread_distance 'pose' and spread_power 1 (how their twins were made);
+    one without takes today's defaults, 'mpjpe' and 0.5."""
+    old = json.loads(config_to_json(get_default_configs()))
+    old["version"] = 8
+    del old["distill"]["spread_distance"], old["distill"]["spread_power"]
+    new = config_from_json(json.dumps(old)).distill
+    assert (new.spread_distance, new.spread_power) == ("mpjpe", 0.5) == (
+        SETTINGS["distill.spread_distance"].default, SETTINGS["distill.spread_power"].default)
+    old["distill"]["students"] = "8,4"
+    new = config_from_json(json.dumps(old)).distill
+    assert (new.spread_distance, new.spread_power) == ("pose", 1.0)
+
+
 def test_robust_conditioning_turned_on_before_version_7_stays_on():
     """Version 6 had a switch, robust.enabled: true loads as robust.mode 'on'; false (its default) as today's
     default, auto, and the switch is gone."""
