@@ -149,7 +149,7 @@ def energy_score(x: torch.Tensor, y: torch.Tensor, distance: str = "pose", power
 
     cross = dist(x[:, :, None], y[:, None]).mean((1, 2))  # [C]
     m = x.shape[1]
-    within = dist(x[:, :, None], x[:, None])  # [C, m, m], the diagonal ~1e-6
+    within = dist(x[:, :, None], x[:, None])  # [C, m, m]; the diagonal (~0) is left out
     within = (within.sum((1, 2)) - within.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
     return cross - within / 2
 
