@@ -165,8 +165,8 @@ DECLARED = (
       "the twin's draws new in each"),
     S("distill.spread_distance", "mpjpe", OneOf("mpjpe", "pose"), "... the energy score's distance: the mean "
       "per-joint distance (MPJPE, what P1 and the oracle measure) or that of whole poses (Euclidean in 51 numbers)"),
-    S("distill.spread_power", 0.5, number(0.0, 2.0, lo_open=True, hi_open=True), "... and the power of that "
-      "distance (below 1: the near samples weigh more)"),
+    S("distill.spread_power", 0.5, number(0.0, 1.0, lo_open=True), "... and the power of that distance (below 1: "
+      "the near samples weigh more)"),
     S("distill.t_start", 1.0, number(0.1, 1.0), "the students' first step starts here, from the data-matched "
       "Gaussian"),
     S("distill.lr", 1e-3, POSITIVE, "Adam, cosine to 0 within each round (a 2 % warm-up)"),

@@ -137,10 +137,11 @@ def unrolled(student: Student, x: torch.Tensor, condition: torch.Tensor, mask: t
 
 def energy_score(x: torch.Tensor, y: torch.Tensor, distance: str = "pose", power: float = 1.0) -> torch.Tensor:
     """The energy score of samples x [C, m, J, 3] against samples y [C, n, J, 3] of the same C conditions (m >= 2):
-    E|X - Y|^b - E|X - X'|^b / 2 [C], b = power in (0, 2). |.| is the distance of whole poses (Euclidean in J * 3
-    numbers; 'pose') or the mean over joints of their Euclidean distances ('mpjpe'). A proper scoring rule (Gneiting
-    & Raftery 2007, the energy score): its expectation is least where X is distributed as Y, so it trains spread as well
-    as place; with 'pose' only there (strictly proper). A power below 1 weighs the near samples more."""
+    E|X - Y|^b - E|X - X'|^b / 2 [C], b = power in (0, 1]. |.| is the distance of whole poses (Euclidean in J * 3
+    numbers; 'pose') or the mean over joints of their Euclidean distances ('mpjpe'). Either, to such a power, is a
+    negative definite kernel, so this is a proper scoring rule (Gneiting & Raftery 2007, kernel and energy scores):
+    its expectation is least where X is distributed as Y, so it trains spread as well as place; with 'pose' only
+    there (strictly proper). A power below 1 weighs the near samples more."""
     def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [C, p, 1, J, 3], [C, 1, q, J, 3] -> [C, p, q]
         d2 = (a - b).square()
         if distance == "pose":

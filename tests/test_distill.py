@@ -466,6 +466,7 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
                                                         "distill.predict=eps"),
                        ("--config.distill.predict=eps+x", "distill.predict = 'eps+x' must be one of eps, eps+v, v, x"),
                        ("--config.distill.t_start=0", "distill.t_start = 0.0 must be >= 0.1"),
+                       ("--config.distill.spread_power=1.5", "distill.spread_power = 1.5 must be <= 1"),
                        ("--config.distill.spread_share=0.9", "distill.fit_share (0.1) and distill.spread_share (0.9) "
                                                              "leave no minutes for the students' rounds"),
                        ("--config.distill.spread_draws=4", "distill.spread_draws (4) cannot take effect with "
