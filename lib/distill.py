@@ -31,7 +31,10 @@ The drift-only map the other phases teach lands every draw near one pose, and th
 leaves it in states that map never visits. The score is least where the draws are distributed as the teacher's
 samples, in their spread as well as their place (Gneiting & Raftery 2007; used to train few-step diffusion samplers
 by De Bortoli et al. 2025). The twin has its own weights: trained in the student's, the same score made its
-deterministic steps worse (README 'Distilled samplers').
+deterministic steps worse (README 'Distilled samplers'). Twins trained alike from other draws differ in their oracle
+by more than most settings change it, so distill.twin_candidates twins may share the twin's minutes, each from its own
+draws, and the one with the least oracle P1 of distill.twin_hypo samples on the validation rows (lib/train.Monitor)
+is kept; the test rows are never seen.
 
 Why progressive distillation and not consistency distillation: the drift-only map is deterministic and its teacher
 trajectories are cheap to store whole, so every pair of steps of a trajectory is a training pair; a consistency
@@ -54,7 +57,7 @@ from lib import dist
 from lib.builders import build_score_fn
 from lib.checkpoint import save_checkpoint
 from lib.config_utils import config_to_json
-from lib.data import load_train_val
+from lib.data import PoseData, load_train_val
 from lib.ema import ExponentialMovingAverage
 from lib.errors import ToolkitError
 from lib.loader import LoadedPrior
@@ -80,6 +83,8 @@ class Round:
     target: str = "distil"   # 'distil': where two teacher steps land; 'fit': the teacher's own data prediction;
                              # 'end': the first teacher's pose, the student's steps unrolled; 'spread': the
                              # teacher's stochastic samples, the stochastic twin's noisy steps unrolled
+    oracle: float | None = None  # 'spread' among several candidates: its oracle P1 (mm) on the validation rows,
+    kept: bool | None = None     # and whether it was the one kept
 
 
 def teacher_pairs(teacher: ScoreFn, sde: SDE, cfg: SamplerConfig, condition: torch.Tensor, mask: torch.Tensor,
@@ -168,8 +173,9 @@ class Distiller:
     """Runs the rounds; `students` maps steps -> the EMA weights of each student (a Student in eval mode)."""
 
     def __init__(self, config: ml_collections.ConfigDict, teacher: torch.nn.Module, sde: SDE, batches,
-                 device: torch.device):
+                 device: torch.device, selection: PoseData | None = None):
         self.config, self.sde, self.batches, self.device = config, sde, batches, device
+        self.selection = selection  # the rows twin candidates are chosen on (validation)
         self.teacher = teacher.eval()
         self.students: dict[int, Student] = {}
         self.rounds: list[Round] = []
@@ -213,10 +219,39 @@ class Distiller:
 
     def twin(self, student: Student, steps: int, seconds: float) -> Student:
         """The stochastic twin of `student` (of `steps` steps), from its weights, trained for `seconds` against the
-        teacher's fast stochastic sampler (the reverse SDE; module docstring)."""
-        f = self.config.fast
+        teacher's fast stochastic sampler (the reverse SDE; module docstring). With distill.twin_candidates = K > 1,
+        K twins from their own draws share the seconds equally, and the one with the least oracle P1 of
+        distill.twin_hypo samples on the selection rows is kept."""
+        f, k = self.config.fast, self.config.distill.twin_candidates
         cfg = self._sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule, eta=f.stochastic_eta)
-        return self._round(student, ScoreFn(self.teacher, self.sde), cfg, steps, seconds, target="spread")
+        twins = [self._round(student, ScoreFn(self.teacher, self.sde), cfg, steps, seconds / k, target="spread",
+                             candidate=i) for i in range(k)]
+        if k == 1:
+            return twins[0]
+        rounds = self.rounds[-k:]
+        for twin, r in zip(twins, rounds, strict=True):
+            r.oracle = self._twin_oracle(student, twin, steps)
+        best = min(range(k), key=lambda i: rounds[i].oracle)
+        for i, r in enumerate(rounds):
+            r.kept = i == best
+        log.info("twin candidates' oracle P1 on the selection rows: %s mm; kept candidate %d",
+                 ", ".join(f"{r.oracle:.2f}" for r in rounds), best)
+        return twins[best]
+
+    def _twin_oracle(self, student: Student, twin: Student, steps: int) -> float:
+        """The oracle P1 (mm) of `student` sampled with `twin` (eta fast.stochastic_eta, distill.twin_hypo samples) on
+        the selection rows."""
+        if self.selection is None:
+            raise ValueError("choosing among twin candidates needs the selection rows (Distiller(selection=...))")
+        sampler = resolve_sampler(self.config, self.device, given={
+            "method": "distilled", "steps": steps, "eta": self.config.fast.stochastic_eta})
+        monitor = Monitor(self.config, self.selection, self.device, sampler, hypo=self.config.distill.twin_hypo)
+        kept, student.stochastic = student.stochastic, twin
+        try:
+            score_fn = build_score_fn(self.teacher, self.sde, self.config, {steps: student})
+            return monitor(self.teacher, score_fn=score_fn)["oracle"]
+        finally:
+            student.stochastic = kept
 
     def _sampler(self, method: str, steps: int, schedule: str | None = None, **given) -> SamplerConfig:
         schedule = schedule or self.config.fast.deterministic_schedule
@@ -224,11 +259,12 @@ class Distiller:
                                given={"method": method, "steps": steps, "schedule": schedule} | given)
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
-               target: str = "distil") -> Student:
+               target: str = "distil", candidate: int = 0) -> Student:
         """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode).
         target (Round.target): 'distil' where the teacher's two steps land; 'fit' the teacher's own data prediction
         at the student's states; 'end' the teacher's pose from the student's start draw, the student unrolled;
-        'spread' the teacher's stochastic samples, the student's stochastic form unrolled (energy_score)."""
+        'spread' the teacher's stochastic samples, the student's stochastic form unrolled (energy_score).
+        candidate: its own draws (seed) for each of several twins."""
         d = self.config.distill
         student = copy.deepcopy(init).train()
         student.stochastic = None  # a twin belongs to the steps it was trained for (Student.stochastic)
@@ -240,7 +276,7 @@ class Distiller:
                                          d.t_start)  # the students' own grid (lib/builders.build_score_fn)
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
         offset = {"distil": 0, "fit": 1000, "end": 2000, "spread": 3000}[target]
-        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset)
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset + 10_000 * candidate)
         passes = d.spread_passes if target == "spread" else 1
         while progress < 1.0:
             batch_loss, rows, per_batch = self._losses(target, student, teacher_fn, cfg, gen, init, coefficients)
@@ -347,11 +383,19 @@ def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> i
     return min(good, default=0)
 
 
+TWIN_SETTINGS = ("spread_draws", "spread_passes", "spread_distance", "spread_power", "twin_candidates", "twin_hypo")
+
+
+def twin_defaults() -> dict[str, object]:
+    """Today's defaults of the twin's settings (TWIN_SETTINGS): what a new twin of an earlier run (--twin) is trained
+    with unless the command line says otherwise; the run's stored values describe the twin it had."""
+    return {f"distill.{k}": SETTINGS[f"distill.{k}"].default for k in TWIN_SETTINGS}
+
+
 def check_twin_settings(config: ml_collections.ConfigDict) -> None:
-    """Refuse the twin's settings (distill.spread_*) given for a distillation that trains no twin (spread_share 0)."""
+    """Refuse the twin's settings (TWIN_SETTINGS) given for a distillation that trains no twin (spread_share 0)."""
     d = config.distill
-    given = [f"distill.{k} ({d[k]})" for k in ("spread_draws", "spread_passes", "spread_distance", "spread_power")
-             if d[k] != SETTINGS[f"distill.{k}"].default]
+    given = [f"distill.{k} ({d[k]})" for k in TWIN_SETTINGS if d[k] != SETTINGS[f"distill.{k}"].default]
     if d.spread_share == 0 and given:
         raise ToolkitError(f"{' and '.join(given)} cannot take effect with distill.spread_share=0 (no stochastic twin "
                            f"is trained); give distill.spread_share too")
@@ -374,10 +418,11 @@ def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minut
         teacher = prior.model.to(device)
         log.info("distilling %d -> %d steps in %.1f min on %d rows", config.distill.first_steps, final_steps, minutes,
                  len(train))
-        distiller = Distiller(config, teacher, sde, Batches(config, train, device), device)
+        selection = val if val is not None else train
+        distiller = Distiller(config, teacher, sde, Batches(config, train, device), device, selection)
         students = distiller.run(final_steps, minutes)
         config.distill.students = ",".join(str(s) for s in sorted(students, reverse=True))
-        monitor = Monitor(config, val if val is not None else train, device)
+        monitor = Monitor(config, selection, device)
         score_fn = build_score_fn(teacher, sde, config, students)
         scores = {"teacher": monitor(teacher, score_fn=score_fn)}
         for steps in sorted(students, reverse=True):
@@ -414,10 +459,11 @@ def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int | None, minutes
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
         setup_logging(workdir)
         config, state = prior.config, prior.state
-        train, _ = load_train_val(config)
+        train, val = load_train_val(config)
         students = {s: student.to(device) for s, student in prior.students.items()}
         log.info("a stochastic twin for the student of %d steps in %.1f min", steps, minutes)
-        distiller = Distiller(config, prior.model.to(device), prior.sde, Batches(config, train, device), device)
+        distiller = Distiller(config, prior.model.to(device), prior.sde, Batches(config, train, device), device,
+                              val if val is not None else train)
         students[steps].stochastic = distiller.twin(students[steps], steps, 60.0 * minutes)
         record = state.get("distill", {})
         _save(workdir, state, config, students, record | {

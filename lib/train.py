@@ -211,12 +211,13 @@ def mean_pose_p1(train: PoseData, test: PoseData) -> float:
 class Monitor:
     """Single-hypothesis estimation on a fixed subset of the selection rows (validation, or the test split with
     training.select_on = 'test') with the deterministic monitor sampler; P1 as the paper defines it (and the
-    root-aligned MPJPE), averaged over actions."""
+    root-aligned MPJPE), averaged over actions. With hypo = S > 1 (a stochastic sampler) also the oracle, P1 of the
+    best of S per pose; P1 is the first hypothesis's."""
 
     def __init__(self, config: ml_collections.ConfigDict, rows: PoseData, device: torch.device,
-                 sampler: SamplerConfig | None = None):
+                 sampler: SamplerConfig | None = None, hypo: int = 1):
         most = config.monitor.max_poses
-        self.config, self.device, self.sde = config, device, build_sde(config)
+        self.config, self.device, self.sde, self.hypo = config, device, build_sde(config), hypo
         self.split = "validation" if config.training.select_on == "val" else "test"
         self.data = rows if len(rows) <= most else rows.subset(np.linspace(0, len(rows) - 1, most).round().astype(int))
         self.sampler = sampler or monitor_sampler(config, device)  # (distillation scores its students with it)
@@ -225,16 +226,19 @@ class Monitor:
     def __call__(self, model: torch.nn.Module, score_fn: ScoreFn | None = None) -> dict[str, float]:
         """Scores of a model's EMA copy (or of a given score, e.g. one with distilled students)."""
         score_fn = score_fn or build_score_fn(model, self.sde, self.config)
-        pred, _, _ = sample_task(score_fn, self.sde, self.task, self.sampler, 1, self.config.eval.batch_size,
+        pred, _, _ = sample_task(score_fn, self.sde, self.task, self.sampler, self.hypo, self.config.eval.batch_size,
                                  self.config.seed, self.device, progress=False)
-        mm = self.data.rows.network_to_camera(pred[:, 0], frames_of(self.config))
-        gt = torch.from_numpy(self.data.pose_cam).float()
-        table = per_action({"p1": mpjpe(mm, gt).numpy(), "p1_root": mpjpe_root(mm, gt).numpy()},
-                           self.data.action_name)
+        mm = self.data.rows.network_to_camera(pred, frames_of(self.config))  # [N, S, J, 3]
+        gt = torch.from_numpy(self.data.pose_cam).float()[:, None]          # [N, 1, J, 3]
+        errors = {"p1": mpjpe(mm[:, 0], gt[:, 0]).numpy(), "p1_root": mpjpe_root(mm[:, 0], gt[:, 0]).numpy()}
+        if self.hypo > 1:
+            errors["oracle"] = mpjpe(mm, gt).min(1).values.numpy()
+        table = per_action(errors, self.data.action_name)
         return {k: v["Average"] for k, v in table.items()}
 
     def describe(self) -> str:
-        return f"{len(self.data)} {self.split} poses, {self.sampler.method} {self.sampler.steps} steps"
+        hypo = f", S = {self.hypo}" if self.hypo > 1 else ""
+        return f"{len(self.data)} {self.split} poses, {self.sampler.method} {self.sampler.steps} steps{hypo}"
 
 
 class TrainingLoop:

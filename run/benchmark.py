@@ -21,7 +21,8 @@ Sections:
             folder) on the same test rows, for every run of --ckpt-dir (a comma list): S = 1 and S = 20 with every
             one-pose aggregate; a regression baseline (--baseline RUN, lib/regression.py) at S = 1 beside them
   distill   runs with distilled students of one teacher (run.distill; a comma list): the paper's samplers, the fast
-            ones and every run's students of 8 steps or fewer on est S = 1, est S = 20 and comp3d S = 1
+            ones and every run's students of 8 steps or fewer on est S = 1, est S = 20 and comp3d S = 1, and
+            est S = 20 on as many validation rows (the held-out sequences twin candidates are chosen on)
 The accuracy sections score --ckpt-dir's final checkpoint (checkpoint.pth), or, with --cmu-pack instead, convert
 the CMU pack and train configs/subvp/cmu_budget.py for 4 minutes into checkpoint/benchmark_cmu (reused after).
 PATH is a checkout of github.com/Embracing/GFPose (pip install scipy).
@@ -286,7 +287,8 @@ def _distill(args, device, rows: list[Row]) -> None:
                                f"compare the students of one teacher")
         runs.append(prior)
     model, config = runs[0].model, runs[0].config
-    test = load_data(with_fields(config, {"data.use_gt_2d": True}), "test")
+    gt2d = with_fields(config, {"data.use_gt_2d": True})
+    test, val = load_data(gt2d, "test"), load_train_val(gt2d)[1]
     one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
     det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
            Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
@@ -308,6 +310,9 @@ def _distill(args, device, rows: list[Row]) -> None:
                 Scenario("est S=20, stochastic", "est", {}, 20, multi, sto, section="distill"),
                 Scenario("comp3d right leg S=1, deterministic", "comp3d", leg, 1, one, det,
                         completion=config.eval.completion, section="distill")]
+    if val is not None:  # what the twin candidates were chosen on (distill.twin_candidates), beside the test rows
+        settings.append(Scenario("est S=20, stochastic, validation rows", "est", {}, 20,
+                                 _subset(val, args.poses_multi), sto, section="distill"))
     rows += accuracy_rows(settings, model, build_sde(config), config, device)
 
 

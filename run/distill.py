@@ -11,7 +11,8 @@ steps whose validation P1 is within distill.fast_tolerance (3 %) of the teacher'
 distill.predict chooses the students' output (eps, eps+v, v, x; lib/model.Student), distill.fit_share,
 distill.round_growth, distill.end_share, distill.spread_share and distill.t_start how the minutes are spent and where
 the students start (lib/distill.py). --twin gives a student of a distilled run (--steps, default its last) a
-stochastic twin for sampling with noise (eta > 0, S > 1), trained for all of --minutes.
+stochastic twin for sampling with noise (eta > 0, S > 1), trained for all of --minutes; with
+distill.twin_candidates = K, K twins share the minutes and the best on the validation rows (S = 20 oracle) is kept.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from lib import dist
-from lib.distill import distill_run, twin_run
+from lib.distill import distill_run, twin_defaults, twin_run
 from lib.errors import ToolkitError
 from lib.loader import LoadedPrior, load_prior
 from run.common import Parser, collect_overrides, guarded, number, parse, run_name
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the twin (default the run's last)")
     parser.add_argument("--twin", action="store_true",
                         help="--ckpt-dir is a distilled run: give one of its students a stochastic twin, trained for "
-                             "all of --minutes (distill.spread_draws, distill.spread_passes), in a new run folder")
+                             "all of --minutes (distill.spread_draws, distill.spread_passes; distill.twin_candidates "
+                             "share them), in a new run folder")
     parser.add_argument("--minutes", type=number("--minutes", float, 0, 1e5, low_open=True), default=10.0,
                         help="wall-clock budget of all rounds together (with --twin, the twin's)")
     parser.add_argument("--name", help="run name (default: the teacher's name + _distilled, with --twin the run's + "
@@ -46,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args, raw = parse(build_parser())
-    prior = load_prior(args.ckpt_dir, args.best, overrides=lambda config: collect_overrides(config, raw, args, ()))
+    # a new twin (--twin) takes today's twin settings, not those the run's own twin was made with
+    prior = load_prior(args.ckpt_dir, args.best, overrides=lambda config: (twin_defaults() if args.twin else {})
+                       | collect_overrides(config, raw, args, ()))
     config = prior.config
     if args.twin:
         twin(args, prior)
@@ -77,8 +81,12 @@ def twin(args: argparse.Namespace, prior: LoadedPrior) -> None:
         rounds = twin_run(prior, Path(args.ckpt_root) / name, args.steps, args.minutes, args.overwrite)
     finally:
         dist.shutdown()
-    print(f"wrote {Path(args.ckpt_root) / name}: the student of {rounds[-1].steps} steps with a stochastic twin "
-          f"({rounds[-1].updates} updates in {rounds[-1].minutes:.1f} min)")
+    kept = next(r for r in rounds if r.kept is not False)  # the twin's rounds: one, or the candidates
+    print(f"wrote {Path(args.ckpt_root) / name}: the student of {kept.steps} steps with a stochastic twin "
+          f"({kept.updates} updates in {kept.minutes:.1f} min)")
+    if len(rounds) > 1:
+        print(f"  kept of {len(rounds)} candidates by their S = {prior.config.distill.twin_hypo} oracle P1 on the "
+              f"validation rows: {', '.join(f'{r.oracle:.2f}' for r in rounds)} mm")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ nearer its teacher's sampler than the teacher's network does in as few steps, sa
 takes it only through its gate, earlier runs' students still load, and bad requests are one line."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -349,8 +350,16 @@ def test_the_stochastic_twin_is_what_runs_with_noise(spread_student):
 def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypatch, capsys):
     """run.distill --twin gives one student of a distilled run (here the middle one, 2 of 4 / 2 / 1 steps) a
     stochastic twin in a new run folder; everything else is the run's. Each pool of the teacher's samples serves
-    distill.spread_passes passes of updates, the last pool cut short by the clock."""
+    distill.spread_passes passes of updates, the last pool cut short by the clock. The new twin is trained with
+    today's twin settings, not those the run stored for its own (here made those of an earlier version), unless the
+    command line gives them."""
     run, data = shipped_student
+    shutil.copytree(run, tmp_path / "source" / run.name)
+    run = tmp_path / "source" / run.name
+    state = load_checkpoint(run / "checkpoint.pth")
+    stored = json.loads(state["config"])
+    stored["distill"] |= {"spread_distance": "pose", "spread_power": 1.0, "spread_passes": 1, "spread_draws": 16}
+    save_checkpoint(state | {"config": json.dumps(stored)}, run / "checkpoint.pth")
     pools = []
     spread_pool = Distiller._spread_pool
 
@@ -380,8 +389,9 @@ def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypat
     assert rounds[:-1] == before["distill"]["rounds"] and (rounds[-1]["steps"], rounds[-1]["target"]) == (2, "spread")
     per_pass = [rows // (256 // 4) for rows in pools]  # updates of one pass over a pool: its conditions / batch
     assert len(pools) >= 2 and 3 * sum(per_pass[:-1]) < rounds[-1]["updates"] <= 3 * sum(per_pass)
-    assert json.loads(after["config"])["distill"]["spread_passes"] == 3
-    assert distances == {("mpjpe", 0.5)}  # today's distill.spread_distance and spread_power
+    twin_settings = json.loads(after["config"])["distill"]
+    assert (twin_settings["spread_passes"], twin_settings["spread_draws"]) == (3, 4)  # the command line's
+    assert distances == {("mpjpe", 0.5)}  # today's distill.spread_distance and spread_power, not the run's
     for steps, weights in after["students"].items():
         twin = {k: v for k, v in weights.items() if k.startswith("stochastic.")}
         assert bool(twin) == (steps == "2")
@@ -393,6 +403,46 @@ def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypat
                                           str(tmp_path / "no"), *data], monkeypatch, capsys)
     assert code == 2 and "has no student of 8 steps (it has 4,2,1)" in err and err.count("\n") == 1
     assert not (tmp_path / "no").exists()
+
+
+def test_the_twin_kept_is_the_candidate_with_the_least_validation_oracle(shipped_student, tmp_path, monkeypatch,
+                                                                          capsys):
+    """distill.twin_candidates = 3: three twins from their own draws share the minutes, each is scored on the
+    validation rows (Monitor's oracle, tests/test_training.py), and the one with the least oracle is saved. The
+    scores are replaced here by 5, 3 and 4 mm after the real ones ran, so the second candidate must be kept."""
+    run, data = shipped_student
+    made, seconds, real = [], [], []
+    round_, oracle = Distiller._round, Distiller._twin_oracle
+
+    def kept_round(self, *args, **kwargs):
+        out = round_(self, *args, **kwargs)
+        if kwargs.get("target") == "spread":
+            made.append(copy.deepcopy(out.state_dict()))
+            seconds.append(args[4])
+        return out
+
+    def stub_oracle(self, *args):
+        real.append(oracle(self, *args))
+        return [5.0, 3.0, 4.0][len(real) - 1]
+
+    monkeypatch.setattr(Distiller, "_round", kept_round)
+    monkeypatch.setattr(Distiller, "_twin_oracle", stub_oracle)
+    code, out, err = run_main(distill_cli, ["--ckpt-dir", str(run), "--twin", "--steps", "2", "--minutes", "0.15",
+                                            "--ckpt-root", str(tmp_path), "--config.distill.twin_candidates=3",
+                                            "--config.distill.twin_hypo=4", "--config.distill.spread_draws=4",
+                                            "--config.distill.batch_size=256", "--config.fast.stochastic_steps=10",
+                                            *data], monkeypatch, capsys)
+    assert code == 0, err
+    assert "kept of 3 candidates by their S = 4 oracle P1 on the validation rows: 5.00, 3.00, 4.00 mm" in out
+    assert len(made) == 3 and all(math.isfinite(v) and v > 0 for v in real), real
+    assert not torch.equal(made[0]["net.post_dense.weight"], made[1]["net.post_dense.weight"])  # their own draws
+    after = load_checkpoint(tmp_path / "student_twin" / "checkpoint.pth")
+    rounds = after["distill"]["rounds"][-3:]
+    assert [(r["target"], r["oracle"], r["kept"]) for r in rounds] == [("spread", 5.0, False), ("spread", 3.0, True),
+                                                                       ("spread", 4.0, False)]
+    assert seconds == pytest.approx([3.0, 3.0, 3.0])  # each a third of 0.15 minutes
+    twin = {k.removeprefix("stochastic."): v for k, v in after["students"]["2"].items() if k.startswith("stochastic.")}
+    assert twin.keys() == made[1].keys() and all(torch.equal(v, made[1][k]) for k, v in twin.items())
 
 
 def test_the_students_reproduce_their_teacher_in_fewer_steps(shipped_student):
@@ -476,7 +526,10 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
                        ("--config.distill.spread_distance=pose", "distill.spread_distance (pose) cannot take effect "
                                                                  "with distill.spread_share=0"),
                        ("--config.distill.spread_power=1", "distill.spread_power (1.0) cannot take effect with "
-                                                           "distill.spread_share=0")):
+                                                           "distill.spread_share=0"),
+                       ("--config.distill.twin_candidates=3", "distill.twin_candidates (3) cannot take effect with "
+                                                              "distill.spread_share=0"),
+                       ("--config.distill.twin_candidates=0", "distill.twin_candidates = 0 must be >= 1")):
         code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
                                 monkeypatch, capsys)
         assert code == 2 and says in err and err.count("\n") == 1, (flag, err)
@@ -492,10 +545,13 @@ def test_the_benchmark_sets_two_runs_students_of_one_teacher_side_by_side(distil
     res = run_module("run.benchmark", "--sections", "distill", "--ckpt-dir", f"{distilled},{pose_student}",
                      "--poses", "12", "--poses-multi", "3", "--json", str(tmp_path / "b.json"))
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
-    rows = [r for r in rows if r["setting"] == "est S=1, deterministic"]
+    every = json.loads((tmp_path / "b.json").read_text())["rows"]
+    rows = [r for r in every if r["setting"] == "est S=1, deterministic"]
     names = [r["variant"] for r in rows]
     assert len(names) == 2 + 3 + 2  # drift 1000, drift_2m 20, the students 4, 2, 1 and 4, 2 of the two runs
+    stochastic = {split: [r["variant"] for r in every if r["setting"] == f"est S=20, stochastic{split}"]
+                  for split in ("", ", validation rows")}  # em 1000, ddim 50 and the students, on both splits
+    assert len(stochastic[""]) == 2 + 3 + 2 and stochastic[", validation rows"] == stochastic[""]
     assert rows[0]["ratio"] == 1.0 and [r["nfe"] for r in rows[2:]] == [4, 2, 1, 4, 2]
     scores = load_checkpoint(pose_student / "checkpoint.pth")["distill"]["scores"]
     ratio = scores["student 2"]["p1"] / scores["teacher"]["p1"]

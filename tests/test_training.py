@@ -14,13 +14,14 @@ import time
 import pytest
 import torch
 
-from lib.builders import build_model
+from lib.builders import build_model, frames_of
 from lib.checkpoint import load_checkpoint, save_checkpoint
 from lib.config_utils import apply_overrides, parse_override, validate_config
+from lib.data import load_data
 from lib.errors import ToolkitError
 from lib.losses import random_condition_mask
 from lib.skeleton import PARTS
-from lib.train import train
+from lib.train import Monitor, train
 from tests.helpers import ROOT, overrides, run_module, tiny_config
 
 
@@ -319,8 +320,28 @@ def test_learning_rate_and_ema_schedules_follow_the_runs_progress():
     assert abs(ema_decay(config, 0.05) - 0.5 ** 0.5) < 1e-12  # a slow step (5 % of the run) decays more
 
 
+def test_the_monitors_oracle_is_the_best_of_s_hypotheses(data_root, monkeypatch):
+    """Hypotheses made by hand in camera mm: every joint moved 30 mm in x, 10 mm in depth or 20 mm in y, in an order
+    that changes with the row. The oracle is 10 mm whatever the order (the mean over S would be 20, the first
+    hypothesis 30 or 20); P1 is the first hypothesis's."""
+    config = tiny_config(data_root)
+    rows = load_data(config, "test")
+    monitor = Monitor(config, rows, torch.device("cpu"), hypo=3)
+    gt = torch.from_numpy(monitor.data.pose_cam).float()  # [N, J, 3]
+    moves = torch.tensor([[30.0, 0.0, 0.0], [0.0, 0.0, 10.0], [0.0, 20.0, 0.0]])
+    order = torch.stack([moves.roll(i % 2, 0) for i in range(len(gt))])  # [N, S, 3]
+    made = torch.stack([monitor.data.rows.camera_to_network(gt + order[:, s, None], frames_of(config))
+                        for s in range(3)], 1)  # [N, S, J, 3] in network space
+    monkeypatch.setattr("lib.train.sample_task", lambda *args, **kwargs: (made, None, 1.0))
+    scores = monitor(torch.nn.Linear(1, 1), score_fn=object())
+    assert scores["oracle"] == pytest.approx(10.0, abs=0.01)
+    first = order[:, 0].norm(dim=-1)  # the first hypothesis's error of each row (every joint moved alike)
+    assert first.min() == 20 and first.max() == 30 and 20 < scores["p1"] < 30
+    assert "oracle" not in Monitor(config, rows, torch.device("cpu"))(torch.nn.Linear(1, 1), score_fn=object())
+
+
 def test_validation_rows_are_held_out_training_sequences_never_test_rows(data_root):
-    from lib.data import load_data, load_train_val
+    from lib.data import load_train_val
     from lib.safe_pickle import load_pickle
 
     config = tiny_config(data_root)
