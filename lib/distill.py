@@ -414,11 +414,10 @@ def distill_run(prior: LoadedPrior, workdir: str | Path, final_steps: int, minut
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
         setup_logging(workdir)
         config, sde = prior.config, prior.sde
-        train, val = load_train_val(config)
+        train, selection = _train_and_selection(config)
         teacher = prior.model.to(device)
         log.info("distilling %d -> %d steps in %.1f min on %d rows", config.distill.first_steps, final_steps, minutes,
                  len(train))
-        selection = val if val is not None else train
         distiller = Distiller(config, teacher, sde, Batches(config, train, device), device, selection)
         students = distiller.run(final_steps, minutes)
         config.distill.students = ",".join(str(s) for s in sorted(students, reverse=True))
@@ -459,11 +458,11 @@ def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int | None, minutes
     with RunFolder(workdir, resume=False, overwrite=overwrite) as folder:
         setup_logging(workdir)
         config, state = prior.config, prior.state
-        train, val = load_train_val(config)
+        train, selection = _train_and_selection(config)
         students = {s: student.to(device) for s, student in prior.students.items()}
         log.info("a stochastic twin for the student of %d steps in %.1f min", steps, minutes)
         distiller = Distiller(config, prior.model.to(device), prior.sde, Batches(config, train, device), device,
-                              val if val is not None else train)
+                              selection)
         students[steps].stochastic = distiller.twin(students[steps], steps, 60.0 * minutes)
         record = state.get("distill", {})
         _save(workdir, state, config, students, record | {
@@ -471,6 +470,13 @@ def twin_run(prior: LoadedPrior, workdir: str | Path, steps: int | None, minutes
             "twin_minutes": minutes})
         folder.saved()
         return distiller.rounds
+
+
+def _train_and_selection(config: ml_collections.ConfigDict) -> tuple[PoseData, PoseData]:
+    """The training rows, and the rows students and twin candidates are scored on: the validation rows, or the
+    training rows where none are held out (training.select_on = 'test')."""
+    train, val = load_train_val(config)
+    return train, val if val is not None else train
 
 
 def _save(workdir: Path, state: dict, config: ml_collections.ConfigDict, students: dict[int, Student],
