@@ -25,6 +25,9 @@ Sections:
             est S = 20 on as many validation rows (the held-out sequences twin candidates are chosen on)
 The accuracy sections score --ckpt-dir's final checkpoint (checkpoint.pth), or, with --cmu-pack instead, convert
 the CMU pack and train configs/subvp/cmu_budget.py for 4 minutes into checkpoint/benchmark_cmu (reused after).
+--config.FIELD=VALUE sets the speed sections' network (--config, default the paper's U3D) and, where a checkpoint
+does not fix the field, the scored runs too: --config.seed=1 samples every accuracy section with another seed
+(default: the first run's).
 PATH is a checkout of github.com/Embracing/GFPose (pip install scipy).
 """
 from __future__ import annotations
@@ -49,7 +52,7 @@ from lib.convert import Collector, convert_cmu
 from lib.data import load_data, load_train_val
 from lib.errors import ToolkitError
 from lib.io import check_output, json_with, text_starting, unused_path, write_json, write_text
-from lib.loader import load_prior
+from lib.loader import LoadedPrior, fixed_by_checkpoint, load_prior
 from lib.resolve import bf16_supported, fast_sampler, paper_sampler, resolve_sampler
 from lib.sampling import SamplerConfig
 from lib.train import train
@@ -58,6 +61,7 @@ from run.common import Parser, add_config_arg, collect_overrides, config_flags, 
 
 TABLE_FLAG = config_flags("eval.detector_table")[0]  # detected section: the reproj aggregate and --robust use it
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
+SPEED = ("sampling", "training")  # the sections that build --config's network (the others score trained runs)
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "subvp"  # the repository's, wherever it runs from
 PAPER_SCRIPT = Path(__file__).resolve().parent / "paper_reference.py"  # drives the paper's code (--paper-repo)
@@ -111,6 +115,27 @@ def _cmu_data(pack: str | None, config) -> None:
     col = Collector([], [])
     convert_cmu(col, [], Path(pack), seed=0)
     col.write(config.data.root, "cmu")
+
+
+def _run_overrides(overrides: dict, sections: list[str]) -> dict:
+    """The --config fields that reach the trained runs the accuracy sections score (the sampling seed, eval.*,
+    sampler settings). A field of the network or its training sets only the speed sections' network: without one
+    of those sections it cannot take effect."""
+    if overrides and set(sections) <= {"budget"}:
+        key = next(iter(overrides))
+        raise ToolkitError(f"--config.{key}={overrides[key]} cannot take effect: the budget section trains the "
+                           f"paper's recipe and the budget recipe as they are")
+    fixed = [k for k in overrides if fixed_by_checkpoint(k)]
+    if fixed and not set(SPEED) & set(sections):
+        raise ToolkitError(f"--config.{fixed[0]}={overrides[fixed[0]]} cannot take effect: it sets the network of the "
+                           f"sampling and training sections, and {','.join(sections)} score trained runs, whose "
+                           f"checkpoints fix it")
+    return {k: v for k, v in overrides.items() if not fixed_by_checkpoint(k)}
+
+
+def _load(run: Path, args, device: torch.device | str = "cpu") -> LoadedPrior:
+    """A trained run the accuracy sections score, with the command line's --config fields (_run_overrides)."""
+    return load_prior(run, device=device, overrides=args.run_overrides)
 
 
 def _run_dirs(args) -> list[Path]:
@@ -215,7 +240,7 @@ def _bf16_settings(config, test, poses: int, device: torch.device) -> list[Scena
 
 
 def _accuracy(args, sections, device, paper, rows: list[Row]) -> dict:
-    prior = load_prior(_run_dirs(args)[0], device=device)  # the final checkpoint: chosen on no rows
+    prior = _load(_run_dirs(args)[0], args, device)  # the final checkpoint: chosen on no rows
     model, config, path = prior.model, prior.config, prior.checkpoint
     sde, test = prior.sde, load_data(config, "test")
     print(f"accuracy on {config.data.root}, checkpoint {path}")
@@ -237,7 +262,7 @@ def _detected(args, device, rows: list[Row]) -> None:
                            "folder; python -m run.prepare_data detections makes them for pose data)")
     runs = [(run, True) for run in _run_dirs(args)] + ([(Path(args.baseline), False)] if args.baseline else [])
     for run, prior in runs:
-        loaded = load_prior(run, device=device)
+        loaded = _load(run, args, device)
         model, config = loaded.model, loaded.config
         if prior == bool(getattr(model, "predicts_pose", False)):
             raise ToolkitError(f"{run} holds a {config.model.name}: give priors to --ckpt-dir and a regression "
@@ -277,7 +302,7 @@ def _distill(args, device, rows: list[Row]) -> None:
     samplers and the fast ones, same inputs, one run; each student named by its run and output."""
     runs = []
     for run in _run_dirs(args):
-        prior = load_prior(run, device=device)
+        prior = _load(run, args, device)
         if not prior.students:
             raise ToolkitError(f"{prior.checkpoint} carries no students; make them with python -m run.distill "
                                f"--ckpt-dir RUN")
@@ -329,7 +354,7 @@ def _speed(args, sections, device, paper, rows: list[Row], net_config) -> None:
         rows += sampling_speed(net, sde, net_config, device, batches, args.steps, variants, paper)
     if "training" in sections:  # on the data of the accuracy sections' run
         run = _run_dirs(args)[0]
-        d = load_prior(run).config.data
+        d = _load(run, args).config.data
         train_cfg = net_config.copy_and_resolve_references()
         train_cfg.data = d
         variants = {"ours, fp32": False} | ({"ours, bf16 autocast": True} if bf16_supported(device) else {})
@@ -392,7 +417,9 @@ def main() -> None:
         raise ToolkitError(f"unknown --sections {args.sections}; choose from {', '.join(SECTIONS)}")
     json_path, md_path = _outputs(args)
     net_config = load_config(args.config or U3D)
-    apply_overrides(net_config, collect_overrides(net_config, raw, args, ()))
+    overrides = collect_overrides(net_config, raw, args, ())
+    apply_overrides(net_config, overrides)
+    args.run_overrides = _run_overrides(overrides, sections)
     validate_config(net_config)
     paper = PaperCode(Path(args.paper_repo), device, PAPER_SCRIPT) if args.paper_repo else None
     rows: list[Row] = []

@@ -565,3 +565,28 @@ def test_the_benchmark_sets_two_runs_students_of_one_teacher_side_by_side(distil
                      "--json", str(tmp_path / "c.json"))
     assert res.returncode == 2 and "distilled from another teacher" in res.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+def test_the_benchmarks_config_seed_is_the_seed_the_runs_sample_with(distilled, tmp_path):
+    """--config.seed reaches the runs the distill section scores: another seed draws other S = 20 hypotheses, the
+    run's own seed given again reproduces the default to the digit; a network field there, and any field with the
+    budget section alone, cannot take effect (one line, exit 2, nothing written)."""
+    def s20(name: str, *flags: str) -> list[float]:
+        res = run_module("run.benchmark", "--sections", "distill", "--ckpt-dir", str(distilled), "--poses", "2",
+                         "--poses-multi", "2", "--json", str(tmp_path / name), *flags)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rows = json.loads((tmp_path / name).read_text())["rows"]
+        return [r["value"] for r in rows if r["setting"].startswith("est S=20")]
+
+    seed = load_prior(distilled).config.seed
+    default, again = s20("a.json"), s20("b.json", f"--config.seed={seed}")
+    other = s20("c.json", f"--config.seed={seed + 1}")
+    assert again == default and len(default) == 2 * (2 + 3)  # em 1000, ddim 50, students 4, 2, 1; test and val
+    assert all(a != b for a, b in zip(default, other, strict=True))
+    for flags, says in ((["--sections", "distill", "--config.model.hidden_dim=64"],
+                         "--config.model.hidden_dim=64 cannot take effect: it sets the network of the sampling"),
+                        (["--sections", "budget", "--config.seed=3"],
+                         "--config.seed=3 cannot take effect: the budget section")):
+        res = run_module("run.benchmark", "--ckpt-dir", str(distilled), "--json", str(tmp_path / "d.json"), *flags)
+        assert res.returncode == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr[-2000:]
+    assert not (tmp_path / "d.json").exists()
