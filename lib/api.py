@@ -37,7 +37,7 @@ from lib.lift import DEFAULT_POSE_STATS, LiftResult, lift_keypoints
 from lib.loader import load_prior
 from lib.model import ScoreFn
 from lib.refine import refine, warm_start
-from lib.resolve import resolve_sampler
+from lib.resolve import for_task, resolve_sampler
 from lib.robust import RobustResult, RobustSettings, robust_condition
 from lib.sampling import SamplerConfig
 from lib.sharded import check_fits, sample_task
@@ -328,6 +328,7 @@ class PosePrior:
         if len(task) == 0:
             return torch.zeros(0, hypotheses, self.num_joints, 3)
         check_fits(len(task), hypotheses, self.device)
+        cfg = for_task(cfg, task.observed is not None, self.config)
         e, score_fn = self.config.eval, self.score_fn()
         bank = None if self.pose_bank is None else self.pose_bank.float().to(self.device) * self.frames.scale
         task, _ = warm_start(score_fn, self.sde, task.to(self.device), warm, e.warm_t, bank, e.warm_hypotheses,

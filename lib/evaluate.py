@@ -27,7 +27,7 @@ from lib.loader import LoadedPrior, checkpoint_path, load_prior
 from lib.metrics import Table, format_table
 from lib.model import ScoreFn
 from lib.refine import refine, warm_start
-from lib.resolve import resolve_sampler
+from lib.resolve import for_task, resolve_sampler
 from lib.robust import RobustSettings, robust_condition
 from lib.sampling import SamplerConfig
 from lib.sde import SDE
@@ -104,7 +104,9 @@ def evaluate(unit: TaskDefinition, opts, ctx: EvalInputs, score_fn: ScoreFn, sde
     """Build the task from the data, sample it (and any comparison samplers), and compute its metrics."""
     prep = unit.build(ctx, opts)
     preds, traj, nfe, seconds = {}, None, 0.0, 0.0
-    samplers = _comparisons(unit, sampler, config, device)
+    imputes = prep.task.observed is not None
+    samplers = {label: for_task(cfg, imputes, config)
+                for label, cfg in _comparisons(unit, sampler, config, device).items()}
     start = time.monotonic()
     robust_nfe = 0
     if unit.robust and ctx.robust is not None and ctx.test.det2d is not None:  # detected 2D, robustly
@@ -135,8 +137,7 @@ def evaluate(unit: TaskDefinition, opts, ctx: EvalInputs, score_fn: ScoreFn, sde
                                                                      else "")
     return EvalResult(task=unit.name, title=title, table=unit.metrics(preds, ctx, prep, opts),
                       titles=unit.titles_for(settings.hypo), arrays=arrays, nfe=nfe, seconds=seconds,
-                      samplers={label: describe(cfg, prep.task.observed is not None)
-                                for label, cfg in samplers.items()})
+                      samplers={label: describe(cfg, imputes) for label, cfg in samplers.items()})
 
 
 # ------------------------------------------------------------------------------------ the evaluation commands

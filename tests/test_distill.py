@@ -502,6 +502,34 @@ def test_fast_picks_a_gated_student_and_the_api_too(distilled, tmp_path, monkeyp
     assert den.shape == (3, 17, 3)
 
 
+def test_fast_keeps_the_teachers_sampler_where_the_task_imputes(distilled, tmp_path, monkeypatch, capsys):
+    """The gate measures the student on estimation, which imputes nothing: on comp3d (the observation imputed)
+    --fast is the teacher's fast sampler, on the command line and in the API, while est keeps the student; a
+    student asked for by name still runs there."""
+    state = load_checkpoint(distilled / "best_model.pth")
+    config = config_from_json(state["config"])
+    config.distill.fast_steps = 1
+    (tmp_path / "run").mkdir()
+    save_checkpoint(state | {"config": config_to_json(config)}, tmp_path / "run" / "best_model.pth")
+    teacher = f"fast: {config.fast.deterministic}, {config.fast.deterministic_steps} steps"
+    for task, says in ((["comp3d", "--jlist", "right_leg"], teacher), (["est"], "fast: distilled, 1 steps")):
+        code, out, err = run_main(eval_fc_mp_adv_3d, ["--ckpt-dir", str(tmp_path / "run"), "--best", "--pflow",
+                                                      "--fast", "--out", str(tmp_path / task[0]), *task], monkeypatch,
+                                  capsys)
+        assert code == 0 and says in out, (task, out, err)
+    prior = PosePrior.from_checkpoint(tmp_path / "run")
+    plain = PosePrior.from_checkpoint(tmp_path / "run")
+    plain.config.distill.fast_steps = 0  # --fast without a student: the teacher's fast sampler
+    for p in (prior, plain):
+        p.config.fast.bf16 = False
+    pose = np.random.default_rng(1).normal(0, 0.2, (4, 17, 3))
+    legs = np.zeros(17, bool)
+    legs[[1, 2, 3]] = True
+    fast = prior.complete_3d(pose, legs, pflow=True, fast=True)
+    assert np.allclose(fast, plain.complete_3d(pose, legs, pflow=True, fast=True))
+    assert not np.allclose(fast, prior.complete_3d(pose, legs, method="distilled", steps=1))
+
+
 def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path, monkeypatch, capsys):
     code, _, err = run_main(distill_cli, ["--ckpt-dir", str(distilled), "--ckpt-root", str(tmp_path)], monkeypatch,
                             capsys)
