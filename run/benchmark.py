@@ -59,7 +59,7 @@ from lib.train import train
 from lib.visualize import plot_learning_curves
 from run.common import Parser, add_config_arg, collect_overrides, config_flags, guarded, number, number_list, parse
 
-TABLE_FLAG = config_flags("eval.detector_table")[0]  # detected section: the reproj aggregate and --robust use it
+TABLE_FLAG = config_flags("eval.detector_table")[0]  # the scored runs' reproj aggregate and robust conditioning
 SECTIONS = ("accuracy", "bf16", "sampling", "training", "budget", "detected", "distill")
 SPEED = ("sampling", "training")  # the sections that build --config's network (the others score trained runs)
 DEFAULT_SECTIONS = SECTIONS[:4]  # the others train for an hour or need their runs: asked for by name
@@ -267,8 +267,6 @@ def _detected(args, device, rows: list[Row]) -> None:
         if prior == bool(getattr(model, "predicts_pose", False)):
             raise ToolkitError(f"{run} holds a {config.model.name}: give priors to --ckpt-dir and a regression "
                                f"baseline to --baseline")
-        if TABLE_FLAG.value(args):
-            config = with_fields(config, {"eval.detector_table": TABLE_FLAG.value(args)})
         det = with_fields(config, {"data.use_gt_2d": False, "data.det_file": args.detections,
                                    "data.det_format": args.det_format})
         sources = {"GT 2D": with_fields(config, {"data.use_gt_2d": True}), "detections": det}
@@ -417,7 +415,7 @@ def main() -> None:
         raise ToolkitError(f"unknown --sections {args.sections}; choose from {', '.join(SECTIONS)}")
     json_path, md_path = _outputs(args)
     net_config = load_config(args.config or U3D)
-    overrides = collect_overrides(net_config, raw, args, ())
+    overrides = collect_overrides(net_config, raw, args, (TABLE_FLAG,))
     apply_overrides(net_config, overrides)
     args.run_overrides = _run_overrides(overrides, sections)
     validate_config(net_config)

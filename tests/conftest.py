@@ -1,12 +1,15 @@
 """Session fixtures: a tiny synthetic dataset and a tiny trained run (CPU, seconds)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from lib.data import load_split
+from lib.detnoise import fit_table
 from lib.synthetic import generate
 from tests.helpers import tiny_config
 
@@ -34,3 +37,13 @@ def trained_run(tmp_path_factory, data_root) -> Path:
     workdir = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(data_root), workdir)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def detector_table(data_root, tmp_path_factory) -> str:
+    """The synthetic detector's error table, fitted on the training rows (as make detected-demo does)."""
+    gt = load_split(data_root, "synthetic_train.pkl", "", "train", 1, True)
+    det = load_split(data_root, "synthetic_train.pkl", "synthetic_dt.pkl", "train", 1, False)
+    path = tmp_path_factory.mktemp("table") / "synthetic_detector.json"
+    path.write_text(json.dumps(fit_table(gt.pose_img[..., :2], det.det2d, det.det_conf, "synthetic")))
+    return str(path)

@@ -217,6 +217,23 @@ def test_prepare_data_makes_detections_with_sequence_failures(tmp_path):
     assert err["failing"] > 1.5 * err["plain"]
 
 
+def test_the_detected_benchmarks_table_reaches_the_runs(trained_run, detector_table, tmp_path):
+    """--detector-table goes to every run scored: from detections the reproj aggregate weighs by the table and
+    changes, while the hypotheses (P1 of the first, S = 1 and 20) stay those drawn without it."""
+    def rows(name: str, *flags: str) -> dict[str, dict]:
+        res = run_module("run.benchmark", "--sections", "detected", "--ckpt-dir", str(trained_run), "--detections",
+                         "synthetic_dt.pkl", "--poses", "4", "--poses-multi", "2", "--json", str(tmp_path / name),
+                         *flags)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return {r["setting"]: r for r in json.loads((tmp_path / name).read_text())["rows"]}
+
+    plain, tabled = rows("a.json"), rows("b.json", "--detector-table", detector_table)
+    assert {k: r["value"] for k, r in plain.items()} == {k: r["value"] for k, r in tabled.items()}
+    for split in ("validation", "test"):
+        key = f"est S=20, detections, {split}"
+        assert plain[key]["extra"]["p1@reproj"] != tabled[key]["extra"]["p1@reproj"]
+
+
 def test_the_detected_benchmark_puts_the_baseline_beside_the_prior(trained_run, baseline_run, tmp_path):
     """Rows on validation and test, from ground truth and detections; the prior at S = 1 and 20, robustly too
     (its passes counted in the NFE); the baseline at S = 1 with one network evaluation."""

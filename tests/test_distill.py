@@ -595,10 +595,11 @@ def test_the_benchmark_sets_two_runs_students_of_one_teacher_side_by_side(distil
     assert not (tmp_path / "c.json").exists()
 
 
-def test_the_benchmarks_config_seed_is_the_seed_the_runs_sample_with(distilled, tmp_path):
+def test_the_benchmarks_config_seed_is_the_seed_the_runs_sample_with(distilled, detector_table, tmp_path):
     """--config.seed reaches the runs the distill section scores: another seed draws other S = 20 hypotheses, the
-    run's own seed given again reproduces the default to the digit; a network field there, and any field with the
-    budget section alone, cannot take effect (one line, exit 2, nothing written)."""
+    run's own seed given again reproduces the default to the digit. A network field there, any field with the
+    budget section alone, and the detector's table given two ways to two values cannot take effect (one line,
+    exit 2, nothing written)."""
     def s20(name: str, *flags: str) -> list[float]:
         res = run_module("run.benchmark", "--sections", "distill", "--ckpt-dir", str(distilled), "--poses", "2",
                          "--poses-multi", "2", "--json", str(tmp_path / name), *flags)
@@ -614,7 +615,9 @@ def test_the_benchmarks_config_seed_is_the_seed_the_runs_sample_with(distilled, 
     for flags, says in ((["--sections", "distill", "--config.model.hidden_dim=64"],
                          "--config.model.hidden_dim=64 cannot take effect: it sets the network of the sampling"),
                         (["--sections", "budget", "--config.seed=3"],
-                         "--config.seed=3 cannot take effect: the budget section")):
-        res = run_module("run.benchmark", "--ckpt-dir", str(distilled), "--json", str(tmp_path / "d.json"), *flags)
+                         "--config.seed=3 cannot take effect: the budget section"),
+                        (["--sections", "distill", "--detector-table", detector_table,
+                          f"--config.eval.detector_table={tmp_path / 'other.json'}"], "disagree")):
+        res = run_module("run.benchmark", "--ckpt-dir", str(distilled), "--json", str(tmp_path / "e.json"), *flags)
         assert res.returncode == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr[-2000:]
-    assert not (tmp_path / "d.json").exists()
+    assert not (tmp_path / "e.json").exists()

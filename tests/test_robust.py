@@ -15,7 +15,6 @@ import torch
 from configs.default_h36m_configs import get_default_configs
 from lib.api import PosePrior
 from lib.data import load_split
-from lib.detnoise import fit_table
 from lib.robust import PAIRS, TAU_0, RobustSettings, robust_condition, typical_error
 from tests.helpers import run_module
 
@@ -187,16 +186,6 @@ def test_robust_conditioning_is_on_by_default_where_the_detectors_table_is_given
     settings = RobustSettings.from_config(config)
     assert (settings is not None) == on
     assert settings is None or settings.table == table
-
-
-@pytest.fixture(scope="module")
-def detector_table(data_root, tmp_path_factory) -> str:
-    """The synthetic detector's error table, fitted on the training rows (as make detected-demo does)."""
-    gt = load_split(data_root, "synthetic_train.pkl", "", "train", 1, True)
-    det = load_split(data_root, "synthetic_train.pkl", "synthetic_dt.pkl", "train", 1, False)
-    path = tmp_path_factory.mktemp("table") / "synthetic_detector.json"
-    path.write_text(json.dumps(fit_table(gt.pose_img[..., :2], det.det2d, det.det_conf, "synthetic")))
-    return str(path)
 
 
 @pytest.mark.parametrize("given, robust", [((), False), (("--detector-table", "TABLE"), True),
