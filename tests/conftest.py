@@ -1,4 +1,4 @@
-"""Session fixtures: a tiny synthetic dataset and a tiny trained run (CPU, seconds)."""
+"""Session fixtures: a tiny synthetic dataset, a tiny trained run and the synthetic detector's table (CPU, seconds)."""
 from __future__ import annotations
 
 import json
