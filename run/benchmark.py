@@ -130,7 +130,7 @@ def _run_overrides(overrides: dict, sections: list[str]) -> dict:
         raise ToolkitError(f"--config.{fixed[0]}={overrides[fixed[0]]} cannot take effect: it sets the network of the "
                            f"sampling and training sections, and {','.join(sections)} score trained runs, whose "
                            f"checkpoints fix it")
-    return {k: v for k, v in overrides.items() if not fixed_by_checkpoint(k)}
+    return {k: v for k, v in overrides.items() if k not in fixed}
 
 
 def _load(run: Path, args, device: torch.device | str = "cpu") -> LoadedPrior:
@@ -314,8 +314,8 @@ def _distill(args, device, rows: list[Row]) -> None:
     test, val = load_data(gt2d, "test"), load_train_val(gt2d)[1]
     one, multi = _subset(test, args.poses), _subset(test, args.poses_multi)
     det = [Candidate("drift 1000 (the paper's --pflow)", paper_sampler(config, True)),
-           Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(fast_sampler(
-               with_fields(config, {"distill.students": ""}), True), steps=20))]
+           Candidate("drift_2m 20 (--pflow --fast)", dataclasses.replace(
+               fast_sampler(config, True, student=False), steps=20))]
     sto = [Candidate("em 1000 (the paper's default)", paper_sampler(config, False)),
            Candidate("ddim 50, eta 1 (--fast)", _plain(config, method="ddim", steps=50, eta=1.0))]
     for prior in runs:
