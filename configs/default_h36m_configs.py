@@ -170,6 +170,8 @@ DECLARED = (
     S("distill.twin_candidates", 1, number(1, 16, integer=True), "... twins trained, each for an equal share of the "
       "twin's minutes from its own draws; the one with the least oracle P1 on the validation rows is kept"),
     S("distill.twin_hypo", 20, number(2, 200, integer=True), "... hypotheses per validation pose of that oracle"),
+    S("distill.twin_t_start", 0.0, number(0.0, 1.0), "... the twin's steps start here, from the data-matched Gaussian "
+      "(0: where the student's do, distill.t_start)"),
     S("distill.t_start", 1.0, number(0.1, 1.0), "the students' first step starts here, from the data-matched "
       "Gaussian"),
     S("distill.lr", 1e-3, POSITIVE, "Adam, cosine to 0 within each round (a 2 % warm-up)"),

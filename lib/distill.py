@@ -31,7 +31,8 @@ The drift-only map the other phases teach lands every draw near one pose, and th
 leaves it in states that map never visits. The score is least where the draws are distributed as the teacher's
 samples, in their spread as well as their place (Gneiting & Raftery 2007; used to train few-step diffusion samplers
 by De Bortoli et al. 2025). The twin has its own weights: trained in the student's, the same score made its
-deterministic steps worse (README 'Distilled samplers'). Twins trained alike from other draws differ in their oracle
+deterministic steps worse (README 'Distilled samplers'). It may also start its steps elsewhere (distill.twin_t_start),
+from the data-matched Gaussian there, on a grid of its own. Twins trained alike from other draws differ in their oracle
 by more than most settings change it, so distill.twin_candidates twins may share the twin's minutes, each from its own
 draws, and the one with the least oracle P1 of distill.twin_hypo samples on the validation rows (lib/train.Monitor)
 is kept; the test rows are never seen.
@@ -222,9 +223,14 @@ class Distiller:
         teacher's fast stochastic sampler (the reverse SDE; module docstring). With distill.twin_candidates = K > 1,
         K twins from their own draws share the seconds equally, and the one with the least oracle P1 of
         distill.twin_hypo samples on the selection rows is kept."""
-        f, k = self.config.fast, self.config.distill.twin_candidates
+        f, d = self.config.fast, self.config.distill
+        k, init = d.twin_candidates, student
+        if d.twin_t_start > 0:  # the twin's steps start where it says (its own t_start), the student's stay
+            init = copy.deepcopy(student)
+            init.stochastic = None
+            init.t_start.fill_(d.twin_t_start)
         cfg = self._sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule, eta=f.stochastic_eta)
-        twins = [self._round(student, ScoreFn(self.teacher, self.sde), cfg, steps, seconds / k, target="spread",
+        twins = [self._round(init, ScoreFn(self.teacher, self.sde), cfg, steps, seconds / k, target="spread",
                              candidate=i) for i in range(k)]
         if k == 1:
             return twins[0]
@@ -273,7 +279,7 @@ class Distiller:
         schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
                                                         "schedule": "cosine", "lr_final": 0.0}})
         coefficients = step_coefficients(self.sde, self.config.fast.deterministic_schedule, steps, cfg.eps, self.device,
-                                         d.t_start)  # the students' own grid (lib/builders.build_score_fn)
+                                         float(init.t_start))  # its own grid (lib/builders.build_score_fn)
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
         offset = {"distil": 0, "fit": 1000, "end": 2000, "spread": 3000}[target]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset + 10_000 * candidate)
@@ -383,7 +389,8 @@ def fast_student(p1: dict[int, float], teacher_p1: float, tolerance: float) -> i
     return min(good, default=0)
 
 
-TWIN_SETTINGS = ("spread_draws", "spread_passes", "spread_distance", "spread_power", "twin_candidates", "twin_hypo")
+TWIN_SETTINGS = ("spread_draws", "spread_passes", "spread_distance", "spread_power", "twin_candidates", "twin_hypo",
+                 "twin_t_start")
 
 
 def twin_defaults() -> dict[str, object]:

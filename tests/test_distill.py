@@ -405,6 +405,44 @@ def test_a_twin_is_added_to_a_distilled_run(shipped_student, tmp_path, monkeypat
     assert not (tmp_path / "no").exists()
 
 
+def test_a_twin_may_start_its_steps_elsewhere(shipped_student, tmp_path, monkeypatch, capsys):
+    """distill.twin_t_start = 0.6 for a student whose steps start at T: the twin carries t_start 0.6 and trains on a
+    grid from there (every step its phase unrolls starts at one of that grid's times, the first at 0.6); the
+    'distilled' sampler with eta 1 draws its start from the twin's data-matched Gaussian at 0.6 and runs that grid,
+    draw for draw what lib/distill.unrolled computes (start and noise from one generator). The student itself, its
+    start and its weights stay the run's."""
+    run, data = shipped_student
+    times = set()
+
+    def recorded(student, x, condition, mask, coefficients, generator=None):
+        times.update(round(float(t), 6) for t in coefficients[0])
+        return unrolled(student, x, condition, mask, coefficients, generator)
+
+    monkeypatch.setattr(distill_lib, "unrolled", recorded)
+    code, out, err = run_main(distill_cli, ["--ckpt-dir", str(run), "--twin", "--steps", "2", "--minutes", "0.05",
+                                            "--ckpt-root", str(tmp_path), "--config.distill.twin_t_start=0.6",
+                                            "--config.distill.spread_draws=4", "--config.distill.batch_size=256",
+                                            "--config.fast.stochastic_steps=10", *data], monkeypatch, capsys)
+    assert code == 0, err
+    prior = load_prior(tmp_path / "student_twin", overrides={
+        item.removeprefix("--config.").split("=")[0]: item.split("=", 1)[1] for item in data})
+    student, twin = prior.students[2], prior.students[2].stochastic
+    grid = step_coefficients(prior.sde, prior.config.fast.deterministic_schedule, 2, 1e-3, torch.device("cpu"), 0.6)
+    assert float(grid[0][0]) == pytest.approx(0.6) and times == {round(float(t), 6) for t in grid[0]}
+    assert float(twin.t_start) == pytest.approx(0.6) and float(student.t_start) == 1.0
+    before = load_checkpoint(run / "checkpoint.pth")["students"]["2"]
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())
+    task = estimation(load_data(prior.config, "test").cond2d(frames_of(prior.config))[:32])
+    fn = build_score_fn(prior.model, prior.sde, prior.config, prior.students)
+    noisy = sample(fn, prior.sde, task, SamplerConfig(method="distilled", steps=2, eta=1.0),
+                   torch.Generator().manual_seed(7))[0]
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        x_start = twin.start(task.condition.shape, gen, "cpu")  # N(alpha mean, alpha^2 std^2 + sigma^2) at 0.6
+        want = unrolled(twin, x_start, task.condition, task.mask, grid, gen)
+    assert torch.allclose(noisy, want, atol=1e-4), (noisy - want).abs().max()
+
+
 def test_the_twin_kept_is_the_candidate_with_the_least_validation_oracle(shipped_student, tmp_path, monkeypatch,
                                                                           capsys):
     """distill.twin_candidates = 3: three twins from their own draws share the minutes, each is scored on the
@@ -557,7 +595,10 @@ def test_distillation_refuses_what_it_cannot_do(distilled, trained_run, tmp_path
                                                            "distill.spread_share=0"),
                        ("--config.distill.twin_candidates=3", "distill.twin_candidates (3) cannot take effect with "
                                                               "distill.spread_share=0"),
-                       ("--config.distill.twin_candidates=0", "distill.twin_candidates = 0 must be >= 1")):
+                       ("--config.distill.twin_candidates=0", "distill.twin_candidates = 0 must be >= 1"),
+                       ("--config.distill.twin_t_start=0.6", "distill.twin_t_start (0.6) cannot take effect with "
+                                                             "distill.spread_share=0"),
+                       ("--config.distill.twin_t_start=1.5", "distill.twin_t_start = 1.5 must be <= 1")):
         code, _, err = run_main(distill_cli, ["--ckpt-dir", str(trained_run), "--ckpt-root", str(tmp_path), flag],
                                 monkeypatch, capsys)
         assert code == 2 and says in err and err.count("\n") == 1, (flag, err)
