@@ -224,14 +224,10 @@ class Distiller:
         K twins from their own draws share the seconds equally, and the one with the least oracle P1 of
         distill.twin_hypo samples on the selection rows is kept."""
         f, d = self.config.fast, self.config.distill
-        k, init = d.twin_candidates, student
-        if d.twin_t_start > 0:  # the twin's steps start where it says (its own t_start), the student's stay
-            init = copy.deepcopy(student)
-            init.stochastic = None
-            init.t_start.fill_(d.twin_t_start)
+        k = d.twin_candidates
         cfg = self._sampler(f.stochastic, f.stochastic_steps, f.stochastic_schedule, eta=f.stochastic_eta)
-        twins = [self._round(init, ScoreFn(self.teacher, self.sde), cfg, steps, seconds / k, target="spread",
-                             candidate=i) for i in range(k)]
+        twins = [self._round(student, ScoreFn(self.teacher, self.sde), cfg, steps, seconds / k, target="spread",
+                             candidate=i, t_start=d.twin_t_start) for i in range(k)]
         if k == 1:
             return twins[0]
         rounds = self.rounds[-k:]
@@ -265,21 +261,24 @@ class Distiller:
                                given={"method": method, "steps": steps, "schedule": schedule} | given)
 
     def _round(self, init: Student, teacher_fn: ScoreFn, cfg: SamplerConfig, steps: int, seconds: float,
-               target: str = "distil", candidate: int = 0) -> Student:
+               target: str = "distil", candidate: int = 0, t_start: float = 0.0) -> Student:
         """One round for `seconds`: a student of `steps` steps from `init`; returns its EMA weights (eval mode).
         target (Round.target): 'distil' where the teacher's two steps land; 'fit' the teacher's own data prediction
         at the student's states; 'end' the teacher's pose from the student's start draw, the student unrolled;
         'spread' the teacher's stochastic samples, the student's stochastic form unrolled (energy_score).
-        candidate: its own draws (seed) for each of several twins."""
+        candidate: its own draws (seed) for each of several twins. t_start > 0: the new network's steps start there
+        (a twin's own start, distill.twin_t_start), else where init's do."""
         d = self.config.distill
         student = copy.deepcopy(init).train()
         student.stochastic = None  # a twin belongs to the steps it was trained for (Student.stochastic)
+        if t_start > 0:
+            student.t_start.fill_(t_start)
         ema = ExponentialMovingAverage(student.parameters(), 0.999)
         opt = torch.optim.Adam(student.parameters(), lr=d.lr)
         schedule = ml_collections.ConfigDict({"optim": {"lr": d.lr, "warmup_frac": 0.02, "warmup": 0,
                                                         "schedule": "cosine", "lr_final": 0.0}})
         coefficients = step_coefficients(self.sde, self.config.fast.deterministic_schedule, steps, cfg.eps, self.device,
-                                         float(init.t_start))  # its own grid (lib/builders.build_score_fn)
+                                         float(student.t_start))  # its own grid (lib/builders.build_score_fn)
         start, updates, losses, progress = time.monotonic(), 0, [], 0.0
         offset = {"distil": 0, "fit": 1000, "end": 2000, "spread": 3000}[target]
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + steps + offset + 10_000 * candidate)
